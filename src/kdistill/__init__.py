@@ -1,0 +1,37 @@
+"""kdistill: turn a large, accurate classifier into a small, fast one, and see what it bought."""
+
+from . import methods, models
+from .data import ArrayDataset, Splits, load_dataset, split_arrays
+from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
+from .losses import kd_loss
+from .metrics import evaluate, latency_ms
+from .teachers import Teacher, as_teacher
+
+__version__ = "0.1.0"
+
+
+def train(model, data, **options) -> History:
+    """Train ``model`` on labels alone (cross-entropy). ``options`` are :class:`TrainConfig` fields."""
+    return fit(model, data, objective=[("ce", 1.0)], **options)
+
+
+def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 4.0, methods=None,
+            **options) -> History:
+    """Distil ``teacher`` into ``student``.
+
+    The default objective is ``(1 - alpha) * CE(student, labels) + alpha * kd_loss(T)`` where
+    ``kd_loss`` is T²·KL(teacher ‖ student) at temperature ``T``. ``methods`` replaces it with
+    any weighted list of terms, e.g. ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``.
+    ``options`` are :class:`TrainConfig` fields (epochs, lr, patience, checkpoint_dir, ...).
+    """
+    from .losses import check_alpha, check_temperature
+
+    if methods is None:
+        alpha, temperature = check_alpha(alpha), check_temperature(temperature)
+        methods = [("ce", 1.0 - alpha), ("kd", alpha, {"temperature": temperature})]
+    return fit(student, data, objective=methods, teacher=teacher, **options)
+
+
+__all__ = ["ArrayDataset", "EarlyStopping", "History", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig",
+           "as_teacher", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset", "methods", "models",
+           "split_arrays", "train"]

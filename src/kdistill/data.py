@@ -1,0 +1,171 @@
+"""Datasets and splits. Every item is ``(x, y, index)``: the index is the item's position in its
+dataset, so that anything looked up per sample (cached teacher outputs) stays aligned with
+shuffled batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn import datasets as skdatasets
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+
+BUILTIN = ("digits", "iris", "wine", "breast_cancer")
+
+
+class ArrayDataset(Dataset):
+    """An in-memory dataset of tensors ``x`` (samples first) and integer labels ``y``.
+
+    The engine batches it by slicing the tensors directly, without a ``DataLoader``.
+    """
+
+    def __init__(self, x, y, name: str = "data"):
+        self.x = torch.as_tensor(x, dtype=torch.float32)
+        self.y = torch.as_tensor(y, dtype=torch.long)
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(
+                f"{name}: x has {self.x.shape[0]} samples but y has {self.y.shape[0]}; they must match"
+            )
+        if self.y.ndim != 1:
+            raise ValueError(f"{name}: y must be a 1-d vector of class indices, got shape {tuple(self.y.shape)}")
+        bad = ~torch.isfinite(self.x).reshape(len(self.x), -1).all(dim=1)
+        if bad.any():
+            rows = bad.nonzero().flatten()[:5].tolist()
+            raise ValueError(f"{name}: x holds NaN or inf in {int(bad.sum())} sample(s), first at rows {rows}")
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], i
+
+
+@dataclass
+class Splits:
+    """Train, validation and test datasets over the same classes.
+
+    ``val`` may be ``None`` (no early stopping then); ``test`` may be ``None`` for training only.
+    """
+
+    train: Dataset
+    val: Dataset | None
+    test: Dataset | None
+    classes: list[str]
+    name: str = "data"
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train[0][0].shape)
+
+    def __post_init__(self):
+        for split in ("train", "val", "test"):
+            ds = getattr(self, split)
+            if ds is None:
+                if split == "train":
+                    raise ValueError("the train split is required, got None")
+                continue
+            if len(ds) == 0:
+                raise ValueError(f"the {split} split of {self.name!r} is empty; every split needs at least one sample")
+            check_labels(ds, self.num_classes, f"{self.name}.{split}")
+
+
+def check_labels(ds: Dataset, num_classes: int, where: str) -> None:
+    """Raise if any label of ``ds`` lies outside ``[0, num_classes)``."""
+    y = ds.y if isinstance(ds, ArrayDataset) else torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
+    if len(y) == 0:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(
+            f"{where}: labels must lie in [0, {num_classes - 1}] for {num_classes} classes, "
+            f"found values from {lo} to {hi}"
+        )
+
+
+def _load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
+    if name == "digits":
+        bunch = skdatasets.load_digits()
+        x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]  # 1x8x8 images in [0, 1]
+        return x, bunch.target, [str(c) for c in bunch.target_names], True
+    loader = {"iris": skdatasets.load_iris, "wine": skdatasets.load_wine,
+              "breast_cancer": skdatasets.load_breast_cancer}[name]
+    bunch = loader()
+    return bunch.data.astype(np.float32), bunch.target, [str(c) for c in bunch.target_names], False
+
+
+def _check_fraction(name: str, value: float, low_open: bool = True) -> float:
+    v = float(value)
+    if not (0.0 < v <= 1.0 if low_open else 0.0 <= v < 1.0):
+        allowed = "(0, 1]" if low_open else "[0, 1)"
+        raise ValueError(f"{name} must lie in {allowed}, got {value!r}")
+    return v
+
+
+def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2,
+                 train_fraction=1.0, standardize=False) -> Splits:
+    """Stratified, seeded train/val/test split of in-memory arrays.
+
+    ``train_fraction`` keeps a stratified share of the train split (scarce labels); validation
+    and test stay whole so that scores remain comparable. ``standardize`` scales features with
+    the train split's mean and standard deviation (tabular data).
+    """
+    val_size = _check_fraction("val_size", val_size, low_open=False)
+    test_size = _check_fraction("test_size", test_size, low_open=False)
+    train_fraction = _check_fraction("train_fraction", train_fraction)
+    if val_size + test_size >= 1.0:
+        raise ValueError(f"val_size + test_size must be < 1, got {val_size} + {test_size}")
+    y = np.asarray(y)
+    idx = np.arange(len(y))
+    rest, test_idx = _split(idx, y, test_size, seed) if test_size else (idx, idx[:0])
+    train_idx, val_idx = _split(rest, y, val_size / (1 - test_size), seed + 1) if val_size else (rest, rest[:0])
+    if train_fraction < 1.0:
+        keep = max(len(classes), int(round(train_fraction * len(train_idx))))
+        if keep < len(train_idx):
+            train_idx, _ = train_test_split(train_idx, train_size=keep, stratify=y[train_idx], random_state=seed + 2)
+    x = np.asarray(x, dtype=np.float32)
+    if standardize:
+        mean = x[train_idx].mean(axis=0)
+        std = x[train_idx].std(axis=0)
+        x = (x - mean) / np.where(std > 0, std, 1.0)
+
+    def make(ids, part):
+        return ArrayDataset(x[ids], y[ids], name=f"{name}.{part}") if len(ids) else None
+
+    return Splits(make(train_idx, "train"), make(val_idx, "val"), make(test_idx, "test"), list(classes), name=name,
+                  info={"seed": seed, "train_fraction": train_fraction, "sizes": [len(train_idx), len(val_idx), len(test_idx)]})
+
+
+def _split(idx, y, size, seed):
+    return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
+
+
+def load_dataset(name: str, *, seed: int = 0, train_fraction: float = 1.0, val_size: float = 0.15,
+                 test_size: float = 0.2) -> Splits:
+    """Load a built-in offline dataset as stratified, seeded splits.
+
+    Parameters
+    ----------
+    name : {"digits", "iris", "wine", "breast_cancer"}
+        ``digits`` gives 1x8x8 images in [0, 1]; the others are tabular, standardized with the
+        train split's statistics.
+    seed : int
+        Seed of the splits.
+    train_fraction : float in (0, 1]
+        Stratified share of the train split to keep, to simulate scarce labels.
+    val_size, test_size : float
+        Shares of the whole dataset held out for validation and test.
+    """
+    if name not in BUILTIN:
+        raise ValueError(f"unknown dataset {name!r}; built-in datasets are {', '.join(BUILTIN)}")
+    x, y, classes, is_image = _load_sklearn(name)
+    return split_arrays(x, y, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
+                        train_fraction=train_fraction, standardize=not is_image)

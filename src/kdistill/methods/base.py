@@ -1,0 +1,117 @@
+"""The method contract: a method turns one training step into one loss term.
+
+A method is a small ``nn.Module`` registered under a short name. Learnable glue (connectors)
+are its submodules and are trained with the student. The engine sums the terms with their
+weights and never knows which method runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+@dataclass
+class Step:
+    """What a method sees of one batch. ``logits_t`` is ``None`` when no method needs a teacher;
+    ``feats_s``/``feats_t`` hold the outputs of the tapped modules, by name."""
+
+    x: Tensor
+    y: Tensor
+    index: Tensor
+    logits_s: Tensor
+    logits_t: Tensor | None = None
+    feats_s: dict[str, Tensor] = field(default_factory=dict)
+    feats_t: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of a registered loss term.
+
+    Attributes
+    ----------
+    needs_teacher : bool
+        Whether ``forward`` reads ``step.logits_t`` or ``step.feats_t``.
+    student_taps, teacher_taps : tuple of str
+        Module names whose outputs the method needs in ``step.feats_s`` / ``step.feats_t``.
+    """
+
+    name = "method"
+    needs_teacher = True
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
+
+    def setup(self, step: Step) -> None:
+        """Called once with a dry-run step before training, to shape connectors."""
+
+    def forward(self, step: Step) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def register(name: str):
+    """Class decorator registering a :class:`Method` under ``name``."""
+
+    def wrap(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"a method named {name!r} is already registered ({_REGISTRY[name].__qualname__})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available() -> list[str]:
+    """Names of the registered methods."""
+    return sorted(_REGISTRY)
+
+
+def build(name: str, **kwargs) -> Method:
+    """Instantiate the method registered as ``name`` with ``kwargs``, with clear errors."""
+    if name not in _REGISTRY:
+        hint = difflib.get_close_matches(name, _REGISTRY, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"unknown method {name!r}{extra}; available methods: {', '.join(available())}")
+    cls = _REGISTRY[name]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(f"method {name!r} got unknown option(s) {unknown}; allowed: {allowed or 'none'}")
+    return cls(**kwargs)
+
+
+@dataclass
+class Term:
+    """One weighted term of the objective."""
+
+    name: str
+    weight: float
+    method: Method
+
+
+def objective(spec) -> list[Term]:
+    """Build the objective from ``[(name, weight[, options]), ...]`` or ``Method`` instances
+    (weight 1). Names must be unique; add a suffix with ``"kd:2"``-style names to repeat one."""
+    terms: list[Term] = []
+    for item in spec:
+        if isinstance(item, Method):
+            terms.append(Term(item.name, 1.0, item))
+            continue
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise ValueError(f"each objective entry must be (name, weight) or (name, weight, options), got {item!r}")
+        label, weight, opts = (*item, {}) if len(item) == 2 else item
+        weight = float(weight)
+        if weight < 0 or weight != weight:
+            raise ValueError(f"weight of method {label!r} must be >= 0, got {weight}")
+        terms.append(Term(label, weight, build(label.split(":")[0], **dict(opts))))
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names in one objective must be unique, got {names}")
+    if not terms:
+        raise ValueError("the objective is empty; give at least one (name, weight) entry, e.g. ('ce', 1.0)")
+    return terms

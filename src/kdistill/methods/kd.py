@@ -1,0 +1,18 @@
+"""Response-based distillation (Hinton et al., 2015): see :func:`kdistill.losses.kd_loss`."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..losses import check_temperature, kd_loss
+from .base import Method, Step, register
+
+
+@register("kd")
+class KD(Method):
+    def __init__(self, temperature: float = 4.0):
+        super().__init__()
+        self.temperature = check_temperature(temperature)
+
+    def forward(self, step: Step) -> Tensor:
+        return kd_loss(step.logits_s, step.logits_t, self.temperature)

@@ -1,0 +1,220 @@
+"""One experiment, end to end: data -> teacher -> students -> evaluation -> run folder.
+
+A study trains the teacher, then every student from the same initial weights (per seed), and
+compares them on the test split. The student trained without distillation is always part of
+it, so the table says plainly what distillation bought, and whether the difference exceeds
+the seed-to-seed noise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from . import report
+from .data import Splits, load_dataset
+from .engine import fit
+from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
+from .models import cnn, count_params, size_mb
+
+log = logging.getLogger("kdistill")
+
+METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms")
+
+
+@dataclass
+class ModelSpec:
+    """How to build and train one model of a study.
+
+    ``objective`` is the engine's weighted term list; any term needing a teacher makes the
+    model a distilled student. ``hyperparams`` are what the results table shows.
+    """
+
+    name: str
+    build: Callable[[tuple, int], torch.nn.Module]
+    objective: list = field(default_factory=lambda: [("ce", 1.0)])
+    train: dict = field(default_factory=dict)
+    hyperparams: dict = field(default_factory=dict)
+
+
+def free_dir(path) -> tuple[Path, bool]:
+    """``path`` if it does not exist or is empty, else the first free ``path-2``, ``path-3``...
+    Returns the folder and whether it differs from the one asked for."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return path, False
+    n = 2
+    while Path(f"{path}-{n}").exists():
+        n += 1
+    return Path(f"{path}-{n}"), True
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path, quiet: bool):
+    """Train and evaluate every model for one seed; return per-model metrics and artefacts."""
+    shape, k = data.input_shape, data.num_classes
+    torch.manual_seed(seed)
+    teacher = teacher_spec.build(shape, k)
+    runs = {teacher_spec.name: (teacher, fit(teacher, data, objective=teacher_spec.objective, seed=seed,
+                                             quiet=quiet, **teacher_spec.train))}
+    for spec in students:
+        torch.manual_seed(seed)  # every student starts from the same weights within a seed
+        student = spec.build(shape, k)
+        runs[spec.name] = (student, fit(student, data, objective=spec.objective, teacher=teacher, seed=seed,
+                                        quiet=quiet, **spec.train))
+    logits_t, labels = predict_logits(teacher, data.test)
+    measured = {}
+    for name, (model, history) in runs.items():
+        logits, _ = predict_logits(model, data.test)
+        m = classification_metrics(logits, labels, data.classes)
+        m.update(fidelity(logits, logits_t))
+        m["latency_ms"] = latency_ms(model, shape)
+        m["epochs_trained"] = len(history.epochs)
+        measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
+        save_file({k_: v.contiguous() for k_, v in model.state_dict().items()},
+                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors")
+    return measured
+
+
+def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) -> list[dict]:
+    """Paired comparison of each distilled student with the student trained alone."""
+    out = []
+    for name in students:
+        diffs = [a["accuracy"] - b["accuracy"] for a, b in zip(per_seed[name], per_seed[alone])]
+        mean, std = mean_std(diffs)
+        n = len(diffs)
+        if n < 2:
+            verdict = (f"{name} vs {alone}: {mean:+.3f} test accuracy on one seed; run with --seeds 3 or more "
+                       f"to tell it from seed-to-seed noise.")
+            significant = None
+        else:
+            se = std / n ** 0.5
+            significant = abs(mean) > 2 * se
+            word = ("better" if mean > 0 else "worse") if significant else "no different, within noise,"
+            verdict = (f"{name} vs {alone}: {mean:+.3f} ± {se:.3f} (paired over {n} seeds): {word} "
+                       f"{'than' if significant else 'from'} the student alone.")
+        out.append({"model": name, "baseline": alone, "accuracy_delta": mean, "accuracy_delta_std": std,
+                    "seeds": n, "significant": significant, "verdict": verdict})
+    return out
+
+
+def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds=(0,),
+              title: str = "kdistill study", config: dict | None = None, quiet: bool = False) -> dict:
+    """Run the study for every seed and write the run folder ``out``.
+
+    ``load(seed)`` returns the splits for a seed. The first student whose objective needs no
+    teacher is the baseline the others are compared with. Returns the results dictionary that
+    is also written to ``out/results.json``.
+    """
+    out = Path(out)
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config or {}, indent=2, default=str) + "\n")
+    per_seed: dict[str, list[dict]] = {}
+    first = None
+    with (out / "history.jsonl").open("w") as hist:
+        for seed in seeds:
+            data = load(seed)
+            measured = _run_seed(seed, data, teacher, students, out, quiet)
+            for name, r in measured.items():
+                per_seed.setdefault(name, []).append(r["metrics"])
+                hist.writelines(json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"])
+            if first is None:
+                first = (data, measured)
+    specs = [teacher, *students]
+    models = []
+    for spec in specs:
+        model = first[1][spec.name]["model"]
+        entry = {"name": spec.name, "params": count_params(model), "size_mb": size_mb(model),
+                 "hyperparams": spec.hyperparams, "std": {}}
+        for key in METRICS:
+            entry[key], entry["std"][key] = mean_std([m[key] for m in per_seed[spec.name]])
+        entry["per_class"] = per_seed[spec.name][0]["per_class"]
+        entry["per_seed"] = [{k: m[k] for k in (*METRICS, "epochs_trained")} for m in per_seed[spec.name]]
+        models.append(entry)
+    alone = next(s.name for s in students if all(n.split(":")[0] == "ce" for n, *_ in s.objective))
+    distilled = [s.name for s in students if s.name != alone]
+    data = first[0]
+    results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),
+               "split_sizes": data.info.get("sizes"), "models": models,
+               "comparisons": _verdicts(per_seed, alone, distilled)}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(report.results_markdown(results))
+    _plots(out, data, first[1], specs, distilled or [alone])
+    return results
+
+
+def _plots(out: Path, data: Splits, measured: dict, specs: list[ModelSpec], distilled: list[str]) -> None:
+    for spec in specs:
+        report.plot_curves(measured[spec.name]["history"], out / f"curves-{_slug(spec.name)}.png",
+                           f"{spec.name}: training curves (seed of the first run)")
+    report.plot_confusions({s.name: measured[s.name]["metrics"]["confusion"] for s in specs}, data.classes,
+                           out / "confusion.png")
+    best = max(distilled, key=lambda n: measured[n]["metrics"]["accuracy"])
+    n = min(16, len(data.test))
+    rows = [data.test[i] for i in range(n)]
+    images = torch.stack([r[0] for r in rows]).numpy()
+    true = [int(r[1]) for r in rows]
+    pred = measured[best]["logits"][:n].argmax(1).tolist()
+    report.plot_prediction_grid(images, pred, true, data.classes, out / "predictions.png",
+                                f"{best}: first {n} test images (green right, red wrong)")
+
+
+# --------------------------------------------------------------------------------------------
+# The demo: the seed case study on scikit-learn's digits.
+
+DEMO = {
+    "dataset": "digits",
+    "train_fraction": 0.25,
+    "teacher": {"channels": [32, 64, 128], "hidden": 128},
+    "student": {"channels": [4, 8], "hidden": 16, "dropout": 0.0},
+    "alpha": 0.5,
+    "temperatures": [2, 6],
+    "train": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "patience": 10},
+}
+
+
+def demo_specs(epochs: int | None = None) -> tuple[ModelSpec, list[ModelSpec]]:
+    """The demo's teacher and students: the student alone, then KD at T=2 and T=6."""
+    train = dict(DEMO["train"])
+    if epochs is not None:
+        train["epochs"] = epochs
+    t_cfg, s_cfg, alpha = DEMO["teacher"], DEMO["student"], DEMO["alpha"]
+    common = {"epochs": train["epochs"], "lr": train["lr"]}
+    teacher = ModelSpec("teacher", lambda shape, k: cnn(shape, k, **t_cfg), train=train,
+                        hyperparams={"channels": t_cfg["channels"], **common})
+    students = [ModelSpec("student alone", lambda shape, k: cnn(shape, k, **s_cfg), train=train,
+                          hyperparams={"channels": s_cfg["channels"], **common})]
+    for temp in DEMO["temperatures"]:
+        students.append(ModelSpec(f"student KD T={temp}", lambda shape, k: cnn(shape, k, **s_cfg),
+                                  objective=[("ce", 1 - alpha), ("kd", alpha, {"temperature": temp})],
+                                  train=train, hyperparams={"alpha": alpha, "T": temp, **common}))
+    return teacher, students
+
+
+def run_demo(out="runs/demo", seeds: int = 1, epochs: int | None = None, quiet: bool = False) -> tuple[dict, Path]:
+    """The seed case study on ``digits``: a CNN teacher, and a small CNN student trained alone
+    and distilled at T=2 and T=6 (alpha=0.5). Never overwrites: an existing non-empty ``out``
+    makes it write to the next free ``out-N``. Returns the results and the folder used."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
+    folder, moved = free_dir(out)
+    if moved:
+        log.warning("%s already holds a run; writing to %s instead", out, folder)
+    teacher, students = demo_specs(epochs)
+    config = {**DEMO, "seeds": seeds}
+    if epochs is not None:
+        config["train"] = {**DEMO["train"], "epochs": epochs}
+    results = run_study(lambda s: load_dataset(DEMO["dataset"], seed=s, train_fraction=DEMO["train_fraction"]),
+                        teacher, students, out=folder, seeds=list(range(seeds)), quiet=quiet, config=config,
+                        title="kdistill demo: digits, CNN teacher -> small CNN student")
+    return results, folder
