@@ -390,7 +390,7 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
             if scheduler is not None:
                 scheduler.step()
             state.history.append(record)
-            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
+            log.debug("epoch %d/%d %s", epoch + 1, cfg.epochs,
                      " ".join(f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr", "seconds")))
             _call(callbacks, "on_epoch_end", state)
             if ckpt is not None:

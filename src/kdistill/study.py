@@ -75,6 +75,7 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
     logits_t, labels = predict_logits(teacher, data.test)
     measured = {}
     for name, (model, history) in runs.items():
+        log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
         logits, _ = predict_logits(model, data.test)
         m = classification_metrics(logits, labels, data.classes)
         m.update(fidelity(logits, logits_t))
