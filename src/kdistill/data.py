@@ -31,7 +31,7 @@ class ArrayDataset(Dataset):
             )
         if self.y.ndim != 1:
             raise ValueError(f"{name}: y must be a 1-d vector of class indices, got shape {tuple(self.y.shape)}")
-        bad = ~torch.isfinite(self.x).reshape(len(self.x), -1).all(dim=1)
+        bad = ~torch.isfinite(self.x).reshape(len(self.x), -1).all(dim=1) if len(self.x) else self.y.bool()
         if bad.any():
             rows = bad.nonzero().flatten()[:5].tolist()
             raise ValueError(f"{name}: x holds NaN or inf in {int(bad.sum())} sample(s), first at rows {rows}")

@@ -294,7 +294,7 @@ class _Run:
                 values = torch.stack([t.method(step) for t in self.terms])
                 loss = sum(t.weight * v for t, v in zip(self.terms, values))
                 if not torch.isfinite(loss):
-                    self._non_finite(epoch, b, values)
+                    self._non_finite(epoch, b, values.detach())
                 if train:
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -411,6 +411,18 @@ def _call(callbacks, hook: str, state: State) -> None:
             fn(state)
 
 
+def _stateful(callbacks) -> dict:
+    """Callbacks with saved state, keyed by class name (and rank among same-named ones), so that
+    adding or removing other callbacks between a run and its resume cannot mismatch them."""
+    keyed, seen = {}, {}
+    for cb in callbacks:
+        if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
+            name = type(cb).__qualname__
+            keyed[f"{name}:{seen.get(name, 0)}"] = cb
+            seen[name] = seen.get(name, 0) + 1
+    return keyed
+
+
 def _save_checkpoint(path: Path, epoch: int, run: _Run, scheduler, callbacks, state: State) -> None:
     """Write the checkpoint atomically: a temporary file in the same folder, then a rename."""
     blob = {
@@ -419,7 +431,7 @@ def _save_checkpoint(path: Path, epoch: int, run: _Run, scheduler, callbacks, st
         "methods": run.losses.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in callbacks],
+        "callbacks": {key: cb.state_dict() for key, cb in _stateful(callbacks).items()},
         "history": state.history,
         "rng": torch.get_rng_state(),
         "config": asdict(run.cfg),
@@ -448,9 +460,9 @@ def _resume(path: Path, cfg: TrainConfig, run: _Run, scheduler, callbacks, state
         raise ValueError(f"cannot resume from {path}: it does not match this model and objective ({exc})") from exc
     if scheduler is not None and blob["scheduler"] is not None:
         scheduler.load_state_dict(blob["scheduler"])
-    for cb, sd in zip(callbacks, blob["callbacks"]):
-        if sd is not None and hasattr(cb, "load_state_dict"):
-            cb.load_state_dict(sd)
+    for key, cb in _stateful(callbacks).items():
+        if key in blob["callbacks"]:
+            cb.load_state_dict(blob["callbacks"][key])
     state.history = list(blob["history"])
     torch.set_rng_state(blob["rng"])
     log.info("resumed from %s after epoch %d", path, blob["epoch"] + 1)

@@ -39,8 +39,11 @@ def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Freeze ``module`` in place: no grad, eval mode, and ``train()`` keeps it in eval mode."""
+    """Freeze ``module`` in place: no grad (stale gradients dropped), eval mode, and ``train()``
+    keeps it in eval mode."""
     module.requires_grad_(False)
+    for p in module.parameters():
+        p.grad = None
     module.eval()
     for m in module.modules():
         m.train = types.MethodType(_stay_in_eval, m)

@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kdistill.cli import main
+
+KEYS = {"name", "params", "size_mb", "hyperparams", "accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms"}
+
+
+def test_demo_smoke(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--seeds", "2", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    names = [m["name"] for m in results["models"]]
+    assert names == ["teacher", "student alone", "student KD T=2", "student KD T=6"]
+    for m in results["models"]:
+        assert KEYS <= set(m), KEYS - set(m)
+        assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and len(m["per_seed"]) == 2
+    assert results["models"][0]["agreement"] == 1.0
+    assert results["models"][0]["params"] > 10 * results["models"][1]["params"]
+    assert len(results["comparisons"]) == 2 and all(c["seeds"] == 2 for c in results["comparisons"])
+    for png in ["confusion.png", "predictions.png", "curves-teacher.png", "curves-student-alone.png",
+                "curves-student-kd-t-2.png", "curves-student-kd-t-6.png"]:
+        assert (out / png).read_bytes()[:4] == b"\x89PNG", png
+    assert "| student KD T=6 |" in (out / "results.md").read_text()
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert {(h["model"], h["seed"]) for h in history} >= {("teacher", 0), ("student KD T=2", 1)}
+    assert len(list((out / "weights").glob("*.safetensors"))) == 8
+    printed = capsys.readouterr().out
+    assert "student KD T=2" in printed and "± " in printed
+
+
+def test_demo_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "results.json").write_text("mine")
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    assert (out / "results.json").read_text() == "mine"
+    assert json.loads((tmp_path / "demo-2" / "results.json").read_text())["models"]
+    assert "demo-2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,msg", [(["demo", "--seeds", "0"], "must be an integer >= 1"),
+                                      (["demo", "--epochs", "x"], "--epochs: must be an integer >= 1, got x")])
+def test_bad_arguments(argv, msg, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "kdistill", "--help"], capture_output=True, text=True, check=True)
+    assert "demo" in r.stdout
