@@ -177,7 +177,7 @@ DEMO = {
     "dataset": "digits",
     "train_fraction": 0.25,
     "teacher": {"channels": [32, 64, 128], "hidden": 128},
-    "student": {"channels": [4, 8], "hidden": 16, "dropout": 0.0},
+    "student": {"channels": [8, 16], "hidden": 32, "dropout": 0.0},
     "alpha": 0.5,
     "temperatures": [2, 6],
     "train": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "patience": 10},
