@@ -196,7 +196,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         n = self.n_synthetic
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"n_synthetic must be None or an integer >= 1, got {n!r}")
-        if not (is_classifier(self.student) or is_regressor(self.student)):
+        student = self.student
+        if not (isinstance(student, BaseEstimator) and (is_classifier(student) or is_regressor(student))):
             raise TypeError(f"student must be a scikit-learn classifier or regressor, got {type(self.student).__name__}")
 
     def _fitted_teacher(self, X, y):
