@@ -179,7 +179,7 @@ def test_gradient_boosting_teacher_into_torch_mlp_student():
     gbc = GradientBoostingClassifier(n_estimators=30, max_depth=2, random_state=0)
     gbc.fit(data.train.x.numpy(), data.train.y.numpy())
     student = kdistill.models.mlp(data.input_shape, data.num_classes, hidden=(16,))
-    kdistill.distill(gbc, student, data, alpha=0.9, temperature=2.0, epochs=20, lr=3e-3, quiet=True)
+    kdistill.distill(gbc, student, data, alpha=0.9, temperature=2.0, epochs=8, lr=1e-2, quiet=True)
     result = kdistill.evaluate(student, data.test, data.classes, teacher=gbc)
     assert result["agreement"] > 0.9 and result["accuracy"] > 0.9
 
@@ -189,7 +189,7 @@ def test_torch_cnn_teacher_into_decision_tree_student():
     X = (X / 16.0).astype(np.float32)
     data = kdistill.split_arrays(X.reshape(-1, 1, 8, 8), y, [str(c) for c in range(10)], val_size=0.0)
     cnn = kdistill.models.cnn((1, 8, 8), 10, channels=(8,), hidden=32, dropout=0.0)
-    kdistill.train(cnn, data, epochs=4, lr=3e-3, quiet=True)
+    kdistill.train(cnn, data, epochs=3, lr=1e-2, quiet=True)
     teacher = as_teacher(nn.Sequential(nn.Unflatten(1, (1, 8, 8)), cnn), classes=list(range(10)))
     x_train, y_train = data.train.x.reshape(len(data.train), -1).numpy(), data.train.y.numpy()
     est = DistilledClassifier(teacher, DecisionTreeClassifier(max_depth=10, random_state=0), mode="hard")

@@ -36,6 +36,7 @@ from .teachers import Teacher, as_teacher
 MODES = ("hard", "soft")
 AUGMENTS = (None, "munge", "gaussian")
 SYNTHETIC_PER_SAMPLE = 5  # n_synthetic=None: this many synthetic samples per training sample
+CHUNK = 4096  # samples per call of the teacher
 GAUSSIAN_SCALE = 0.1  # augment="gaussian": noise standard deviation, as a share of each feature's
 
 
@@ -104,7 +105,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     ----------
     teacher : object
         A scikit-learn classifier (an unfitted one is cloned and fitted on ``(X, y)``, a fitted
-        one is used as it is), or anything :func:`kdistill.as_teacher` accepts. Note that
+        one is used as it is), or anything :func:`kdistill.as_teacher` accepts; a torch teacher
+        runs on the CPU, on float32 inputs of shape ``(n_samples, n_features)``. Note that
         :func:`sklearn.base.clone` (used by ``GridSearchCV`` and ``cross_val_score``) unfits a
         scikit-learn teacher; pass ``as_teacher(fitted)`` to keep it fitted through clones.
     student : scikit-learn estimator
@@ -120,7 +122,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         Adds ``n_synthetic`` samples labelled by the teacher: :func:`munge`, or :func:`jitter`
         (Gaussian noise of ``GAUSSIAN_SCALE`` feature standard deviations).
     n_synthetic : int, optional
-        Number of synthetic samples; ``SYNTHETIC_PER_SAMPLE`` per training sample by default.
+        Number of synthetic samples when ``augment`` is set; ``SYNTHETIC_PER_SAMPLE`` per
+        training sample by default.
     random_state : int, RandomState or None
         Seed of the augmentation.
 
@@ -247,9 +250,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _probabilities(adapter: Teacher, X: np.ndarray, k: int) -> np.ndarray:
-    """The teacher's probabilities for ``X``, as float64 rows (``k`` columns expected)."""
+    """The teacher's probabilities for ``X``, as float64 rows (``k`` columns expected), computed
+    on the CPU in chunks of ``CHUNK`` samples."""
     with torch.inference_mode():
-        logits = adapter.logits(torch.tensor(X, dtype=torch.float32))
+        logits = torch.cat([adapter.logits(x) for x in torch.tensor(X, dtype=torch.float32).split(CHUNK)])
     if logits.ndim != 2 or logits.shape[1] != k:
         raise ValueError(f"the teacher outputs shape {tuple(logits.shape)} for {len(X)} samples but there are "
                          f"{k} classes; give the teacher's classes with as_teacher(..., classes=)")

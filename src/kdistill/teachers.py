@@ -16,6 +16,7 @@ difference, including the same classes in another order: outputs are never silen
 
 from __future__ import annotations
 
+import copy
 import os
 import types
 from collections.abc import Sequence
@@ -278,8 +279,8 @@ class EnsembleTeacher(Teacher):
         return torch.log(mean.clamp_min(PROB_EPS))
 
     def for_dataset(self, dataset: Dataset) -> EnsembleTeacher:
-        view = object.__new__(EnsembleTeacher)
-        view.__dict__.update(self.__dict__, members=[m.for_dataset(dataset) for m in self.members])
+        view = copy.copy(self)
+        view.members = [m.for_dataset(dataset) for m in self.members]
         return view
 
     def to(self, device) -> EnsembleTeacher:
