@@ -1,6 +1,7 @@
 """Teacher adapters: torch, scikit-learn, ONNX, callable and ensemble, and the class-order check."""
 
 import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -199,3 +200,23 @@ def test_ensemble_of_mixed_teachers_trains_a_student(logreg, blobs):
     student = kdistill.models.mlp(4, 3, hidden=(16,))
     history = kdistill.distill(ens, student, data, epochs=15, lr=1e-2, quiet=True)
     assert history.epochs[-1]["val_accuracy"] > 0.8
+
+
+def test_frozen_torch_teacher_survives_pickling_and_stays_in_eval():
+    net = nn.Sequential(small_net(), nn.Dropout(0.5))
+    teacher = pickle.loads(pickle.dumps(as_teacher(net)))
+    teacher.module.train()
+    assert not teacher.module[1].training
+    x = torch.randn(4, 4)
+    torch.testing.assert_close(teacher.logits(x), teacher.logits(x))
+
+
+def test_onnx_teacher_with_double_input(tmp_path):
+    net = small_net(2).double()
+    path = tmp_path / "double.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.randn(2, 4, dtype=torch.float64),), str(path), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(as_teacher(path).logits(x), net(x.double()).float().detach(), rtol=1e-4, atol=1e-5)

@@ -17,8 +17,8 @@ difference, including the same classes in another order: outputs are never silen
 from __future__ import annotations
 
 import copy
+import functools
 import os
-import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,7 +61,8 @@ def freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     module.eval()
     for m in module.modules():
-        m.train = types.MethodType(_stay_in_eval, m)
+        # A partial of a module-level function, unlike a bound method, survives pickling.
+        m.train = functools.partial(_stay_in_eval, m)
     return module
 
 
@@ -116,7 +117,8 @@ def _finish(out, output: str, like: Tensor, source: str) -> Tensor:
 
 class TorchTeacher(Teacher):
     """A frozen ``nn.Module`` teacher; ``output`` says whether the module returns logits or
-    probabilities (e.g. it ends with a softmax)."""
+    probabilities (e.g. it ends with a softmax). Inputs are moved to the module's device and
+    logits returned on the input's device."""
 
     def __init__(self, module: nn.Module, output: str = "logits", classes=None):
         self.module = freeze(module)
@@ -124,10 +126,11 @@ class TorchTeacher(Teacher):
         _set_classes(self, classes)
 
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        weight = next(iter(self.module.parameters()), None)
         with torch.inference_mode():
-            out = self.module(x)
+            out = self.module(x if weight is None else x.to(weight.device))
         # A normal tensor: inference tensors cannot be saved for the student's backward pass.
-        return _finish(out.clone(), self.output, out, "the torch teacher")
+        return _finish(out.clone(), self.output, x, "the torch teacher")
 
     def to(self, device) -> TorchTeacher:
         self.module.to(device)
@@ -175,7 +178,8 @@ class SklearnTeacher(_NumpyTeacher):
 class OnnxTeacher(_NumpyTeacher):
     """An ONNX model run with onnxruntime on the CPU.
 
-    The input is fed to the model's first input as float32 in the batch's shape. The output
+    The batch is fed to the model's first input in its own shape, as float32 (float64 if the
+    model declares a double input). The output
     used is ``output_name``, or else the first floating-point tensor output (a scikit-learn
     model converted with ``zipmap=False`` then gives its probabilities, not its labels).
     """
@@ -199,7 +203,9 @@ class OnnxTeacher(_NumpyTeacher):
                 self._session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
             except Exception as exc:  # noqa: BLE001 - re-raised with the file named
                 raise ValueError(f"{self.path!r} is not a readable ONNX model: {exc}") from exc
-            self._input = self._session.get_inputs()[0].name
+            first = self._session.get_inputs()[0]
+            self._input = first.name
+            self._dtype = np.float64 if first.type == "tensor(double)" else np.float32
             self._output = self._pick_output()
         return self._session
 
@@ -219,7 +225,8 @@ class OnnxTeacher(_NumpyTeacher):
                          f"model, convert with zipmap=False")
 
     def _scores(self, x: np.ndarray):
-        return self._open().run([self._output], {self._input: x})[0]
+        session = self._open()
+        return session.run([self._output], {self._input: x.astype(self._dtype, copy=False)})[0]
 
     def __getstate__(self):
         # An onnxruntime session cannot be copied or pickled; it is reopened from the path.
