@@ -205,3 +205,9 @@ def test_torch_teacher_with_wrong_number_of_outputs_asks_for_classes(iris):
     net = nn.Linear(4, 5)
     with pytest.raises(ValueError, match="outputs shape \\(150, 5\\).*3 classes.*classes="):
         DistilledClassifier(net, DecisionTreeRegressor()).fit(*iris)
+
+
+def test_labels_of_another_type_than_the_teachers_classes_are_an_error(iris):
+    teacher = as_teacher(nn.Linear(4, 3), classes=["0", "1", "2"])
+    with pytest.raises(ValueError, match="y holds labels \\[0, 1, 2\\] that the teacher does not know"):
+        DistilledClassifier(teacher, DecisionTreeRegressor()).fit(*iris)

@@ -164,9 +164,9 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         adapter = as_teacher(self.teacher_)
         self.classes_ = self._classes(adapter, y)
         X_all = np.concatenate([X, self._synthetic(X)]) if self.augment else X
-        probs = _probabilities(adapter, X_all, len(self.classes_))
-        self.student_ = self._fit_student(X_all, probs)
-        self.fidelity_ = float(np.mean(self.predict(X) == self.classes_[probs[:len(X)].argmax(1)]))
+        logits = _teacher_logits(adapter, X_all, len(self.classes_))
+        self.student_ = self._fit_student(X_all, logits)
+        self.fidelity_ = float(np.mean(self.predict(X) == self.classes_[logits[:len(X)].argmax(1).numpy()]))
         return self
 
     def predict_proba(self, X):
@@ -218,25 +218,24 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         labels = np.unique(y)
         if adapter.classes is None:
             return labels
-        classes = np.asarray(adapter.classes)
-        unknown = np.setdiff1d(labels, classes)
-        if len(unknown):
-            raise ValueError(f"y holds labels {unknown.tolist()} that the teacher does not know; "
-                             f"its classes are {classes.tolist()}")
-        return classes
+        unknown = [c for c in labels.tolist() if c not in adapter.classes]
+        if unknown:
+            raise ValueError(f"y holds labels {unknown} that the teacher does not know; "
+                             f"its classes are {adapter.classes}")
+        return np.asarray(adapter.classes)
 
     def _synthetic(self, X) -> np.ndarray:
         n = self.n_synthetic if self.n_synthetic is not None else SYNTHETIC_PER_SAMPLE * len(X)
         make = munge if self.augment == "munge" else jitter
         return make(X, n, random_state=self.random_state)
 
-    def _fit_student(self, X, probs: np.ndarray):
-        k = probs.shape[1]
+    def _fit_student(self, X, logits: torch.Tensor):
+        k = logits.shape[1]
         student = clone(self.student)
         if self.mode == "hard":
-            probs = np.eye(k)[probs.argmax(1)]
-        elif self.temperature != 1:
-            probs = F.softmax(torch.log(torch.as_tensor(probs)) / self.temperature, dim=1).numpy()
+            probs = np.eye(k)[logits.argmax(1).numpy()]
+        else:
+            probs = F.softmax(logits / self.temperature, dim=1).numpy()
         if is_regressor(student):
             if not get_tags(student).target_tags.multi_output:
                 student = MultiOutputRegressor(student)
@@ -249,12 +248,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         return student.fit(np.tile(X, (k, 1)), np.repeat(np.arange(k), len(X)), sample_weight=probs.T.ravel())
 
 
-def _probabilities(adapter: Teacher, X: np.ndarray, k: int) -> np.ndarray:
-    """The teacher's probabilities for ``X``, as float64 rows (``k`` columns expected), computed
-    on the CPU in chunks of ``CHUNK`` samples."""
+def _teacher_logits(adapter: Teacher, X: np.ndarray, k: int) -> torch.Tensor:
+    """The teacher's logits for ``X`` as float64 (``k`` columns expected), computed on the CPU
+    in chunks of ``CHUNK`` samples."""
     with torch.inference_mode():
         logits = torch.cat([adapter.logits(x) for x in torch.tensor(X, dtype=torch.float32).split(CHUNK)])
     if logits.ndim != 2 or logits.shape[1] != k:
         raise ValueError(f"the teacher outputs shape {tuple(logits.shape)} for {len(X)} samples but there are "
                          f"{k} classes; give the teacher's classes with as_teacher(..., classes=)")
-    return F.softmax(logits.double(), dim=1).numpy()
+    return logits.double()
