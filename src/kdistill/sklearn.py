@@ -201,7 +201,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_synthetic must be None or an integer >= 1, got {n!r}")
         student = self.student
         if not (isinstance(student, BaseEstimator) and (is_classifier(student) or is_regressor(student))):
-            raise TypeError(f"student must be a scikit-learn classifier or regressor, got {type(self.student).__name__}")
+            raise TypeError(f"student must be a scikit-learn classifier or regressor, got {type(student).__name__}")
 
     def _fitted_teacher(self, X, y):
         teacher = self.teacher
