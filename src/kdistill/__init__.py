@@ -5,7 +5,8 @@ from .data import ArrayDataset, Splits, load_dataset, split_arrays
 from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
-from .teachers import Teacher, as_teacher
+from .serialize import load_sklearn, load_weights, save_sklearn, save_weights
+from .teachers import EnsembleTeacher, Teacher, as_teacher
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,6 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
     return fit(student, data, objective=methods, teacher=teacher, **options)
 
 
-__all__ = ["ArrayDataset", "EarlyStopping", "History", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig",
-           "as_teacher", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset", "methods", "models",
-           "split_arrays", "train"]
+__all__ = ["ArrayDataset", "EarlyStopping", "EnsembleTeacher", "History", "NonFiniteLossError", "Splits", "Teacher",
+           "TrainConfig", "as_teacher", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset",
+           "load_sklearn", "load_weights", "methods", "models", "save_sklearn", "save_weights", "split_arrays", "train"]

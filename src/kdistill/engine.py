@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import methods as methods_mod
 from .data import ArrayDataset, Splits
 from .methods.base import Step, Term
-from .teachers import Teacher, as_teacher
+from .teachers import Teacher, as_teacher, check_classes
 
 log = logging.getLogger("kdistill")
 
@@ -275,6 +275,8 @@ class _Run:
         if step.logits_t is not None and tuple(step.logits_t.shape) != out_s:
             raise ValueError(f"the teacher outputs {tuple(step.logits_t.shape)[1:]} per sample and the student "
                              f"{out_s[1:]}; both must output {k} logits, one per class")
+        if getattr(self.teacher, "classes", None) is not None:
+            check_classes(self.teacher.classes, self.data.classes)
         for term in self.terms:
             term.method.setup(step)
 
