@@ -5,6 +5,8 @@ from .data import ArrayDataset, Splits, load_dataset, split_arrays
 from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
+from .modes import ModeResult, born_again, mutual, self_distill
+from .taps import FeatureTaps
 from .teachers import Teacher, as_teacher
 
 __version__ = "0.1.0"
@@ -32,6 +34,6 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
     return fit(student, data, objective=methods, teacher=teacher, **options)
 
 
-__all__ = ["ArrayDataset", "EarlyStopping", "History", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig",
-           "as_teacher", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset", "methods", "models",
-           "split_arrays", "train"]
+__all__ = ["ArrayDataset", "EarlyStopping", "FeatureTaps", "History", "ModeResult", "NonFiniteLossError", "Splits",
+           "Teacher", "TrainConfig", "as_teacher", "born_again", "distill", "evaluate", "fit", "kd_loss", "latency_ms",
+           "load_dataset", "methods", "models", "mutual", "self_distill", "split_arrays", "train"]

@@ -334,12 +334,12 @@ def rkd_loss(emb_s: Tensor, emb_t: Tensor, distance_weight: float = 25.0, angle_
     n = s.shape[0]
     if n < 3:
         raise ValueError(f"rkd_loss needs a batch of at least 3 samples (angles need triplets), got {n}")
-    off = ~torch.eye(n, dtype=torch.bool, device=s.device)
-    d_s, d_t = _pairwise_distances(s), _pairwise_distances(t)
-    d_s, d_t = d_s / d_s[off].mean(), d_t / d_t[off].mean()
-    loss_d = F.huber_loss(d_s[off], d_t[off], delta=1.0)
-    distinct = off[:, :, None] & off[:, None, :] & off[None, :, :]
-    loss_a = F.huber_loss(_angles(s)[distinct], _angles(t)[distinct], delta=1.0)
+    off = 1.0 - torch.eye(n, device=s.device)
+    d_s, d_t = _pairwise_distances(s) * off, _pairwise_distances(t) * off
+    d_s, d_t = d_s / (d_s.sum() / (n * (n - 1))), d_t / (d_t.sum() / (n * (n - 1)))
+    loss_d = F.huber_loss(d_s, d_t, delta=1.0, reduction="sum") / (n * (n - 1))
+    # Triplets with a repeated index give equal angles (0 or 1) for both: they add exactly 0.
+    loss_a = F.huber_loss(_angles(s), _angles(t), delta=1.0, reduction="sum") / (n * (n - 1) * (n - 2))
     return lam_d * loss_d + lam_a * loss_a
 
 
