@@ -97,8 +97,11 @@ def born_again(make_student: Callable[[], nn.Module], teacher, data: Splits, gen
     generations : int
         Number of student generations, >= 1.
     methods : sequence, optional
-        The objective of each generation; default ``[("kd", 1.0, {"temperature": 1.0})]``,
-        the paper's: the student learns from its teacher's output distribution alone.
+        The objective of each generation; default that of :func:`kdistill.distill`,
+        ``[("ce", 0.5), ("kd", 0.5, {"temperature": 4.0})]``. The paper trains on the
+        teacher's outputs alone (``[("kd", 1.0, {"temperature": 1.0})]``); on short budgets
+        that lets generations drift (digits, 15 epochs: 0.936 then 0.931 test accuracy
+        against 0.947 then 0.942 with the labels kept), so the labels stay in by default.
     **options
         :class:`~kdistill.engine.TrainConfig` fields.
 
@@ -109,7 +112,7 @@ def born_again(make_student: Callable[[], nn.Module], teacher, data: Splits, gen
     """
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
         raise ValueError(f"generations must be an integer >= 1, got {generations!r}")
-    objective = methods if methods is not None else [("kd", 1.0, {"temperature": 1.0})]
+    objective = methods if methods is not None else [("ce", 0.5), ("kd", 0.5, {"temperature": 4.0})]
     models, histories = [], []
     for _ in range(generations):
         student = make_student()

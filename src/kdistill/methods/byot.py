@@ -10,7 +10,8 @@ network's own final output :math:`z_C`:
     \mathcal{L} = \mathrm{CE}(z_C, y) + \sum_i \big[(1 - \alpha)\,\mathrm{CE}(z_i, y)
         + \alpha\, T^2\, \mathrm{KL}(p_C \| p_i)\big]
 
-with :math:`p_C` held fixed (detached), as in the authors' code (defaults alpha 0.3, T 3).
+with :math:`p_C` held fixed (detached) so that the heads follow the final output and not the
+reverse. Defaults: alpha 0.3, T 3.
 The paper's third term, an L2 hint from the deepest features to each head's bottleneck
 features, is left out: our heads have no bottleneck layers.
 """

@@ -2,7 +2,7 @@
 
 ``student`` and ``teacher`` list two or more layers each; consecutive layers form the pairs
 whose FSP matrices are matched (list the first and last layer of each stage, as the paper
-does). Where a student layer has fewer channels than its teacher layer, a 1x1 convolution
+does). Where a student layer has another channel count than its teacher layer, a 1x1 convolution
 (made from the dry run, trained with the student) maps it; the paper needs equal widths.
 """
 
