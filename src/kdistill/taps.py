@@ -70,7 +70,8 @@ class FeatureTaps:
         missing = [n for n in self.names if n not in self.outputs]
         if missing:
             raise RuntimeError(f"the tapped module(s) {missing} did not run in the forward pass, so their "
-                               f"outputs are missing; tap modules that the model's forward calls")
+                               f"outputs are missing; tap modules that the model's forward calls (a teacher "
+                               f"whose outputs are read from a cache runs no module at all)")
         return {n: self.outputs[n].clone() if clone else self.outputs[n] for n in self.names}
 
 
