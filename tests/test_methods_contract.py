@@ -114,7 +114,8 @@ def test_connectors_are_shaped_by_the_dry_run_and_trained_with_the_student():
 
 
 def test_issue_objective_shape_through_distill():
-    objective = [("kd", 0.9, {"temperature": 4}), ("fitnet", 100.0, {"student": "features.3", "teacher": "features.10"})]
+    objective = [("kd", 0.9, {"temperature": 4}),
+                 ("fitnet", 100.0, {"student": "features.3", "teacher": "features.10"})]
     history = kdistill.distill(teacher_net(), student_for("fitnet"), tiny_data(), methods=objective, epochs=1,
                                batch_size=16)
     record = history.epochs[-1]

@@ -20,12 +20,12 @@ def small():
 def test_mutual_trains_every_peer_from_scratch(digits):
     torch.manual_seed(0)
     peers = [small(), cnn((1, 8, 8), 10, channels=(4,), hidden=16)]  # architectures may differ
-    start = [p.state_dict()["classifier.weight" if i == 0 else "features.0.weight"].clone() for i, p in enumerate(peers)]
+    start = [peers[0].classifier.weight.detach().clone(), peers[1].features[0].weight.detach().clone()]
     result = kdistill.mutual(peers, digits, **OPTS)
     assert result.models == peers and len(result.histories) == 1
     assert {"train_dml", "val_dml"} <= set(result.histories[0].epochs[-1])
-    assert not torch.equal(start[0], peers[0].state_dict()["classifier.weight"])
-    assert not torch.equal(start[1], peers[1].state_dict()["features.0.weight"])
+    assert not torch.equal(start[0], peers[0].classifier.weight)
+    assert not torch.equal(start[1], peers[1].features[0].weight)
     for peer in peers:
         assert evaluate(peer, digits.test, digits.classes)["accuracy"] > 0.5
 

@@ -176,6 +176,15 @@ def dist_loss(logits_s: Tensor, logits_t: Tensor, beta: float = 1.0, gamma: floa
 
     as in the paper and the authors' code (hunto/DIST_KD); a small ``eps`` (1e-8) in the
     denominator keeps constant rows finite, as in that code.
+
+    Parameters
+    ----------
+    logits_s, logits_t : Tensor of shape (batch, classes)
+        Raw scores of the student and the teacher.
+    beta, gamma : float
+        Weights of the inter-class (per sample) and intra-class (per class) terms.
+    temperature : float
+        Softening temperature ``T > 0``.
     """
     t = check_temperature(temperature)
     beta, gamma = check_weight("beta", beta), check_weight("gamma", gamma)
@@ -206,6 +215,13 @@ def fitnet_loss(feat_s: Tensor, feat_t: Tensor) -> Tensor:
     :math:`\tfrac12 \lVert v^t - r(u^s) \rVert^2` summed over the feature; the mean over all
     ``N`` elements used here (and by RepDistiller and mdistiller) keeps the usual weight
     (about 100) independent of the layer's size.
+
+    Parameters
+    ----------
+    feat_s : Tensor
+        The student's feature after its connector.
+    feat_t : Tensor
+        The teacher's feature, of the same shape.
     """
     _check_same_shape("fitnet_loss", feat_s, feat_t)
     return F.mse_loss(feat_s.float(), feat_t.float())
@@ -241,6 +257,13 @@ def at_loss(feat_s: Tensor, feat_t: Tensor, p: float = 2) -> Tensor:
     weight). The authors' code uses the *squared* distance averaged over positions, with
     :math:`\beta = 1000`. Channels may differ; if spatial sizes differ the larger attention
     map is average-pooled to the smaller one. Invariant to the scale of either feature map.
+
+    Parameters
+    ----------
+    feat_s, feat_t : Tensor of shape (batch, channels, height, width)
+        Feature maps; channel counts may differ.
+    p : float
+        Exponent of the attention mapping (the paper uses 2).
     """
     p = float(p)
     if not 0 < p < float("inf"):
@@ -325,8 +348,14 @@ def rkd_loss(emb_s: Tensor, emb_t: Tensor, distance_weight: float = 25.0, angle_
     triplets; the authors' code averages over all :math:`B^2` and :math:`B^3` entries,
     including the degenerate ones with repeated indices (always 0). Averaging over the
     distinct ones only keeps the paper's weights (25, 50) meaningful for any batch size.
-    Both terms are invariant to the scale of either embedding. Embeddings of any shape
-    ``(batch, ...)`` are flattened; student and teacher dimensions may differ.
+    Both terms are invariant to the scale of either embedding.
+
+    Parameters
+    ----------
+    emb_s, emb_t : Tensor of shape (batch, ...)
+        Embeddings, flattened per sample; dimensions may differ. At least 3 samples.
+    distance_weight, angle_weight : float
+        :math:`\lambda_D` and :math:`\lambda_A` (the paper's 25 and 50).
     """
     lam_d = check_weight("distance_weight", distance_weight)
     lam_a = check_weight("angle_weight", angle_weight)
@@ -362,7 +391,11 @@ def sp_loss(feat_s: Tensor, feat_t: Tensor) -> Tensor:
         \mathcal{L}_{SP} = \frac{1}{B^2} \lVert G^t - G^s \rVert_F^2
 
     as in the paper and the authors' code (one pair of layers; sum several with several terms).
-    Student and teacher feature shapes may differ: only the batch size must match.
+
+    Parameters
+    ----------
+    feat_s, feat_t : Tensor of shape (batch, ...)
+        Features of any shapes; only the batch size must match.
     """
     s, t = _flat_pair("sp_loss", feat_s, feat_t)
     g_s, g_t = F.normalize(s @ s.T, dim=1), F.normalize(t @ t.T, dim=1)
@@ -392,7 +425,11 @@ def pkt_loss(emb_s: Tensor, emb_t: Tensor) -> Tensor:
     The paper sums over ``i``; the mean over ``i`` keeps the weight independent of the batch
     size. The authors' code keeps the diagonal ``j = i`` and averages over all :math:`B^2`
     entries. The kernel is clamped at 1e-7 so that opposite vectors give no ``log 0``.
-    Student and teacher dimensions may differ.
+
+    Parameters
+    ----------
+    emb_s, emb_t : Tensor of shape (batch, ...)
+        Embeddings, flattened per sample; dimensions may differ. At least 2 samples.
     """
     s, t = _flat_pair("pkt_loss", emb_s, emb_t)
     if s.shape[0] < 2:
