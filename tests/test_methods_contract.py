@@ -152,3 +152,15 @@ def test_teacher_without_module_cannot_give_features():
 def test_bad_options_are_named(name, options, message):
     with pytest.raises(ValueError, match=message):
         methods.build(name, **options)
+
+
+def test_resume_restores_the_connectors(tmp_path):
+    objective = [("ce", 1.0), ("fitnet", 1.0, {"student": "features.3", "teacher": "features.7"})]
+    opts = {"objective": objective, "epochs": 2, "batch_size": 16, "checkpoint_dir": str(tmp_path)}
+    full = student_for("fitnet")
+    fit(full, tiny_data(), teacher=teacher_net(), **opts)
+    first = student_for("fitnet")
+    fit(first, tiny_data(), teacher=teacher_net(), **{**opts, "epochs": 1, "checkpoint_dir": str(tmp_path / "r")})
+    resumed = student_for("fitnet")
+    fit(resumed, tiny_data(), teacher=teacher_net(), **{**opts, "checkpoint_dir": str(tmp_path / "r"), "resume": True})
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in full.state_dict().items())
