@@ -5,7 +5,9 @@ from .data import ArrayDataset, Splits, load_dataset, split_arrays
 from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
+from .modes import ModeResult, born_again, mutual, self_distill
 from .serialize import load_sklearn, load_weights, save_sklearn, save_weights
+from .taps import FeatureTaps
 from .teachers import EnsembleTeacher, Teacher, as_teacher
 
 __version__ = "0.1.0"
@@ -33,6 +35,7 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
     return fit(student, data, objective=methods, teacher=teacher, **options)
 
 
-__all__ = ["ArrayDataset", "EarlyStopping", "EnsembleTeacher", "History", "NonFiniteLossError", "Splits", "Teacher",
-           "TrainConfig", "as_teacher", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset",
-           "load_sklearn", "load_weights", "methods", "models", "save_sklearn", "save_weights", "split_arrays", "train"]
+__all__ = ["ArrayDataset", "EarlyStopping", "EnsembleTeacher", "FeatureTaps", "History", "ModeResult",
+           "NonFiniteLossError", "Splits", "Teacher", "TrainConfig", "as_teacher", "born_again", "distill",
+           "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset", "load_sklearn", "load_weights", "methods",
+           "models", "mutual", "save_sklearn", "save_weights", "self_distill", "split_arrays", "train"]

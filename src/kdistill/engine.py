@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import methods as methods_mod
 from .data import ArrayDataset, Splits
 from .methods.base import Step, Term
+from .taps import FeatureTaps
 from .teachers import Teacher, as_teacher, check_classes
 
 log = logging.getLogger("kdistill")
@@ -253,11 +254,20 @@ class _Run:
             teacher.to(self.device)
             self.teachers = {id(ds): teacher.for_dataset(ds) for ds in (data.train, data.val) if ds is not None}
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
+        self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
+        self.taps_t = _teacher_taps(teacher, [n for t in terms for n in t.method.teacher_taps])
 
     def step(self, ds, x, y, idx) -> Step:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        logits_t = self.teachers[id(ds)].logits(x, idx) if self.teacher is not None else None
-        return Step(x=x, y=y, index=idx, logits_s=self.model(x), logits_t=logits_t)
+        logits_t, feats_t = None, {}
+        if self.teacher is not None:
+            with self.taps_t:  # the teacher runs under inference_mode: clone its features
+                logits_t = self.teachers[id(ds)].logits(x, idx)
+            feats_t = self.taps_t.collect(clone=True)
+        with self.taps_s:
+            logits_s = self.model(x)
+        return Step(x=x, y=y, index=idx, logits_s=logits_s, logits_t=logits_t,
+                    feats_s=self.taps_s.collect(), feats_t=feats_t)
 
     def check_shapes(self) -> None:
         """One dry run on a few training samples, so that size mismatches fail before training."""
@@ -322,6 +332,16 @@ class _Run:
             f"before applying that step and {kept}. Lower the learning rate, check the inputs for NaN/inf, "
             f"or check the teacher's outputs."
         )
+
+
+def _teacher_taps(teacher: Teacher | None, names: list[str]) -> FeatureTaps:
+    """Taps on the teacher's module; only a live PyTorch teacher can provide features."""
+    module = getattr(teacher, "module", None)
+    if names and not isinstance(module, nn.Module):
+        raise ValueError(f"the objective taps teacher features {sorted(set(names))}, but the teacher "
+                         f"({type(teacher).__name__}) has no PyTorch module to tap; feature methods need "
+                         f"a torch.nn.Module teacher")
+    return FeatureTaps(module, names) if names else FeatureTaps(nn.Module(), [])
 
 
 def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=None, callbacks=(),

@@ -1,0 +1,19 @@
+"""Decoupled knowledge distillation (Zhao et al., CVPR 2022): see :func:`kdistill.losses.dkd_loss`."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..losses import check_weight, check_temperature, dkd_loss
+from .base import Method, Step, register
+
+
+@register("dkd")
+class DKD(Method):
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0):
+        super().__init__()
+        self.alpha, self.beta = check_weight("alpha", alpha), check_weight("beta", beta)
+        self.temperature = check_temperature(temperature)
+
+    def forward(self, step: Step) -> Tensor:
+        return dkd_loss(step.logits_s, step.logits_t, step.y, self.alpha, self.beta, self.temperature)
