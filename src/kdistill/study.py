@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from . import report
 from .data import Splits, load_dataset
-from .engine import fit
+from .engine import History, fit
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from .models import cnn, count_params, size_mb
 
@@ -34,7 +34,8 @@ class ModelSpec:
     """How to build and train one model of a study.
 
     ``objective`` is the engine's weighted term list; any term needing a teacher makes the
-    model a distilled student. ``hyperparams`` are what the results table shows.
+    model a distilled student. ``hyperparams`` are what the results table shows. ``fit=False``
+    uses the model as built (a teacher whose weights were loaded).
     """
 
     name: str
@@ -42,6 +43,7 @@ class ModelSpec:
     objective: list = field(default_factory=lambda: [("ce", 1.0)])
     train: dict = field(default_factory=dict)
     hyperparams: dict = field(default_factory=dict)
+    fit: bool = True
 
 
 def free_dir(path) -> tuple[Path, bool]:
@@ -65,8 +67,9 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
     shape, k = data.input_shape, data.num_classes
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
-    runs = {teacher_spec.name: (teacher, fit(teacher, data, objective=teacher_spec.objective, seed=seed,
-                                             quiet=quiet, **teacher_spec.train))}
+    history = (fit(teacher, data, objective=teacher_spec.objective, seed=seed, quiet=quiet, **teacher_spec.train)
+               if teacher_spec.fit else History([]))
+    runs = {teacher_spec.name: (teacher, history)}
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
         student = spec.build(shape, k)
@@ -160,6 +163,8 @@ def _plots(out: Path, data: Splits, measured: dict, specs: list[ModelSpec], dist
                            f"{spec.name}: training curves (seed of the first run)")
     report.plot_confusions({s.name: measured[s.name]["metrics"]["confusion"] for s in specs}, data.classes,
                            out / "confusion.png")
+    if len(data.input_shape) != 3:
+        return  # a prediction grid shows images; tables have none
     best = max(distilled, key=lambda n: measured[n]["metrics"]["accuracy"])
     n = min(16, len(data.test))
     rows = [data.test[i] for i in range(n)]
