@@ -339,8 +339,10 @@ class Experiment(Section):
                 _raise_at(check_model(self.student.model, s.options), f"students.{i}.")
         if self.tune is not None and self.tune.student is not None and self.tune.student not in names:
             raise _at("tune.student", f"{self.tune.student!r} is not a student; students: {names}")
-        if self.tune is not None and not any(s.distilled for s in self.students):
-            raise _at("tune", "tuning alpha and temperature needs a distilled student (one with a kd term)")
+        kd = [s.name for s in self.students if any(m.name == "kd" for m in s.methods)]
+        if self.tune is not None and not (kd if self.tune.student is None else self.tune.student in kd):
+            raise _at("tune.student" if self.tune.student else "tune",
+                      f"tuning alpha and temperature needs a student with a kd term; students with one: {kd}")
         return self
 
     def student_model(self, s: StudentConfig) -> ModelConfig:
