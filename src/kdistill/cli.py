@@ -89,9 +89,12 @@ def _validate(args) -> int:
 
 
 def _tune(args) -> int:
+    import optuna
+
     from . import config
     from .tune import tune
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
                    quiet=args.quiet)
     console = Console(width=160)

@@ -209,11 +209,12 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -
     plot_alpha_temperature(rows, folder / "tune-alpha-temperature.png")
     best = study.best_trial
     changes = {"lr": best.params["lr"]} if "lr" in best.params else {}
-    name = f"{target.name} (tuned)"
+    name = f"tuned student (alpha={best.params['alpha']:.2f}, T={best.params['temperature']:.2f})"
     tuned = student_spec(exp, target, objective=objective_for(target, best.params["alpha"], best.params["temperature"]),
                          **changes)
-    tuned = replace(tuned, name=name, hyperparams={**tuned.hyperparams, "alpha": round(best.params["alpha"], 4),
-                                                   "T": round(best.params["temperature"], 4)})
+    shown = {k: float(f"{v:.4g}") for k, v in best.params.items()}
+    tuned = replace(tuned, name=name, hyperparams={**tuned.hyperparams, "alpha": shown["alpha"],
+                                                   "T": shown["temperature"], **({"lr": shown["lr"]} if changes else {})})
     baselines = [student_spec(exp, s) for s in exp.students if not s.distilled]
     results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp), [*baselines, tuned],
                         out=folder, seeds=exp.seeds, config=exp.model_dump(mode="json"), quiet=quiet,

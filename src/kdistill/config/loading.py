@@ -88,7 +88,32 @@ def validate(raw: dict, base=".", source: str = "experiment") -> Experiment:
         raise ConfigError([("", str(exc))], source) from None
     exp._base = Path(base)
     _check_train(exp, source)
+    _check_paths(exp, source)
     return exp
+
+
+def _check_paths(exp: Experiment, source: str) -> None:
+    """Every file or folder the experiment reads must exist (relative paths: next to the file)."""
+    wanted = [("teacher.weights", exp.teacher.weights, "file"), ("student.weights", exp.student and exp.student.weights,
+                                                                 "file")]
+    data = exp.data
+    if data.images is not None:
+        wanted.append(("data.images.path", data.images.path, "folder"))
+    if data.table is not None:
+        wanted.append(("data.table.path", data.table.path, "file"))
+    if data.idx is not None:
+        wanted += [(f"data.idx.{k}", getattr(data.idx, k), "file")
+                   for k in ("train_images", "train_labels", "test_images", "test_labels")]
+    problems = []
+    for where, value, kind in wanted:
+        if value is None:
+            continue
+        path = exp.path(value)
+        if not (path.is_dir() if kind == "folder" else path.is_file()):
+            problems.append((where, f"{kind} {str(path)!r} does not exist ({value!r}; relative paths are read from the "
+                                    f"experiment file's folder)"))
+    if problems:
+        raise ConfigError(problems, source)
 
 
 def _check_train(exp: Experiment, source: str) -> None:
