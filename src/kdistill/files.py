@@ -103,8 +103,10 @@ def table_encoder(categorical=None):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
         cats = list(categorical) if categorical is not None else [
-            c for c in train.columns if not np.issubdtype(train[c].dtype, np.number)]
+            c for c in train.columns if is_bool_dtype(train[c]) or not is_numeric_dtype(train[c])]
         nums = [c for c in train.columns if c not in cats]
         encoder = ColumnTransformer([
             ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), nums),

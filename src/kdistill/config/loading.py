@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,15 @@ def _mapping(loader, node, deep=False):
     return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
 
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads ``1e-3`` as a string, a trap in learning-rate settings.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  lambda loader, node: _mapping(loader, node, deep=True))
 
@@ -49,7 +59,7 @@ def apply_overrides(raw: dict, overrides, source: str = "--set") -> dict:
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError([("", f"--set {item!r}: expected dotted.key=value, e.g. train.epochs=5")], source)
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = yaml.load(text, Loader=_UniqueKeyLoader) if text else ""  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
             raise ConfigError([(key, f"--set value {text!r} is not valid YAML ({exc})")], source) from None
         try:
