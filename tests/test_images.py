@@ -21,7 +21,7 @@ def make_folder(root, counts=None, size=10, mode="L", corrupt=0):
             img.save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
         (root / name / "notes.txt").write_text("not an image")
     for i in range(corrupt):
-        (root / "a" / f"broken{i}.png").write_bytes(b"\x89PNG not really")
+        (root / next(iter(counts or {"a": 0})) / f"broken{i}.png").write_bytes(b"\x89PNG not really")
     return root
 
 

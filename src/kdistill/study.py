@@ -160,6 +160,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
 
 def _plots(out: Path, data: Splits, measured: dict, specs: list[ModelSpec], distilled: list[str]) -> None:
     for spec in specs:
+        if not measured[spec.name]["history"]:
+            continue  # used as loaded: no training curves
         report.plot_curves(measured[spec.name]["history"], out / f"curves-{_slug(spec.name)}.png",
                            f"{spec.name}: training curves (seed of the first run)")
     report.plot_confusions({s.name: measured[s.name]["metrics"]["confusion"] for s in specs}, data.classes,

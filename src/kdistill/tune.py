@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,13 +62,15 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         raise ValueError(f"trials must be an integer >= 1, got {wanted!r}")
     folder = _folder(exp, out)
     url = storage or cfg.storage or f"sqlite:///{(folder / 'tune.db').resolve()}"
-    study = optuna.create_study(
-        study_name=cfg.study_name or exp.name, direction="maximize", load_if_exists=True,
-        storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30),
-        sampler=optuna.samplers.TPESampler(seed=exp.seeds[0]),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if cfg.pruner == "median"
-        else optuna.pruners.NopPruner())
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # heartbeats are marked experimental; they fail trials of killed processes
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            study_name=cfg.study_name or exp.name, direction="maximize", load_if_exists=True,
+            storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30),
+            sampler=optuna.samplers.TPESampler(seed=exp.seeds[0]),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if cfg.pruner == "median"
+            else optuna.pruners.NopPruner())
+        optuna.storages.fail_stale_trials(study)
     done = _finished(study)
     if done:
         log.info("resuming study %r: %d of %d trial(s) already finished", study.study_name, done, wanted)
