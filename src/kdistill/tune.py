@@ -30,6 +30,7 @@ from .study import free_dir, run_study
 log = logging.getLogger("kdistill")
 
 MARKER = "tune-experiment.json"
+PRUNE_AFTER = 5  # epochs: a trial is never pruned earlier (slow starters are not hopeless)
 
 
 def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | None = None,
@@ -68,7 +69,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
             study_name=cfg.study_name or exp.name, direction="maximize", load_if_exists=True,
             storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30),
             sampler=optuna.samplers.TPESampler(seed=exp.seeds[0]),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if cfg.pruner == "median"
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_AFTER) if cfg.pruner == "median"
             else optuna.pruners.NopPruner())
         optuna.storages.fail_stale_trials(study)
     done = _finished(study)
