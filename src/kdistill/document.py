@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from .report import table_rows
@@ -35,13 +36,20 @@ def blocks(folder) -> list[tuple]:
     header, rows = table_rows(results)
     out += [("h2", "Comparison on the test split"), ("table", header, rows),
             ("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
-    out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in sorted(folder.glob("curves-*.png"))]
+    out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in _curves(folder, results)]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if (folder / name).is_file():
             out += [("h2", title), ("img", name, title)]
     out += _per_class_blocks(results)
     out += _sweep_blocks(folder)
     return out
+
+
+def _curves(folder: Path, results: dict) -> list[Path]:
+    """Curve plots in the order of the table (the study names them ``curves-<slug of model>.png``)."""
+    order = [re.sub(r"[^a-z0-9]+", "-", m["name"].lower()).strip("-") for m in results["models"]]
+    found = sorted(folder.glob("curves-*.png"))
+    return sorted(found, key=lambda p: (order.index(p.stem[7:]) if p.stem[7:] in order else len(order), p.name))
 
 
 def _summary(results: dict) -> str:
