@@ -74,7 +74,7 @@ def _idx_source(exp: Experiment) -> Source:
     classes = cfg.classes or [str(i) for i in range(k)]
     if len(classes) < k:
         raise ValueError(f"data.idx.classes names {len(classes)} classes but the labels go up to {k - 1}")
-    return Source(parts, list(classes), Path(cfg.train_images).name.split("-")[0], None,
+    return Source(parts, list(classes), exp.path(cfg.train_images).resolve().parent.name, None,
                   {"class_counts": {p: _counts(y, classes) for p, (_, y) in parts.items()}})
 
 
