@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import Experiment
+from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .engine import fit
 from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
@@ -30,7 +30,6 @@ from .study import free_dir, run_study
 log = logging.getLogger("kdistill")
 
 MARKER = "tune-experiment.json"
-PRUNE_AFTER = 5  # epochs: a trial is never pruned earlier (slow starters are not hopeless)
 
 
 def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | None = None,
@@ -68,10 +67,10 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         study = optuna.create_study(
             study_name=cfg.study_name or exp.name, direction="maximize", load_if_exists=True,
             storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30),
-            sampler=optuna.samplers.TPESampler(seed=exp.seeds[0]),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNE_AFTER) if cfg.pruner == "median"
-            else optuna.pruners.NopPruner())
+            pruner=_pruner(cfg.pruner, train_options(exp.train).get("epochs", 20)))
         optuna.storages.fail_stale_trials(study)
+    # Seeded, but never with the same seed twice for one study: a resumed sweep must not repeat its first trials.
+    study.sampler = optuna.samplers.TPESampler(seed=exp.seeds[0] + len(study.trials))
     done = _finished(study)
     if done:
         log.info("resuming study %r: %d of %d trial(s) already finished", study.study_name, done, wanted)
@@ -85,6 +84,20 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if wanted > done:
         study.optimize(objective, n_trials=wanted - done, callbacks=[_log_trial])
     return _finish(exp, study, target, source, folder, quiet)
+
+
+def _pruner(kind: str, epochs: int):
+    """Prune a trial only when it is hopeless: in the bottom quarter (``percentile``) or below the
+    median (``median``) of earlier trials at the same epoch, never before 3 finished trials nor
+    before a quarter of the epoch budget (at least 5 epochs): slow starters are not hopeless."""
+    import optuna
+
+    warmup = {"n_startup_trials": 3, "n_warmup_steps": max(5, epochs // 4)}
+    if kind == "percentile":
+        return optuna.pruners.PercentilePruner(25.0, **warmup)
+    if kind == "median":
+        return optuna.pruners.MedianPruner(**warmup)
+    return optuna.pruners.NopPruner()
 
 
 def _folder(exp: Experiment, out) -> Path:

@@ -293,7 +293,7 @@ class TuneConfig(Section):
     trials: int = Field(20, ge=1)
     storage: str | None = None
     study_name: str | None = None
-    pruner: Literal["median", "none"] = "median"
+    pruner: Literal["percentile", "median", "none"] = "percentile"
 
     @field_validator("alpha", "temperature", "lr")
     @classmethod
