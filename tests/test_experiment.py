@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from kdistill.cli import main
 
@@ -79,7 +78,8 @@ def test_loaded_teacher_is_used_as_is(tiny, write_experiment, tmp_path):
     out = tmp_path / "run"
     assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
     teacher = json.loads((out / "results.json").read_text())["models"][0]
-    assert teacher["per_seed"][0]["epochs_trained"] == 0 and teacher["hyperparams"] == {"weights": "teacher.safetensors"}
+    assert teacher["per_seed"][0]["epochs_trained"] == 0
+    assert teacher["hyperparams"] == {"weights": "teacher.safetensors"}
 
 
 def test_csv_table_run(tiny, write_experiment, tmp_path):

@@ -53,7 +53,8 @@ def test_user_factory_by_import_path(tmp_path, monkeypatch):
     (tmp_path / "usernets.py").write_text(
         "import torch\n"
         "def make(num_classes, width=3):\n"
-        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, width), torch.nn.Linear(width, num_classes))\n"
+        "    layers = [torch.nn.Flatten(), torch.nn.Linear(4, width), torch.nn.Linear(width, num_classes)]\n"
+        "    return torch.nn.Sequential(*layers)\n"
         "def not_a_model():\n    return 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     model = build_model("usernets:make", {"width": 5}, (4,), 7)

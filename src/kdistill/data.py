@@ -140,7 +140,8 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     train_fraction = _check_fraction("train_fraction", train_fraction)
     unknown = sorted(set(parts) - {"all", "train", "val", "test"})
     if unknown or ("all" in parts) == ("train" in parts):
-        raise ValueError(f"parts must be {{'all': ...}} or {{'train': ...[, 'val'][, 'test']}}, got keys {sorted(parts)}")
+        raise ValueError(f"parts must be {{'all': ...}} or {{'train': ...[, 'val'][, 'test']}}, "
+                         f"got keys {sorted(parts)}")
     source = parts.get("all", parts.get("train"))
     x, y = source[0], np.asarray(source[1])
     idx = np.arange(len(y))

@@ -82,7 +82,8 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read weights {path} as a state dict with torch.load(weights_only=True): {exc}") from exc
+        raise ValueError(f"cannot read weights {path} as a state dict with torch.load(weights_only=True): "
+                         f"{exc}") from exc
     for key in ("state_dict", "model"):
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]

@@ -229,9 +229,8 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -
     name = f"tuned student (alpha={best.params['alpha']:.2f}, T={best.params['temperature']:.2f})"
     tuned = student_spec(exp, target, objective=objective_for(target, best.params["alpha"], best.params["temperature"]),
                          **changes)
-    shown = {k: float(f"{v:.4g}") for k, v in best.params.items()}
-    tuned = replace(tuned, name=name, hyperparams={**tuned.hyperparams, "alpha": shown["alpha"],
-                                                   "T": shown["temperature"], **({"lr": shown["lr"]} if changes else {})})
+    shown = {("T" if k == "temperature" else k): float(f"{v:.4g}") for k, v in best.params.items()}
+    tuned = replace(tuned, name=name, hyperparams={**tuned.hyperparams, **shown})
     baselines = [student_spec(exp, s) for s in exp.students if not s.distilled]
     results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp), [*baselines, tuned],
                         out=folder, seeds=exp.seeds, config=exp.model_dump(mode="json"), quiet=quiet,
