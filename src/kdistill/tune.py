@@ -264,6 +264,7 @@ def plot_trials(rows: list[dict], path) -> None:
         best = max(best, r["value"])
         line.append((r["number"], best))
     if line:
+        line.append((max(r["number"] for r in rows), best))  # carry the best to the last trial
         ax.step(*zip(*line), where="post", color="gray", alpha=0.6, label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy")
@@ -276,11 +277,16 @@ def plot_trials(rows: list[dict], path) -> None:
 
 
 def plot_alpha_temperature(rows: list[dict], path) -> None:
-    """Validation accuracy of finished trials over alpha (x) and temperature (y)."""
+    """Validation accuracy of completed trials over alpha (x) and temperature (y); pruned ones as grey crosses."""
     from .report import plt
 
     done = [r for r in rows if r["state"] == "COMPLETE"]
     fig, ax = plt.subplots(figsize=(6, 4.4))
+    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    if pruned:
+        ax.scatter([r["params"]["alpha"] for r in pruned], [r["params"]["temperature"] for r in pruned],
+                   marker="x", color="gray", label="pruned")
+        ax.legend(loc="best", fontsize=8)
     if done:
         sc = ax.scatter([r["params"]["alpha"] for r in done], [r["params"]["temperature"] for r in done],
                         c=[r["value"] for r in done], cmap="viridis", s=70, edgecolors="black")
