@@ -2,8 +2,10 @@
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 TINY = {
     "name": "tiny",
@@ -35,3 +37,25 @@ def write_experiment(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def make_folder():
+    """A function writing class folders of tiny images (class by class darker to brighter),
+    with text files to ignore and ``corrupt`` broken PNGs in the first class."""
+    return _make_folder
+
+
+def _make_folder(root, counts=None, size=10, mode="L", corrupt=0):
+    """Class folders of tiny images: class ``a`` dark, class ``b`` bright."""
+    rng = np.random.default_rng(0)
+    for label, (name, n) in enumerate((counts or {"a": 6, "b": 6}).items()):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 100, (size, size)) + 150 * label
+            img = Image.fromarray(pixels.astype(np.uint8), "L").convert(mode)
+            img.save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
+        (root / name / "notes.txt").write_text("not an image")
+    for i in range(corrupt):
+        (root / next(iter(counts or {"a": 0})) / f"broken{i}.png").write_bytes(b"\x89PNG not really")
+    return root

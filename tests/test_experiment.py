@@ -7,8 +7,6 @@ import pandas as pd
 
 from kdistill.cli import main
 
-from .test_images import make_folder
-
 FILES = ["config.json", "history.jsonl", "results.json", "results.md", "report.md", "report.html", "confusion.png",
          "data.json"]
 
@@ -51,7 +49,7 @@ def test_report_needs_a_run_folder(tmp_path, capsys):
     assert "no results.json" in capsys.readouterr().err
 
 
-def test_image_folder_with_augmentation_and_frozen_teacher(tiny, write_experiment, tmp_path):
+def test_image_folder_with_augmentation_and_frozen_teacher(tiny, write_experiment, tmp_path, make_folder):
     make_folder(tmp_path / "imgs", {"cat": 10, "dog": 14}, size=12, corrupt=1)
     tiny["data"] = {"images": {"path": "imgs", "size": [8, 8]}, "val_size": 0.25, "test_size": 0.25,
                     "augment": {"rotation": 10, "shear": 5, "zoom": 0.1, "brightness": [0.8, 1.2],

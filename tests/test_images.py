@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from kdistill.augment import Augment
 from kdistill.data import split_parts
@@ -10,22 +9,7 @@ from kdistill.images import ImageFolder
 from kdistill.models import mlp
 
 
-def make_folder(root, counts=None, size=10, mode="L", corrupt=0):
-    """Class folders of tiny images: class ``a`` dark, class ``b`` bright."""
-    rng = np.random.default_rng(0)
-    for label, (name, n) in enumerate((counts or {"a": 6, "b": 6}).items()):
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            pixels = rng.integers(0, 100, (size, size)) + 150 * label
-            img = Image.fromarray(pixels.astype(np.uint8), "L").convert(mode)
-            img.save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
-        (root / name / "notes.txt").write_text("not an image")
-    for i in range(corrupt):
-        (root / next(iter(counts or {"a": 0})) / f"broken{i}.png").write_bytes(b"\x89PNG not really")
-    return root
-
-
-def test_auto_split_folder_with_corrupt_image_skipped_and_counted(tmp_path):
+def test_auto_split_folder_with_corrupt_image_skipped_and_counted(tmp_path, make_folder):
     folder = ImageFolder(make_folder(tmp_path / "imgs", {"a": 6, "b": 12}, corrupt=1), size=(8, 6))
     x, y = folder.parts["all"]
     assert x.shape == (18, 1, 8, 6) and x.min() >= 0 and x.max() <= 1
@@ -37,12 +21,12 @@ def test_auto_split_folder_with_corrupt_image_skipped_and_counted(tmp_path):
     assert sum(splits.info["sizes"]) == 18
 
 
-def test_strict_raises_on_corrupt_image(tmp_path):
+def test_strict_raises_on_corrupt_image(tmp_path, make_folder):
     with pytest.raises(ValueError, match=r"cannot read image .*broken0.png.*strict"):
         ImageFolder(make_folder(tmp_path / "imgs", corrupt=1), size=(8, 8), strict=True)
 
 
-def test_split_layout_rgb_and_errors(tmp_path):
+def test_split_layout_rgb_and_errors(tmp_path, make_folder):
     for part in ("train", "test"):
         make_folder(tmp_path / "ds" / part, {"a": 4, "b": 4}, mode="RGB")
     folder = ImageFolder(tmp_path / "ds", size=(5, 5), color="rgb")
