@@ -28,11 +28,7 @@ def _demo(args) -> int:
     from .study import run_demo
 
     results, folder = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, quiet=args.quiet)
-    console = Console(width=160)
-    console.print(_table(results))
-    for c in results["comparisons"]:
-        console.print(c["verdict"])
-    console.print(f"Run folder: {folder} (results.json, results.md, plots)")
+    _print_results(results, folder)
     return 0
 
 
