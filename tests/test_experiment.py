@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from kdistill.cli import main
 
@@ -60,6 +61,7 @@ def test_image_folder_with_augmentation_and_frozen_teacher(tiny, write_experimen
     assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
     data = json.loads((out / "data.json").read_text())
     assert data["skipped"] == 1 and data["class_counts"]["all"] == {"cat": 10, "dog": 14}
+    assert data["imbalance"] == pytest.approx(1.4)
     md = (out / "report.md").read_text()
     assert "## Data" in md and "1 unreadable image(s) skipped" in md and "imbalance" in md
 
@@ -93,6 +95,9 @@ def test_csv_table_run(tiny, write_experiment, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["classes"] == ["class0", "class1", "class2"] and sum(results["split_sizes"]) == n
     assert not (out / "predictions.png").exists()  # no images in a table
+    counts = json.loads((out / "data.json").read_text())["class_counts"]["all"]
+    assert counts == {"class0": 20, "class1": 20, "class2": 20}
+    assert "## Data" in (out / "report.md").read_text()
 
 
 def test_tune_resumes_and_evaluates_best_on_test(tiny, write_experiment, tmp_path, capsys):

@@ -40,7 +40,25 @@ class Source:
 
 
 def read_source(exp: Experiment) -> Source:
-    """Read the experiment's data source into memory (once for all seeds)."""
+    """Read the experiment's data source into memory (once for all seeds); log its class counts
+    and imbalance."""
+    source = _read(exp)
+    if "class_counts" not in source.info:
+        source.info.update(class_summary(source.parts, source.classes))
+    for part, counts in source.info["class_counts"].items():
+        log.info("%s/%s: %s", source.name, part, ", ".join(f"{c}={n}" for c, n in counts.items()))
+    log.info("class imbalance (largest / smallest class): %.2f", source.info["imbalance"])
+    return source
+
+
+def class_summary(parts: dict, classes: list[str]) -> dict:
+    """Class counts per part and the imbalance ratio (largest / smallest class over all parts)."""
+    counts = {part: _counts(y, classes) for part, (_, y) in parts.items()}
+    total = [sum(c.get(name, 0) for c in counts.values()) for name in classes]
+    return {"class_counts": counts, "imbalance": max(total) / min(total) if min(total) else float("inf")}
+
+
+def _read(exp: Experiment) -> Source:
     data = exp.data
     if data.builtin is not None:
         x, y, classes, is_image = _load_sklearn(data.builtin.name)
@@ -60,7 +78,8 @@ def _image_source(exp: Experiment) -> Source:
     cfg = exp.data.images
     folder = ImageFolder(exp.path(cfg.path), size=cfg.size, color=cfg.color, strict=cfg.strict,
                          extensions=cfg.extensions)
-    folder.log_summary()
+    if folder.skipped:
+        log.warning("skipped %d unreadable image(s), e.g. %s", len(folder.skipped), ", ".join(folder.skipped[:3]))
     norm = {"none": None, "dataset": _Normalize(), "fixed": _Normalize(cfg.mean, cfg.std)}[cfg.normalize]
     return Source(folder.parts, folder.classes, Path(cfg.path).name, norm, folder.summary())
 
@@ -74,8 +93,7 @@ def _idx_source(exp: Experiment) -> Source:
     classes = cfg.classes or [str(i) for i in range(k)]
     if len(classes) < k:
         raise ValueError(f"data.idx.classes names {len(classes)} classes but the labels go up to {k - 1}")
-    return Source(parts, list(classes), exp.path(cfg.train_images).resolve().parent.name, None,
-                  {"class_counts": {p: _counts(y, classes) for p, (_, y) in parts.items()}})
+    return Source(parts, list(classes), exp.path(cfg.train_images).resolve().parent.name, None)
 
 
 def _counts(y, classes) -> dict:

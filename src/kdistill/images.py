@@ -6,13 +6,9 @@ corrupt or unreadable file is skipped and counted (or is an error with ``strict=
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger("kdistill")
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "val", "test")
@@ -101,25 +97,8 @@ class ImageFolder:
         return arr[None] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
 
     def summary(self) -> dict:
-        """Class counts per part, the imbalance ratio (largest / smallest class) and skipped files."""
-        counts = {part: {self.classes[k]: int(v) for k, v in sorted(Counter(y.tolist()).items())}
-                  for part, (_, y) in self.parts.items()}
-        total = Counter()
-        for c in counts.values():
-            total.update(c)
-        present = [total.get(c, 0) for c in self.classes]
-        imbalance = max(present) / min(present) if min(present) else float("inf")
-        return {"class_counts": counts, "imbalance": imbalance, "skipped": len(self.skipped),
-                "skipped_files": self.skipped[:20]}
-
-    def log_summary(self) -> None:
-        """Log class counts, imbalance and skipped files at the start of a run."""
-        info = self.summary()
-        for part, counts in info["class_counts"].items():
-            log.info("%s/%s: %s", self.root.name, part, ", ".join(f"{c}={n}" for c, n in counts.items()))
-        log.info("class imbalance (largest / smallest class): %.2f", info["imbalance"])
-        if self.skipped:
-            log.warning("skipped %d unreadable image(s), e.g. %s", len(self.skipped), ", ".join(self.skipped[:3]))
+        """Skipped (unreadable) files: their number and the first 20 paths."""
+        return {"skipped": len(self.skipped), "skipped_files": self.skipped[:20]}
 
 
 def _class_names(folder: Path) -> list[str]:
