@@ -1,6 +1,13 @@
+"""Shared fixtures: a tiny tabular task with MLPs, and a tiny experiment (digits, MLPs, two
+epochs) as a dict and as a file."""
+
+import copy
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from PIL import Image
 
 from kdistill.data import split_arrays
 from kdistill.models import mlp
@@ -30,3 +37,56 @@ def teacher(blobs):
 def student(blobs):
     torch.manual_seed(2)
     return mlp(5, 3, hidden=[8], dropout=0.1)
+
+TINY = {
+    "name": "tiny",
+    "data": {"builtin": {"name": "digits"}, "train_fraction": 0.2},
+    "teacher": {"model": "mlp", "options": {"hidden": [32]}},
+    "student": {"model": "mlp", "options": {"hidden": [8]}},
+    "students": [
+        {"name": "alone", "methods": [{"name": "ce", "weight": 1.0}]},
+        {"name": "kd", "methods": [{"name": "ce", "weight": 0.5},
+                                   {"name": "kd", "weight": 0.5, "options": {"temperature": 4}}]},
+    ],
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.01},
+    "seeds": [0],
+}
+
+
+@pytest.fixture
+def tiny():
+    """A fresh copy of the tiny experiment mapping."""
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def write_experiment(tmp_path):
+    """Write a mapping as ``tmp_path/<name>.yaml`` and return the path."""
+    def write(mapping, name="experiment"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(mapping, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def make_folder():
+    """A function writing class folders of tiny images (class by class darker to brighter),
+    with text files to ignore and ``corrupt`` broken PNGs in the first class."""
+    return _make_folder
+
+
+def _make_folder(root, counts=None, size=10, mode="L", corrupt=0):
+    """Class folders of tiny images: class ``a`` dark, class ``b`` bright."""
+    rng = np.random.default_rng(0)
+    for label, (name, n) in enumerate((counts or {"a": 6, "b": 6}).items()):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            pixels = rng.integers(0, 100, (size, size)) + 150 * label
+            img = Image.fromarray(pixels.astype(np.uint8), "L").convert(mode)
+            img.save(root / name / f"{i}.{'png' if i % 2 else 'bmp'}")
+        (root / name / "notes.txt").write_text("not an image")
+    for i in range(corrupt):
+        (root / next(iter(counts or {"a": 0})) / f"broken{i}.png").write_bytes(b"\x89PNG not really")
+    return root

@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo``."""
+"""Command line: ``kdistill demo | run | validate | tune | report``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -27,11 +28,7 @@ def _demo(args) -> int:
     from .study import run_demo
 
     results, folder = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, quiet=args.quiet)
-    console = Console(width=160)
-    console.print(_table(results))
-    for c in results["comparisons"]:
-        console.print(c["verdict"])
-    console.print(f"Run folder: {folder} (results.json, results.md, plots)")
+    _print_results(results, folder)
     return 0
 
 
@@ -54,7 +51,100 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive, default=None, help="override the epoch budget of every model")
     demo.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     demo.set_defaults(func=_demo)
+    _add_experiment_commands(sub)
     return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment files: run, validate, tune, report
+
+
+def _print_results(results: dict, folder) -> None:
+    console = Console(width=160)
+    console.print(_table(results))
+    for c in results["comparisons"]:
+        console.print(escape(c["verdict"]))
+    console.print(f"Run folder: {folder} (report.html, report.md, results.json, plots)")
+
+
+def _run(args) -> int:
+    from . import config
+    from .experiment import run_experiment
+
+    results, folder = run_experiment(config.load(args.experiment, args.set), out=args.out, quiet=args.quiet)
+    _print_results(results, folder)
+    return 0
+
+
+def _validate(args) -> int:
+    from . import config
+
+    exp = config.load(args.experiment, args.set)
+    source = next(s for s in ("builtin", "images", "idx", "table") if getattr(exp.data, s) is not None)
+    Console().print(f"{escape(args.experiment)}: valid. Experiment {exp.name!r}: {source} data, teacher "
+                    f"{exp.teacher.model!r}, {len(exp.students)} student(s) "
+                    f"({', '.join(s.name for s in exp.students)}), seeds {exp.seeds}.")
+    return 0
+
+
+def _tune(args) -> int:
+    import optuna
+
+    from . import config
+    from .tune import tune
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
+    summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
+                   quiet=args.quiet)
+    console = Console(width=160)
+    table = Table(title=f"trials of study {summary['study_name']!r} (validation accuracy)")
+    keys = sorted({k for t in summary["trials"] for k in t["params"]})
+    for name in ("trial", "state", "val accuracy", *keys):
+        table.add_column(name)
+    for t in summary["trials"]:
+        table.add_row(str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
+                      *[f"{t['params'][k]:.4g}" if k in t["params"] else "" for k in keys])
+    console.print(table)
+    params = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
+    console.print(f"Best trial {summary['best_trial']}: {params}; validation accuracy {summary['best_value']:.4f}. "
+                  f"Retrained and evaluated on test:")
+    _print_results(summary["results"], summary["folder"])
+    return 0
+
+
+def _report(args) -> int:
+    from .document import write_report
+
+    md, page = write_report(args.run_dir)
+    Console().print(f"Wrote {md} and {page}")
+    return 0
+
+
+def _add_experiment_commands(sub) -> None:
+    def experiment_args(p):
+        p.add_argument("experiment", help="experiment file (YAML)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting by its dotted path, e.g. --set train.epochs=5 (repeatable)")
+
+    run = sub.add_parser("run", help="run an experiment file into a run folder, with its report")
+    experiment_args(run)
+    run.add_argument("--out", default=None, help="run folder (default runs/<name>; never overwritten)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
+    run.set_defaults(func=_run)
+    validate = sub.add_parser("validate", help="check an experiment file without running it")
+    experiment_args(validate)
+    validate.set_defaults(func=_validate, quiet=False)
+    tune = sub.add_parser("tune", help="Optuna sweep of alpha, temperature and lr; best trial evaluated on test")
+    experiment_args(tune)
+    tune.add_argument("--trials", type=_positive, default=None, help="finished trials wanted (default: tune.trials)")
+    tune.add_argument("--out", default=None, help="run folder (default runs/<name>-tune; resumed if it holds "
+                                                  "this sweep)")
+    tune.add_argument("--storage", default=None, help="Optuna database URL (default sqlite in the run folder)")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar or per-trial log")
+    tune.set_defaults(func=_tune)
+    report = sub.add_parser("report", help="rebuild report.md and report.html of a run folder from its files")
+    report.add_argument("run_dir", help="run folder")
+    report.set_defaults(func=_report, quiet=False)
 
 
 def main(argv=None) -> int:
@@ -64,7 +154,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, FileExistsError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
 
 

@@ -5,6 +5,7 @@ shuffled batches.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,8 @@ class Splits:
     """Train, validation and test datasets over the same classes.
 
     ``val`` may be ``None`` (no early stopping then); ``test`` may be ``None`` for training only.
+    ``augment``, when given, maps a batch of training inputs to an augmented batch; the engine
+    applies it to training batches only, never to validation or test.
     """
 
     train: Dataset
@@ -57,6 +60,7 @@ class Splits:
     classes: list[str]
     name: str = "data"
     info: dict = field(default_factory=dict)
+    augment: Callable | None = None
 
     @property
     def num_classes(self) -> int:
@@ -118,30 +122,63 @@ def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size
     and test stay whole so that scores remain comparable. ``standardize`` scales features with
     the train split's mean and standard deviation (tabular data).
     """
+    return split_parts({"all": (x, y)}, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
+                       train_fraction=train_fraction, prepare=_standardizer if standardize else None)
+
+
+def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2, train_fraction=1.0,
+                prepare: Callable | None = None, info: dict | None = None) -> Splits:
+    """Seeded, stratified splits from ``{"all": (x, y)}`` or ``{"train": (x, y)[, "val": ...][, "test": ...]}``.
+
+    A missing validation or test part is carved out of ``train`` (``val_size`` and ``test_size``
+    are then shares of ``train``; of the whole with ``"all"``). ``x`` is an array or a pandas
+    ``DataFrame``. ``prepare(x_train)`` returns a function applied to every split's ``x``, fitted
+    on the train split alone (standardization, normalization, encoders).
+    """
     val_size = _check_fraction("val_size", val_size, low_open=False)
     test_size = _check_fraction("test_size", test_size, low_open=False)
     train_fraction = _check_fraction("train_fraction", train_fraction)
-    if val_size + test_size >= 1.0:
-        raise ValueError(f"val_size + test_size must be < 1, got {val_size} + {test_size}")
-    y = np.asarray(y)
+    unknown = sorted(set(parts) - {"all", "train", "val", "test"})
+    if unknown or ("all" in parts) == ("train" in parts):
+        raise ValueError(f"parts must be {{'all': ...}} or {{'train': ...[, 'val'][, 'test']}}, "
+                         f"got keys {sorted(parts)}")
+    source = parts.get("all", parts.get("train"))
+    x, y = source[0], np.asarray(source[1])
     idx = np.arange(len(y))
-    rest, test_idx = _split(idx, y, test_size, seed) if test_size else (idx, idx[:0])
-    train_idx, val_idx = _split(rest, y, val_size / (1 - test_size), seed + 1) if val_size else (rest, rest[:0])
+    given = {k: (parts[k][0], np.asarray(parts[k][1])) for k in ("val", "test") if k in parts}
+    if "all" in parts and val_size + test_size >= 1.0:
+        raise ValueError(f"val_size + test_size must be < 1, got {val_size} + {test_size}")
+    test_share = 0.0 if "test" in given else test_size
+    rest, test_idx = _split(idx, y, test_share, seed) if test_share else (idx, idx[:0])
+    val_share = 0.0 if "val" in given else val_size / (1 - test_share)
+    train_idx, val_idx = _split(rest, y, val_share, seed + 1) if val_share else (rest, rest[:0])
     if train_fraction < 1.0:
         keep = max(len(classes), int(round(train_fraction * len(train_idx))))
         if keep < len(train_idx):
             train_idx, _ = train_test_split(train_idx, train_size=keep, stratify=y[train_idx], random_state=seed + 2)
-    x = np.asarray(x, dtype=np.float32)
-    if standardize:
-        mean = x[train_idx].mean(axis=0)
-        std = x[train_idx].std(axis=0)
-        x = (x - mean) / np.where(std > 0, std, 1.0)
+    chosen = {"train": (_take(x, train_idx), y[train_idx]), "val": (_take(x, val_idx), y[val_idx]),
+              "test": (_take(x, test_idx), y[test_idx]), **given}
+    transform = prepare(chosen["train"][0]) if prepare is not None else _as_float
+    sets = {part: ArrayDataset(transform(px), py, name=f"{name}.{part}") if len(py) else None
+            for part, (px, py) in chosen.items()}
+    sizes = [len(chosen[p][1]) for p in ("train", "val", "test")]
+    return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name,
+                  info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes})
 
-    def make(ids, part):
-        return ArrayDataset(x[ids], y[ids], name=f"{name}.{part}") if len(ids) else None
 
-    return Splits(make(train_idx, "train"), make(val_idx, "val"), make(test_idx, "test"), list(classes), name=name,
-                  info={"seed": seed, "train_fraction": train_fraction, "sizes": [len(train_idx), len(val_idx), len(test_idx)]})
+def _take(x, idx):
+    return x.iloc[idx] if hasattr(x, "iloc") else np.asarray(x)[idx]
+
+
+def _as_float(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def _standardizer(x_train):
+    x_train = _as_float(x_train)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return lambda x: ((_as_float(x) - mean) / std).astype(np.float32)
 
 
 def _split(idx, y, size, seed):

@@ -302,6 +302,8 @@ class _Run:
             for b, (x, y, idx) in enumerate(batches(ds, self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)):
                 if train and len(y) == 1 and len(ds) > 1:
                     continue  # batch norm cannot train on one sample; it is shuffled in next epoch
+                if train and self.data.augment is not None:
+                    x = self.data.augment(x)  # training batches only; teacher and student see the same view
                 step = self.step(ds, x, y, idx)
                 values = torch.stack([t.method(step) for t in self.terms])
                 loss = sum(t.weight * v for t, v in zip(self.terms, values))

@@ -13,16 +13,17 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import as_file
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
 from . import report
-from .data import Splits, load_dataset
-from .engine import fit
+from .data import Splits
+from .engine import History, fit
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
-from .models import cnn, count_params, size_mb
+from .models import count_params, size_mb
 
 log = logging.getLogger("kdistill")
 
@@ -34,7 +35,8 @@ class ModelSpec:
     """How to build and train one model of a study.
 
     ``objective`` is the engine's weighted term list; any term needing a teacher makes the
-    model a distilled student. ``hyperparams`` are what the results table shows.
+    model a distilled student. ``hyperparams`` are what the results table shows. ``fit=False``
+    uses the model as built (a teacher whose weights were loaded).
     """
 
     name: str
@@ -42,6 +44,7 @@ class ModelSpec:
     objective: list = field(default_factory=lambda: [("ce", 1.0)])
     train: dict = field(default_factory=dict)
     hyperparams: dict = field(default_factory=dict)
+    fit: bool = True
 
 
 def free_dir(path) -> tuple[Path, bool]:
@@ -65,8 +68,9 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
     shape, k = data.input_shape, data.num_classes
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
-    runs = {teacher_spec.name: (teacher, fit(teacher, data, objective=teacher_spec.objective, seed=seed,
-                                             quiet=quiet, **teacher_spec.train))}
+    history = (fit(teacher, data, objective=teacher_spec.objective, seed=seed, quiet=quiet, **teacher_spec.train)
+               if teacher_spec.fit else History([]))
+    runs = {teacher_spec.name: (teacher, history)}
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
         student = spec.build(shape, k)
@@ -156,10 +160,14 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
 
 def _plots(out: Path, data: Splits, measured: dict, specs: list[ModelSpec], distilled: list[str]) -> None:
     for spec in specs:
+        if not measured[spec.name]["history"]:
+            continue  # used as loaded: no training curves
         report.plot_curves(measured[spec.name]["history"], out / f"curves-{_slug(spec.name)}.png",
                            f"{spec.name}: training curves (seed of the first run)")
     report.plot_confusions({s.name: measured[s.name]["metrics"]["confusion"] for s in specs}, data.classes,
                            out / "confusion.png")
+    if len(data.input_shape) != 3:
+        return  # a prediction grid shows images; tables have none
     best = max(distilled, key=lambda n: measured[n]["metrics"]["accuracy"])
     n = min(16, len(data.test))
     rows = [data.test[i] for i in range(n)]
@@ -171,51 +179,27 @@ def _plots(out: Path, data: Splits, measured: dict, specs: list[ModelSpec], dist
 
 
 # --------------------------------------------------------------------------------------------
-# The demo: the seed case study on scikit-learn's digits.
-
-DEMO = {
-    "dataset": "digits",
-    "train_fraction": 0.25,
-    "teacher": {"channels": [32, 64, 128], "hidden": 128},
-    "student": {"channels": [8, 16], "hidden": 32, "dropout": 0.0},
-    "alpha": 0.5,
-    "temperatures": [2, 6],
-    "train": {"epochs": 40, "batch_size": 32, "lr": 3e-3, "patience": 10},
-}
+# The demo: the seed case study on scikit-learn's digits, as a bundled experiment file.
 
 
-def demo_specs(epochs: int | None = None) -> tuple[ModelSpec, list[ModelSpec]]:
-    """The demo's teacher and students: the student alone, then KD at T=2 and T=6."""
-    train = dict(DEMO["train"])
-    if epochs is not None:
-        train["epochs"] = epochs
-    t_cfg, s_cfg, alpha = DEMO["teacher"], DEMO["student"], DEMO["alpha"]
-    common = {"epochs": train["epochs"], "lr": train["lr"]}
-    teacher = ModelSpec("teacher", lambda shape, k: cnn(shape, k, **t_cfg), train=train,
-                        hyperparams={"channels": t_cfg["channels"], **common})
-    students = [ModelSpec("student alone", lambda shape, k: cnn(shape, k, **s_cfg), train=train,
-                          hyperparams={"channels": s_cfg["channels"], **common})]
-    for temp in DEMO["temperatures"]:
-        students.append(ModelSpec(f"student KD T={temp}", lambda shape, k: cnn(shape, k, **s_cfg),
-                                  objective=[("ce", 1 - alpha), ("kd", alpha, {"temperature": temp})],
-                                  train=train, hyperparams={"alpha": alpha, "T": temp, **common}))
-    return teacher, students
+def demo_file():
+    """The bundled experiment file of the demo (``kdistill/experiments/demo.yaml``)."""
+    from importlib.resources import files
+
+    return files("kdistill") / "experiments" / "demo.yaml"
 
 
 def run_demo(out="runs/demo", seeds: int = 1, epochs: int | None = None, quiet: bool = False) -> tuple[dict, Path]:
-    """The seed case study on ``digits``: a CNN teacher, and a small CNN student trained alone
-    and distilled at T=2 and T=6 (alpha=0.5). Never overwrites: an existing non-empty ``out``
-    makes it write to the next free ``out-N``. Returns the results and the folder used."""
+    """The seed case study on ``digits`` (:func:`demo_file`): a CNN teacher, and a small CNN
+    student trained alone and distilled at T=2 and T=6 (alpha=0.5). Never overwrites: an
+    existing non-empty ``out`` makes it write to the next free ``out-N``. Returns the results
+    and the folder used."""
+    from . import config
+    from .experiment import run_experiment
+
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
-    folder, moved = free_dir(out)
-    if moved:
-        log.warning("%s already holds a run; writing to %s instead", out, folder)
-    teacher, students = demo_specs(epochs)
-    config = {**DEMO, "seeds": seeds}
-    if epochs is not None:
-        config["train"] = {**DEMO["train"], "epochs": epochs}
-    results = run_study(lambda s: load_dataset(DEMO["dataset"], seed=s, train_fraction=DEMO["train_fraction"]),
-                        teacher, students, out=folder, seeds=list(range(seeds)), quiet=quiet, config=config,
-                        title="kdistill demo: digits, CNN teacher -> small CNN student")
-    return results, folder
+    overrides = [f"seeds={list(range(seeds))}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
+    with as_file(demo_file()) as path:
+        exp = config.load(path, overrides)
+    return run_experiment(exp, out=out, quiet=quiet)

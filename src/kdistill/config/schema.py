@@ -1,0 +1,362 @@
+"""The experiment schema: one pydantic model per section of an experiment file.
+
+Every error names the field path, the bad value and what is allowed; an unknown key gets a
+did-you-mean. Nothing in a file executes code; a model given by import path is imported to
+check that it exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .. import methods
+from ..engine import TrainConfig
+
+
+class ConfigError(ValueError):
+    """An experiment file or override is invalid. ``problems`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "experiment"):
+        self.problems, self.source = problems, source
+        lines = [f"  {path or '(top level)'}: {msg}" for path, msg in problems]
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(lines))
+
+
+class Section(BaseModel):
+    """Base of every section: strict types, and unknown keys rejected with a did-you-mean."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data):
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            for key in data:
+                if key not in allowed:
+                    hint = difflib.get_close_matches(str(key), allowed, n=1)
+                    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                    raise PydanticCustomError("unknown_key", "unknown key{hint}; allowed keys: {allowed}",
+                                              {"key": str(key), "hint": extra, "allowed": ", ".join(allowed)})
+        return data
+
+
+class AugmentConfig(Section):
+    """Random augmentation of training images (see :class:`kdistill.augment.Augment`)."""
+
+    rotation: float = Field(0.0, ge=0.0, le=180.0)
+    shear: float = Field(0.0, ge=0.0, lt=60.0)
+    zoom: float = Field(0.0, ge=0.0, lt=1.0)
+    brightness: list[float] | None = None
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+
+    @field_validator("brightness")
+    @classmethod
+    def _range(cls, v):
+        if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1]):
+            raise ValueError(f"must be [low, high] with 0 < low <= high, got {v}")
+        return v
+
+
+class BuiltinData(Section):
+    name: Literal["digits", "iris", "wine", "breast_cancer"]
+
+
+class ImageData(Section):
+    path: str
+    size: list[int] = [64, 64]
+    color: Literal["grayscale", "rgb"] = "grayscale"
+    normalize: Literal["none", "dataset", "fixed"] = "dataset"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    strict: bool = False
+    extensions: list[str] = [".png", ".jpg", ".jpeg", ".bmp"]
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if len(v) != 2 or min(v) < 1:
+            raise ValueError(f"must be [height, width] of positive integers, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _fixed(self):
+        channels = 1 if self.color == "grayscale" else 3
+        if self.normalize == "fixed":
+            for key in ("mean", "std"):
+                v = getattr(self, key)
+                if v is None or len(v) != channels or (key == "std" and min(v) <= 0):
+                    raise ValueError(f"normalize: fixed needs {key} as a list of {channels} number(s)"
+                                     f"{' > 0' if key == 'std' else ''} for color {self.color}, got {v}")
+        return self
+
+
+class IdxData(Section):
+    train_images: str
+    train_labels: str
+    test_images: str | None = None
+    test_labels: str | None = None
+    classes: list[str] | None = None
+    max_train: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _pairs(self):
+        if (self.test_images is None) != (self.test_labels is None):
+            raise ValueError("give both test_images and test_labels, or neither (the test split is then carved "
+                             "from train)")
+        return self
+
+
+class TableData(Section):
+    path: str
+    target: str
+    features: list[str] | None = None
+    categorical: list[str] | None = None
+
+
+SOURCES = ("builtin", "images", "idx", "table")
+
+
+class DataConfig(Section):
+    """Exactly one source, plus split sizes and augmentation."""
+
+    builtin: BuiltinData | None = None
+    images: ImageData | None = None
+    idx: IdxData | None = None
+    table: TableData | None = None
+    val_size: float = Field(0.15, ge=0.0, lt=1.0)
+    test_size: float = Field(0.2, ge=0.0, lt=1.0)
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    augment: AugmentConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = [s for s in SOURCES if getattr(self, s) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one data source out of {', '.join(SOURCES)}; got "
+                             f"{', '.join(given) or 'none'}")
+        if self.augment is not None and given[0] == "table":
+            raise ValueError("augment applies to images; a table source cannot be augmented")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(s for s in SOURCES if getattr(self, s) is not None)
+
+
+class MethodConfig(Section):
+    """One weighted term of a student's objective, checked against the method registry."""
+
+    name: str
+    weight: float = Field(1.0, ge=0.0)
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        try:
+            methods.build(self.name.split(":")[0], **self.options)
+        except TypeError as exc:
+            raise ValueError(f"method {self.name!r} cannot be built with options {self.options}: {exc}") from None
+        return self
+
+    def term(self) -> tuple:
+        return (self.name, self.weight, dict(self.options))
+
+
+def _train_model():
+    """A pydantic model of :class:`TrainConfig`'s fields, so that new engine settings are
+    accepted here without edits; ``seed`` and ``quiet`` are set by the experiment."""
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name: (_loose(hints[f.name]) | None, None) for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("seed", "quiet", "checkpoint_dir", "resume")}
+    return create_model("TrainSettings", __base__=Section, **fields)
+
+
+def _loose(tp):
+    try:
+        from pydantic import TypeAdapter
+
+        TypeAdapter(tp)
+        return tp
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check is passed through unchecked
+        return Any
+
+
+TrainSettings = _train_model()
+
+
+def train_options(*layers) -> dict:
+    """Merge training settings (later layers win), leaving out unset ones."""
+    merged: dict = {}
+    for layer in layers:
+        if layer is not None:
+            merged.update(layer.model_dump(exclude_none=True))
+    return merged
+
+
+class FreezeConfig(Section):
+    modules: list[str] = []
+    first_layers: int = Field(0, ge=0)
+
+
+class ModelConfig(Section):
+    """A model: built-in (``mlp``, ``cnn``) or ``package.module:factory``, with its options."""
+
+    model: str = "cnn"
+    options: dict[str, Any] = {}
+    weights: str | None = None
+    weights_partial: bool = False
+    freeze: FreezeConfig | None = None
+    train: TrainSettings | None = None
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        _raise_at(check_model(self.model, self.options))
+        return self
+
+
+def check_model(model: str, options: dict) -> tuple[str, str] | None:
+    """``(field, problem)`` unless ``model`` is a built-in model taking ``options``, or an import path."""
+    from ..transfer import ZOO, option_names
+
+    if model.count(":") == 1 and all(model.split(":")):
+        from ..transfer import resolve_factory
+
+        try:
+            resolve_factory(model)
+        except ValueError as exc:
+            return "model", str(exc)
+        return None
+    if model not in ZOO:
+        hint = difflib.get_close_matches(model, list(ZOO), n=1)
+        return "model", (f"{model!r} is unknown{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                         f"use {', '.join(ZOO)} or an import path 'package.module:factory'")
+    allowed = option_names(model)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return "options", f"{unknown} are not options of model {model!r}; allowed: {', '.join(allowed)}"
+    return None
+
+
+def _raise_at(problem, prefix: str = "") -> None:
+    if problem is not None:
+        raise _at(prefix + problem[0], problem[1])
+
+
+class TeacherConfig(ModelConfig):
+    name: str = "teacher"
+    fit: bool = True
+
+    @model_validator(mode="after")
+    def _loaded(self):
+        if not self.fit and self.weights is None:
+            raise ValueError("fit: false uses the teacher as loaded, so it needs weights: PATH")
+        return self
+
+
+class StudentConfig(Section):
+    """One student run. ``model`` and ``options`` default to the experiment's ``student``."""
+
+    name: str
+    model: str | None = None
+    options: dict[str, Any] | None = None
+    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="ce", weight=1.0)], min_length=1)
+    train: TrainSettings | None = None
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        if self.model is not None:
+            _raise_at(check_model(self.model, self.options or {}))
+        return self
+
+    @property
+    def distilled(self) -> bool:
+        return any(methods.build(m.name.split(":")[0], **m.options).needs_teacher for m in self.methods)
+
+
+class TuneConfig(Section):
+    """Optuna search over alpha, temperature and (optionally) the learning rate."""
+
+    student: str | None = None
+    alpha: list[float] = [0.1, 0.9]
+    temperature: list[float] = [1.0, 8.0]
+    lr: list[float] | None = None
+    trials: int = Field(20, ge=1)
+    storage: str | None = None
+    study_name: str | None = None
+    pruner: Literal["percentile", "median", "none"] = "percentile"
+
+    @field_validator("alpha", "temperature", "lr")
+    @classmethod
+    def _range(cls, v, info):
+        if v is None:
+            return v
+        low_ok = {"alpha": lambda a: a >= 0, "temperature": lambda a: a > 0, "lr": lambda a: a > 0}[info.field_name]
+        high_ok = (lambda b: b <= 1) if info.field_name == "alpha" else (lambda b: True)
+        if len(v) != 2 or not (low_ok(v[0]) and high_ok(v[1]) and v[0] < v[1]):
+            bound = {"alpha": "0 <= low < high <= 1", "temperature": "0 < low < high", "lr": "0 < low < high"}
+            raise ValueError(f"must be [low, high] with {bound[info.field_name]}, got {v}")
+        return v
+
+
+class Experiment(Section):
+    """The whole experiment file."""
+
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    title: str | None = None
+    data: DataConfig
+    teacher: TeacherConfig
+    student: ModelConfig | None = None
+    students: list[StudentConfig] = Field(min_length=1)
+    train: TrainSettings = Field(default_factory=lambda: TrainSettings())
+    seeds: list[int] = Field([0], min_length=1)
+    tune: TuneConfig | None = None
+    _base: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="after")
+    def _students(self):
+        names = [s.name for s in self.students]
+        dupes = sorted({n for n in names if names.count(n) > 1} | ({self.teacher.name} & set(names)))
+        if dupes:
+            raise _at("students", f"model names must be unique (teacher and students), repeated: {dupes}")
+        if all(s.distilled for s in self.students):
+            raise _at("students", "one entry must train without a teacher (methods: [{name: ce}]): the baseline "
+                                  "that distillation is compared with")
+        for i, s in enumerate(self.students):
+            if s.model is None and self.student is None:
+                raise _at(f"students.{i}.model", f"student {s.name!r} gives no model and there is no default "
+                                                 f"`student:` section")
+            if s.model is None and s.options is not None:
+                _raise_at(check_model(self.student.model, s.options), f"students.{i}.")
+        if self.tune is not None and self.tune.student is not None and self.tune.student not in names:
+            raise _at("tune.student", f"{self.tune.student!r} is not a student; students: {names}")
+        kd = [s.name for s in self.students if any(m.name == "kd" for m in s.methods)]
+        if self.tune is not None and not (kd if self.tune.student is None else self.tune.student in kd):
+            raise _at("tune.student" if self.tune.student else "tune",
+                      f"tuning alpha and temperature needs a student with a kd term; students with one: {kd}")
+        return self
+
+    def student_model(self, s: StudentConfig) -> ModelConfig:
+        """The model section of student ``s`` (its own, or the default ``student``)."""
+        base = self.student or ModelConfig()
+        return base.model_copy(update={k: v for k, v in (("model", s.model), ("options", s.options))
+                                       if v is not None})
+
+    def path(self, value: str) -> Path:
+        """``value`` resolved against the folder of the experiment file."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self._base / p
+
+
+def _at(path: str, message: str) -> ValueError:
+    """An error of a whole-section check, located at ``path`` (read back by ``loading._problem``)."""
+    return ValueError(f"@{path}@ {message}")

@@ -1,0 +1,108 @@
+"""Image folders read with Pillow: ``root/{train,val,test}/<class>/*`` or ``root/<class>/*``.
+
+Images are resized, converted to grayscale or RGB and scaled to [0, 1] once, into memory. A
+corrupt or unreadable file is skipped and counted (or is an error with ``strict=True``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+SPLITS = ("train", "val", "test")
+COLORS = ("grayscale", "rgb")
+
+
+class ImageFolder:
+    """All images of a folder, read into ``(N, C, H, W)`` float arrays in [0, 1].
+
+    Parameters
+    ----------
+    root : path
+        Either holds ``train`` (and optionally ``val``, ``test``) folders of class folders, or
+        class folders directly (to be split automatically).
+    size : (int, int)
+        Height and width every image is resized to.
+    color : {"grayscale", "rgb"}
+        Channels of the arrays (1 or 3).
+    strict : bool
+        Raise on the first unreadable image instead of skipping it.
+    extensions : sequence of str
+        File suffixes taken as images (case-insensitive); other files are ignored.
+
+    Attributes
+    ----------
+    parts : dict
+        ``{"train": (x, y), ...}`` for a split layout, or ``{"all": (x, y)}``.
+    classes : list of str
+        Sorted class folder names.
+    skipped : list of str
+        Files that could not be read.
+    """
+
+    def __init__(self, root, size=(64, 64), color: str = "grayscale", strict: bool = False,
+                 extensions=EXTENSIONS):
+        from PIL import Image  # noqa: F401  (fail early with a clear message if Pillow is missing)
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"image folder {str(self.root)!r} does not exist or is not a folder")
+        if color not in COLORS:
+            raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
+        self.size, self.color, self.strict = (int(size[0]), int(size[1])), color, strict
+        self.extensions = tuple(e.lower() for e in extensions)
+        layout = {s: self.root / s for s in SPLITS if (self.root / s).is_dir()}
+        if layout and "train" not in layout:
+            raise ValueError(f"{self.root} has {sorted(layout)} folders but no 'train' folder; "
+                             f"give root/train/<class>/ (val and test optional) or root/<class>/")
+        folders = layout or {"all": self.root}
+        self.classes = _class_names(folders.get("train", self.root))
+        self.skipped: list[str] = []
+        self.parts = {part: self._read(folder) for part, folder in folders.items()}
+
+    def _read(self, folder: Path):
+        unknown = sorted(set(_class_names(folder)) - set(self.classes))
+        if unknown:
+            raise ValueError(f"{folder} has class folder(s) {unknown} that the train folder lacks; "
+                             f"classes are {self.classes}")
+        images, labels = [], []
+        for label, name in enumerate(self.classes):
+            for path in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
+                if path.suffix.lower() not in self.extensions:
+                    continue
+                image = self._load(path)
+                if image is not None:
+                    images.append(image)
+                    labels.append(label)
+        if not images:
+            raise ValueError(f"no readable {'/'.join(self.extensions)} image under {folder}")
+        return np.stack(images), np.asarray(labels)
+
+    def _load(self, path: Path):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if self.color == "grayscale" else "RGB")
+                img = img.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            if self.strict:
+                raise ValueError(f"cannot read image {path}: {exc} (strict: true; set strict: false to skip "
+                                 f"unreadable images)") from exc
+            self.skipped.append(str(path))
+            return None
+        return arr[None] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
+
+    def summary(self) -> dict:
+        """Skipped (unreadable) files: their number and the first 20 paths."""
+        return {"skipped": len(self.skipped), "skipped_files": self.skipped[:20]}
+
+
+def _class_names(folder: Path) -> list[str]:
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise ValueError(f"{folder} holds no class folders; expected {folder}/<class>/<image files>")
+    return names
