@@ -25,7 +25,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, x, y, name: str = "data"):
         self.x = torch.as_tensor(x, dtype=torch.float32)
-        self.y = torch.as_tensor(y, dtype=torch.long)
+        self.y = _integer_labels(y, name)
         if self.x.shape[0] != self.y.shape[0]:
             raise ValueError(
                 f"{name}: x has {self.x.shape[0]} samples but y has {self.y.shape[0]}; they must match"
@@ -71,6 +71,10 @@ class Splits:
         return tuple(self.train[0][0].shape)
 
     def __post_init__(self):
+        if self.num_classes < 2:
+            raise ValueError(f"{self.name!r} has {self.num_classes} class(es) {self.classes}; a classifier needs at "
+                             f"least 2 classes")
+        labels = {}
         for split in ("train", "val", "test"):
             ds = getattr(self, split)
             if ds is None:
@@ -79,12 +83,50 @@ class Splits:
                 continue
             if len(ds) == 0:
                 raise ValueError(f"the {split} split of {self.name!r} is empty; every split needs at least one sample")
-            check_labels(ds, self.num_classes, f"{self.name}.{split}")
+            labels[split] = ds.y if isinstance(ds, ArrayDataset) else _checked_labels(ds, f"{self.name}.{split}")
+            check_labels(labels[split], self.num_classes, f"{self.name}.{split}")
+        present = torch.unique(labels["train"])
+        if len(present) < 2:
+            raise ValueError(f"the train split of {self.name!r} holds only class {self.classes[int(present[0])]!r} "
+                             f"(classes: {self.classes}); training needs samples of at least 2 classes: check the "
+                             f"labels, the target column or the class folders")
 
 
-def check_labels(ds: Dataset, num_classes: int, where: str) -> None:
-    """Raise if any label of ``ds`` lies outside ``[0, num_classes)``."""
-    y = ds.y if isinstance(ds, ArrayDataset) else torch.as_tensor([int(ds[i][1]) for i in range(len(ds))])
+def _checked_labels(ds: Dataset, where: str) -> torch.Tensor:
+    """The labels of a dataset, after checking that its items are ``(x, y, index)`` and that the
+    indices are ``0..n-1``, each once: anything looked up by index (cached teacher outputs)
+    would otherwise be misaligned."""
+    labels, indices = [], []
+    for i in range(len(ds)):
+        item = ds[i]
+        if not isinstance(item, (tuple, list)) or len(item) != 3:
+            raise ValueError(f"{where}: item {i} is a {type(item).__name__}, not an (x, y, index) triple; every "
+                             f"item must carry its dataset index")
+        labels.append(int(item[1]))
+        indices.append(int(item[2]))
+    values, counts = np.unique(indices, return_counts=True)
+    if len(values) != len(ds) or values[0] != 0 or values[-1] != len(ds) - 1:
+        repeated = values[counts > 1][:5].tolist()
+        detail = (f"index {repeated[0]} appears {int(counts[counts > 1][0])} times (repeated: {repeated})" if repeated
+                  else f"they run from {int(values[0])} to {int(values[-1])}")
+        raise ValueError(f"{where}: item indices must be 0..{len(ds) - 1}, each exactly once, but {detail}; give "
+                         f"item i the index i (cached teacher outputs are looked up by index)")
+    return torch.as_tensor(labels)
+
+
+def _integer_labels(y, name: str) -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+    if y.is_floating_point():
+        bad = (~torch.isfinite(y) | (y != torch.round(y))).nonzero().flatten()
+        if len(bad):
+            rows = bad[:5].tolist()
+            raise ValueError(f"{name}: labels must be whole class indices, but {len(bad)} are not (first "
+                             f"{y[bad[0]].item()!r} at row {rows[0]}; rows {rows}); encode classes as 0..K-1")
+    return y.to(torch.long)
+
+
+def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
+    """Raise if any label in ``y`` lies outside ``[0, num_classes)``."""
     if len(y) == 0:
         return
     lo, hi = int(y.min()), int(y.max())
@@ -149,9 +191,11 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     if "all" in parts and val_size + test_size >= 1.0:
         raise ValueError(f"val_size + test_size must be < 1, got {val_size} + {test_size}")
     test_share = 0.0 if "test" in given else test_size
-    rest, test_idx = _split(idx, y, test_share, seed) if test_share else (idx, idx[:0])
+    rest, test_idx = (_split(idx, y, test_share, seed, classes, f"test split of {name!r}") if test_share
+                      else (idx, idx[:0]))
     val_share = 0.0 if "val" in given else val_size / (1 - test_share)
-    train_idx, val_idx = _split(rest, y, val_share, seed + 1) if val_share else (rest, rest[:0])
+    train_idx, val_idx = (_split(rest, y, val_share, seed + 1, classes, f"validation split of {name!r}") if val_share
+                          else (rest, rest[:0]))
     if train_fraction < 1.0:
         keep = max(len(classes), int(round(train_fraction * len(train_idx))))
         if keep < len(train_idx):
@@ -181,8 +225,19 @@ def _standardizer(x_train):
     return lambda x: ((_as_float(x) - mean) / std).astype(np.float32)
 
 
-def _split(idx, y, size, seed):
-    return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
+def _split(idx, y, size, seed, classes, what: str):
+    try:
+        return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
+    except ValueError as exc:
+        values, counts = np.unique(y[idx], return_counts=True)
+        few = [f"{classes[int(v)]!r} ({int(c)})" if 0 <= int(v) < len(classes) else f"{v!r} ({int(c)})"
+               for v, c in zip(values, counts) if c < 2]
+        if few:
+            raise ValueError(f"cannot carve a stratified {what}: class(es) {', '.join(few)} have fewer than 2 "
+                             f"samples (counts in brackets) where every class needs at least 2 (3 when both "
+                             f"validation and test are carved out); add samples or remove the class") from exc
+        raise ValueError(f"cannot carve a stratified {what} ({size:.3g} of {len(idx)} samples over "
+                         f"{len(values)} classes): {exc}") from exc
 
 
 def load_dataset(name: str, *, seed: int = 0, train_fraction: float = 1.0, val_size: float = 0.15,

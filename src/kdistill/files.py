@@ -78,8 +78,24 @@ def read_table(path, target: str, features=None):
     missing = int(frame[target].isna().sum())
     if missing:
         raise ValueError(f"{path}: {missing} row(s) have no value in the target column {target!r}")
+    _check_finite(path, frame[features])
     classes, y = np.unique(frame[target].astype(str).to_numpy(), return_inverse=True)
     return frame[features], y, [str(c) for c in classes]
+
+
+def _check_finite(path, frame) -> None:
+    """Infinite numbers are an error naming the column and rows (missing ones are imputed later)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    for column in frame.columns:
+        values = frame[column]
+        if is_numeric_dtype(values) and not is_bool_dtype(values):
+            rows = np.flatnonzero(np.isinf(values.to_numpy(dtype=float))) + 1  # data rows count from 1
+            if len(rows):
+                raise ValueError(f"{path}: column {column!r} holds {len(rows)} infinite value(s) "
+                                 f"({values.iloc[rows[0] - 1]} at data row {rows[0]}; rows {rows[:5].tolist()}); "
+                                 f"only finite numbers are allowed (leave a cell empty for a missing value: it "
+                                 f"takes the train split's median)")
 
 
 def _check_columns(path, names, columns, what: str) -> None:

@@ -61,6 +61,17 @@ class ImageFolder:
         self.classes = _class_names(folders.get("train", self.root))
         self.skipped: list[str] = []
         self.parts = {part: self._read(folder) for part, folder in folders.items()}
+        self._check_every_class(folders.get("train", self.root), self.parts.get("train", self.parts.get("all")))
+
+    def _check_every_class(self, folder: Path, part) -> None:
+        """Every class folder of the training images must give at least one readable image."""
+        counts = np.bincount(part[1], minlength=len(self.classes))
+        empty = [self.classes[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            skipped = [s for s in self.skipped if Path(s).parent.name in empty]
+            raise ValueError(f"class folder(s) {[str(folder / c) for c in empty]} hold no readable "
+                             f"{'/'.join(self.extensions)} image ({len(skipped)} unreadable file(s) skipped); every "
+                             f"class needs training images: add some, or remove the folder")
 
     def _read(self, folder: Path):
         unknown = sorted(set(_class_names(folder)) - set(self.classes))

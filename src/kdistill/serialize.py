@@ -8,6 +8,7 @@ of the other kind (or of neither) is a clear error naming what it holds and how 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -58,7 +59,8 @@ def _expect(path, kind: str) -> Path:
     if found != kind:
         hint = {"skops": "a scikit-learn model: load it with load_sklearn",
                 "safetensors": "torch weights: load them with load_weights",
-                "unknown": "neither a skops nor a safetensors file (pickle files are not read)"}[found]
+                "unknown": "neither a skops nor a safetensors file (or one that is truncated or corrupt); pickle "
+                           "files are never read"}[found]
         raise ValueError(f"{str(path)!r} is not a {kind} file: it holds {hint}")
     return path
 
@@ -68,9 +70,7 @@ def save_sklearn(model, path) -> Path:
     scikit-learn teacher) to ``path`` with skops. Returns the path."""
     import skops.io as sio
 
-    path = Path(path)
-    sio.dump(model, path)
-    return path
+    return _replace(path, lambda tmp: sio.dump(model, tmp))
 
 
 def load_sklearn(path, trusted: Iterable[str] = ()):
@@ -103,8 +103,25 @@ def save_weights(module: nn.Module, path) -> Path:
     """Write ``module``'s parameters and buffers to ``path`` with safetensors. Returns the path."""
     from safetensors.torch import save_model
 
+    return _replace(path, lambda tmp: save_model(module, str(tmp)))
+
+
+def _replace(path, write) -> Path:
+    """Write through ``write(tmp)`` to a temporary file beside ``path``, then rename it over
+    ``path``: a failed write (a full disk, a read-only folder) leaves an existing file as it was."""
+    from safetensors import SafetensorError
+
     path = Path(path)
-    save_model(module, str(path))
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        kept = f"; the existing {path.name} is unchanged" if path.is_file() else ""
+        raise OSError(f"cannot write {str(path)!r}: {exc}{kept}; check that the folder exists and is writable and "
+                      f"that the disk has free space") from exc
     return path
 
 
@@ -120,8 +137,13 @@ def load_weights(module: nn.Module, path, strict: bool = True) -> nn.Module:
     from safetensors.torch import load_model
 
     path = _expect(path, "safetensors")
+    from safetensors import SafetensorError
+
     try:
         load_model(module, str(path), strict=strict)
     except RuntimeError as exc:
         raise ValueError(f"the weights in {str(path)!r} do not fit {type(module).__name__}: {exc}") from exc
+    except SafetensorError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: not a complete safetensors file ({exc}); it may be truncated "
+                         f"or corrupt") from exc
     return module

@@ -76,14 +76,20 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except SafetensorError as exc:
+            raise ValueError(f"cannot read weights {path}: not a complete safetensors file ({exc}); it may be "
+                             f"truncated or corrupt, or another format under a .safetensors name") from exc
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"cannot read weights {path} as a state dict with torch.load(weights_only=True): "
-                         f"{exc}") from exc
+        raise ValueError(f"cannot read weights {path} as a state dict with torch.load(weights_only=True) (a "
+                         f"truncated or corrupt file, or one holding objects other than tensors, which are never "
+                         f"unpickled): {exc}") from exc
     for key in ("state_dict", "model"):
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]
@@ -101,9 +107,9 @@ def load_weights(model: nn.Module, path, partial: bool = False) -> list[str]:
     fresh = sorted(set(own) - set(matching))
     extra = sorted(set(state) - set(matching))
     if not partial and (fresh or extra):
-        raise ValueError(f"weights {path} do not match the model: not loadable into it {extra[:5]}, "
-                         f"missing or of another shape {fresh[:5]}; set weights_partial: true to load only "
-                         f"the tensors that match (e.g. a new classifier head)")
+        raise ValueError(f"weights {path} do not match the model (another architecture or input size?): "
+                         f"{_mismatch(state, own)}; set weights_partial: true to load only the tensors that match "
+                         f"(e.g. a new classifier head)")
     if not matching:
         raise ValueError(f"weights {path}: no tensor matches the model by name and shape")
     model.load_state_dict(matching, strict=False)
@@ -111,6 +117,15 @@ def load_weights(model: nn.Module, path, partial: bool = False) -> list[str]:
         log.info("loaded %d tensors from %s; %d keep fresh values (%s)", len(matching), path, len(fresh),
                  ", ".join(fresh[:5]))
     return fresh
+
+
+def _mismatch(state: dict, own: dict) -> str:
+    """The first differences between a file's tensors and a model's, by name and shape."""
+    shapes = [f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+              for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    only_file, only_model = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    return (f"of another shape {shapes[:5] or 'none'}; only in the file {only_file[:5] or 'none'}; "
+            f"only in the model {only_model[:5] or 'none'}")
 
 
 def layer_names(model: nn.Module) -> list[str]:
