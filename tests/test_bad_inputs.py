@@ -23,8 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 
 import kdistill
-from kdistill import serialize
+from kdistill import config, serialize
 from kdistill.cli import main
+from kdistill.config import ConfigError
 from kdistill.data import ArrayDataset, Splits, split_arrays
 from kdistill.files import read_table
 from kdistill.images import ImageFolder
@@ -245,6 +246,16 @@ def test_pickled_engine_checkpoint_is_never_unpickled(blobs, tmp_path):
         kdistill.train(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path), resume=True, quiet=True)
     assert not marker.exists()
     assert fingerprint(tmp_path) == before
+
+
+@pytest.mark.parametrize("model", ["os:system", "subprocess:Popen"])
+def test_import_path_to_something_other_than_a_model_is_never_called(tiny, tmp_path, model):
+    marker = tmp_path / "marker"
+    tiny["teacher"] = {"model": model, "options": {"command": f"touch {marker}", "args": ["touch", str(marker)]}}
+    with pytest.raises(ConfigError, match=rf"teacher.model: model '{model}': '\w+' is a .*; a model must be a "
+                                          rf"Python function returning a torch.nn.Module, or an nn.Module subclass"):
+        config.validate(tiny)
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------------------
