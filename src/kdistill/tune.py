@@ -19,13 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .engine import fit
 from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
 from .study import free_dir, run_study
+from .transfer import load_weights
 
 log = logging.getLogger("kdistill")
 
@@ -145,7 +146,7 @@ def _teacher(exp: Experiment, data, folder: Path, quiet: bool):
     torch.manual_seed(exp.seeds[0])
     model = spec.build(data.input_shape, data.num_classes)
     if path.is_file():
-        model.load_state_dict(load_file(path))
+        load_weights(model, path)  # a truncated or mismatched file is a clear error
         log.info("loaded the sweep's teacher from %s", path)
     elif spec.fit:
         fit(model, data, objective=spec.objective, seed=exp.seeds[0], quiet=quiet, **spec.train)
