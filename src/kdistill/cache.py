@@ -228,6 +228,7 @@ def _write_parts(source: Teacher, dataset: Dataset, folder: Path, opts: CachedTe
     with torch.inference_mode():
         for x, index in iter_inputs(dataset, opts.batch_size):
             z = source.logits(x.to(opts.device), index).float().cpu()
+            _check_range(z, opts.dtype)
             parts = _encode(z, opts.top_k)
             if not files:
                 files = {name: np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+",
@@ -235,12 +236,17 @@ def _write_parts(source: Teacher, dataset: Dataset, folder: Path, opts: CachedTe
                          for name, part in parts.items()}
             for name, part in parts.items():
                 files[name][index.numpy()] = part.numpy()
-    if not np.isfinite(files["values"]).all():
-        raise ValueError(f"the teacher's logits overflow {opts.dtype} (|logit| > 65504) or are not finite; "
-                         f"use dtype='float32', or check the teacher")
     for mm in files.values():
         mm.flush()
     return {"rows": n, "classes": z.shape[1], "dtype": opts.dtype, "top_k": opts.top_k, "parts": sorted(files)}
+
+
+def _check_range(z: Tensor, dtype: str) -> None:
+    if not torch.isfinite(z).all():
+        raise ValueError("the teacher returned NaN or inf logits; they cannot be cached (check the teacher)")
+    if dtype == "float16" and z.abs().max() > np.finfo(np.float16).max:
+        raise ValueError(f"the teacher's logits overflow float16 (largest |logit| {z.abs().max():.4g} > 65504); "
+                         f"use dtype='float32'")
 
 
 def _np_dtype(part: str, dtype: str):

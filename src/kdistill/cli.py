@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo``."""
+"""Command line: ``kdistill demo``, ``kdistill cache clear``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,15 @@ def _demo(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    from .cache import cache_dir, clear_cache
+
+    entries, freed = clear_cache(args.cache_dir)
+    Console().print(f"removed {entries} teacher-cache entr{'y' if entries == 1 else 'ies'} "
+                    f"({freed / 1e6:.1f} MB) from {cache_dir(args.cache_dir)}")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -51,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive, default=None, help="override the epoch budget of every model")
     demo.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     demo.set_defaults(func=_demo)
+    cache = sub.add_parser("cache", help="manage the teacher-output cache")
+    action = cache.add_subparsers(dest="action", required=True)
+    clear = action.add_parser("clear", help="delete every cached teacher output")
+    clear.add_argument("--cache-dir", default=None,
+                       help="cache folder (default $KDISTILL_CACHE_DIR, else ./.kdistill-cache)")
+    clear.set_defaults(func=_cache)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING if args.quiet else logging.INFO
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False)])
     try:
         return args.func(args)
