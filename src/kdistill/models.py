@@ -6,6 +6,7 @@ can name them (``features.3``) without rewriting the model.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -93,3 +94,22 @@ def size_mb(model: nn.Module) -> float:
     """In-memory size of parameters and buffers in megabytes (10^6 bytes)."""
     tensors = list(model.parameters()) + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
+
+
+ARCHITECTURES = {"mlp": mlp, "cnn": cnn}
+
+
+def build_model(arch: dict, input_shape, num_classes: int) -> nn.Module:
+    """Build a zoo model from its architecture spec, e.g. ``{"kind": "cnn", "channels": [4, 8]}``:
+    ``kind`` names the builder (``mlp`` or ``cnn``), the other keys are its keyword arguments.
+    Run folders record this spec so that saved weights can be rebuilt (for export)."""
+    if not isinstance(arch, dict) or arch.get("kind") not in ARCHITECTURES:
+        kind = arch.get("kind") if isinstance(arch, dict) else arch
+        raise ValueError(f"architecture kind must be one of {', '.join(ARCHITECTURES)}, got {kind!r}")
+    builder = ARCHITECTURES[arch["kind"]]
+    options = {k: v for k, v in arch.items() if k != "kind"}
+    allowed = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "num_classes")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"architecture {arch['kind']!r} got unknown option(s) {unknown}; allowed: {', '.join(allowed)}")
+    return builder(input_shape, num_classes, **options)

@@ -21,12 +21,14 @@ from safetensors.torch import save_file
 from . import report
 from .data import Splits, load_dataset
 from .engine import fit
+from .export import export
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from .models import cnn, count_params, size_mb
 
 log = logging.getLogger("kdistill")
 
-METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms")
+METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb",
+           "speedup")
 
 
 @dataclass
@@ -34,7 +36,9 @@ class ModelSpec:
     """How to build and train one model of a study.
 
     ``objective`` is the engine's weighted term list; any term needing a teacher makes the
-    model a distilled student. ``hyperparams`` are what the results table shows.
+    model a distilled student. ``hyperparams`` are what the results table shows. ``arch`` is
+    the model's :func:`~kdistill.models.build_model` spec, stored in its weights file so that
+    ``kdistill export`` can rebuild it.
     """
 
     name: str
@@ -42,6 +46,7 @@ class ModelSpec:
     objective: list = field(default_factory=lambda: [("ce", 1.0)])
     train: dict = field(default_factory=dict)
     hyperparams: dict = field(default_factory=dict)
+    arch: dict | None = None
 
 
 def free_dir(path) -> tuple[Path, bool]:
@@ -65,6 +70,7 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
     shape, k = data.input_shape, data.num_classes
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
+    specs = {s.name: s for s in (teacher_spec, *students)}
     runs = {teacher_spec.name: (teacher, fit(teacher, data, objective=teacher_spec.objective, seed=seed,
                                              quiet=quiet, **teacher_spec.train))}
     for spec in students:
@@ -81,10 +87,28 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
         m.update(fidelity(logits, logits_t))
         m["latency_ms"] = latency_ms(model, shape)
         m["epochs_trained"] = len(history.epochs)
+        m.update(_onnx_metrics(model, shape, out / "onnx" / f"{_slug(name)}-seed{seed}.onnx"))
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
         save_file({k_: v.contiguous() for k_, v in model.state_dict().items()},
-                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors")
+                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors", metadata=_weights_metadata(specs[name], data))
+    for r in measured.values():
+        r["metrics"]["speedup"] = measured[teacher_spec.name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
     return measured
+
+
+def _onnx_metrics(model, shape, path: Path) -> dict:
+    """ONNX file size and onnxruntime p50 latency per batch of 1 and of 64 (parity-checked)."""
+    r = export(model, shape, path)
+    return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
+            "onnx_mb": r["size_mb"]}
+
+
+def _weights_metadata(spec: ModelSpec, data: Splits) -> dict[str, str] | None:
+    """What ``kdistill export`` needs to rebuild the model from its weights file alone."""
+    if spec.arch is None:
+        return None
+    return {"kdistill": json.dumps({"arch": spec.arch, "input_shape": list(data.input_shape),
+                                    "classes": data.classes, "dataset": data.name, "split": data.info})}
 
 
 def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) -> list[dict]:
@@ -191,14 +215,15 @@ def demo_specs(epochs: int | None = None) -> tuple[ModelSpec, list[ModelSpec]]:
         train["epochs"] = epochs
     t_cfg, s_cfg, alpha = DEMO["teacher"], DEMO["student"], DEMO["alpha"]
     common = {"epochs": train["epochs"], "lr": train["lr"]}
+    t_arch, s_arch = {"kind": "cnn", **t_cfg}, {"kind": "cnn", **s_cfg}
     teacher = ModelSpec("teacher", lambda shape, k: cnn(shape, k, **t_cfg), train=train,
-                        hyperparams={"channels": t_cfg["channels"], **common})
+                        hyperparams={"channels": t_cfg["channels"], **common}, arch=t_arch)
     students = [ModelSpec("student alone", lambda shape, k: cnn(shape, k, **s_cfg), train=train,
-                          hyperparams={"channels": s_cfg["channels"], **common})]
+                          hyperparams={"channels": s_cfg["channels"], **common}, arch=s_arch)]
     for temp in DEMO["temperatures"]:
         students.append(ModelSpec(f"student KD T={temp}", lambda shape, k: cnn(shape, k, **s_cfg),
                                   objective=[("ce", 1 - alpha), ("kd", alpha, {"temperature": temp})],
-                                  train=train, hyperparams={"alpha": alpha, "T": temp, **common}))
+                                  train=train, hyperparams={"alpha": alpha, "T": temp, **common}, arch=s_arch))
     return teacher, students
 
 
