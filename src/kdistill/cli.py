@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo``, ``kdistill cache clear``."""
+"""Command line: ``kdistill demo``, ``kdistill export``, ``kdistill cache clear``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,24 @@ def _cache(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .export import export_weights
+
+    reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads)
+    table = Table(title=f"ONNX export of {args.path} (latency: onnxruntime, ms per batch, p50 / p95)")
+    for name in ("file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy"):
+        table.add_column(name, overflow="fold")
+    for r in reports:
+        for row in (r, r.get("int8")):
+            if row is not None:
+                lat = [row["latency"][f"batch{b}"] for b in (1, 64)]
+                acc = f"{row['accuracy']:.4f}" if "accuracy" in row else "–"
+                table.add_row(row["path"], f"{row['size_mb']:.4f}", f"{row['parity_max_abs_diff']:.2e}",
+                              *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc)
+    Console(width=160).print(table)
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -60,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=_positive, default=None, help="override the epoch budget of every model")
     demo.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
     demo.set_defaults(func=_demo)
+    export = sub.add_parser("export", help="export trained weights to ONNX, parity-checked, with latency and size")
+    export.add_argument("path", help="a run folder (exports every weights/*.safetensors) or one .safetensors file")
+    export.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
+    export.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized model")
+    export.add_argument("--out", default=None, help="output folder (default RUN_DIR/onnx, or beside the weights file)")
+    export.add_argument("--threads", type=_positive, default=None, help="onnxruntime threads (default: its choice)")
+    export.set_defaults(func=_export)
     cache = sub.add_parser("cache", help="manage the teacher-output cache")
     action = cache.add_subparsers(dest="action", required=True)
     clear = action.add_parser("clear", help="delete every cached teacher output")

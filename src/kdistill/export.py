@@ -7,6 +7,7 @@ plain modules exactly and needs no ``onnxscript`` dependency.
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import tempfile
@@ -97,7 +98,13 @@ def latency(sess, input_shape, batch_sizes=BATCH_SIZES, repeats: int = 50, warmu
 
 
 def quantize_int8(path, out) -> Path:
-    """int8 dynamic quantization of an ONNX file (weights int8, activations quantized at run time)."""
+    """int8 dynamic quantization of an ONNX file's dense layers (``MatMul``/``Gemm``: weights
+    int8, activations quantized at run time).
+
+    Convolutions stay float32: onnxruntime's CPU kernel for dynamically quantized convolutions
+    (``ConvInteger``) runs many times slower than float32; static quantization with calibration
+    data is the tool for them.
+    """
     from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
     previous = logging.root.manager.disable
@@ -106,7 +113,7 @@ def quantize_int8(path, out) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     finally:
         logging.disable(previous)
     return Path(out)
@@ -183,3 +190,62 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
     if test is not None:
         out["accuracy"] = _accuracy(sess, test)
     return out
+
+
+def load_weights(path) -> tuple[nn.Module, dict]:
+    """Rebuild a model from a weights file written by a study: its safetensors metadata holds
+    the architecture spec, input shape, classes and data split. Returns the model and that info."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    with safe_open(str(path), "pt") as f:
+        meta = (f.metadata() or {}).get("kdistill")
+    if meta is None:
+        raise ValueError(f"{path} holds no kdistill architecture metadata, so the model cannot be rebuilt; "
+                         f"export it from Python with kdistill.export.export(model, input_shape, path)")
+    info = json.loads(meta)
+    model = build_model(info["arch"], tuple(info["input_shape"]), len(info["classes"]))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval(), info
+
+
+def _test_split(info: dict, where) -> Dataset | None:
+    """The test split recorded in ``info`` if it is a built-in dataset that reloads identically."""
+    from .data import BUILTIN, load_dataset
+
+    split = info.get("split", {})
+    if info.get("dataset") in BUILTIN and "seed" in split:
+        data = load_dataset(info["dataset"], seed=split["seed"], train_fraction=split.get("train_fraction", 1.0))
+        if split.get("sizes") in (None, [len(data.train), len(data.val or []), len(data.test or [])]):
+            return data.test
+    log.warning("%s: its test split cannot be rebuilt here, so accuracy is not measured", where)
+    return None
+
+
+def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None) -> list[dict]:
+    """Export a run folder's weights (every ``weights/*.safetensors``) or one weights file.
+
+    ONNX files go to ``out`` (default ``RUN_DIR/onnx`` for a run folder, else beside the weights
+    file), with ``export.json`` holding every report (see :func:`export`). Accuracy is measured
+    on the test split when the weights record a built-in dataset.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted((path / "weights").glob("*.safetensors"))
+        if not files:
+            raise ValueError(f"{path} is a folder without weights/*.safetensors; give a run folder or a weights file")
+        folder = Path(out) if out else path / "onnx"
+    elif path.suffix == ".safetensors" and path.is_file():
+        files, folder = [path], Path(out) if out else path.parent
+    else:
+        raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
+    reports = []
+    for file in files:
+        model, info = load_weights(file)
+        report = export(model, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
+                        test=_test_split(info, file), threads=threads)
+        reports.append({"weights": str(file), **report})
+    (folder / "export.json").write_text(json.dumps(reports, indent=2) + "\n")
+    return reports
