@@ -49,14 +49,16 @@ def digits() -> Splits:
 def alternate(variants: dict, repeats: int) -> dict[str, list]:
     """Run every variant ``repeats`` times, interleaved (ABC, CBA, ABC, ...) so that machine
     load drifts hit all variants alike. Each variant is called with the repetition number and
-    returns a dict; its wall time is added as ``seconds``."""
+    returns a dict; its wall time is added as ``seconds`` and the CPU time of this process as
+    ``cpu_seconds``. On shared cores a descheduled process keeps losing wall time but not CPU
+    time, so with one torch thread the CPU time is the steadier measure of the work done."""
     out = {name: [] for name in variants}
     names = list(variants)
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             record = variants[name](r) or {}
-            record["seconds"] = time.perf_counter() - t0
+            record["seconds"], record["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
             out[name].append(record)
     return out
 
