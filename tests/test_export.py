@@ -125,3 +125,12 @@ def test_an_older_run_without_onnx_columns_still_renders():
              "agreement": 1.0, "kl_to_teacher": 0.0, "latency_ms": 0.01}
     _, rows = table_rows({"models": [model]})
     assert rows[0][-4:] == ["–"] * 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"repeats": 1}, "repeats must be an integer >= 2 .*got 1"),
+    ({"tolerance": -1.0}, "tolerance must be a finite number >= 0, got -1.0"),
+])
+def test_bad_export_options_are_named(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        export(_cnn(), (1, 8, 8), tmp_path / "m.onnx", **kwargs)

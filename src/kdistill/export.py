@@ -168,6 +168,10 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
     ParityError
         If the float32 ONNX model's logits differ from PyTorch's by ``tolerance`` or more.
     """
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 2:
+        raise ValueError(f"repeats must be an integer >= 2 (p50 and p95 need several timings), got {repeats!r}")
+    if not 0 <= tolerance < float("inf"):
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     path = export_onnx(model, input_shape, path)
     x = torch.stack([test[i][0] for i in range(min(len(test), 64))]) if test is not None \
         else torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0))
