@@ -113,7 +113,8 @@ def quantize_int8(path, out) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"])
     finally:
         logging.disable(previous)
     return Path(out)

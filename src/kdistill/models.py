@@ -111,5 +111,6 @@ def build_model(arch: dict, input_shape, num_classes: int) -> nn.Module:
     allowed = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "num_classes")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"architecture {arch['kind']!r} got unknown option(s) {unknown}; allowed: {', '.join(allowed)}")
+        raise ValueError(f"architecture {arch['kind']!r} got unknown option(s) {unknown}; "
+                         f"allowed: {', '.join(allowed)}")
     return builder(input_shape, num_classes, **options)

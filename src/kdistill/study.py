@@ -90,7 +90,8 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
         m.update(_onnx_metrics(model, shape, out / "onnx" / f"{_slug(name)}-seed{seed}.onnx"))
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
         save_file({k_: v.contiguous() for k_, v in model.state_dict().items()},
-                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors", metadata=_weights_metadata(specs[name], data))
+                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors",
+                  metadata=_weights_metadata(specs[name], data))
     for r in measured.values():
         r["metrics"]["speedup"] = measured[teacher_spec.name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
     return measured
