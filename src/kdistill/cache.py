@@ -9,7 +9,7 @@ test evaluation) reads the same file.
 
 A cache entry is a folder named by a fingerprint of the teacher's weights and of the inputs
 exactly as the teacher receives them (so a changed input transform changes it too). An entry
-that does not match (another fingerprint, another number of rows or classes, an unfinished
+that does not match (another fingerprint, another number of rows, damaged files, an unfinished
 write) is rebuilt, never used.
 
 Augmentation contract: a dataset whose ``augment`` attribute is set (a random transform that
