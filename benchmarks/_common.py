@@ -63,18 +63,21 @@ def alternate(variants: dict, repeats: int) -> dict[str, list]:
     return out
 
 
-def forward_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int = 30) -> float:
-    """Fastest of ``repeats`` timed inference forward passes on ``x``, in milliseconds (on
-    shared cores contention only ever adds time, so the minimum is the steadiest figure)."""
-    model.eval()
-    times = []
+def forward_ratio(slow: torch.nn.Module, fast: torch.nn.Module, x: torch.Tensor, repeats: int = 50) -> float:
+    """How many times longer ``slow``'s inference forward pass on ``x`` takes than ``fast``'s:
+    the two are timed alternately and the fastest run of each is kept (on shared cores
+    contention only ever adds time, so the minimum is the steadiest figure)."""
+    best = {}
+    for model in (slow, fast):
+        model.eval()
     with torch.inference_mode():
         for i in range(repeats + 3):
-            t0 = time.perf_counter()
-            model(x)
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
-    return min(times) * 1000
+            for name, model in (("slow", slow), ("fast", fast)):
+                t0 = time.perf_counter()
+                model(x)
+                if i >= 3:
+                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+    return best["slow"] / best["fast"]
 
 
 def spread(values) -> str:
