@@ -256,6 +256,7 @@ class _Run:
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
         self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
         self.taps_t = _teacher_taps(teacher, [n for t in terms for n in t.method.teacher_taps])
+        self.weights = torch.tensor([t.weight for t in terms], dtype=torch.float32, device=self.device)
 
     def step(self, ds, x, y, idx) -> Step:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -295,8 +296,8 @@ class _Run:
         train = state is not None
         self.model.train(train)
         self.losses.train(train)
-        sums = torch.zeros(len(self.terms) + 1, device=self.device)
-        correct = torch.zeros((), device=self.device)
+        sums = torch.zeros(len(self.terms), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         with torch.set_grad_enabled(train):
             for b, (x, y, idx) in enumerate(batches(ds, self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)):
@@ -306,7 +307,7 @@ class _Run:
                     x = self.data.augment(x)  # training batches only; teacher and student see the same view
                 step = self.step(ds, x, y, idx)
                 values = torch.stack([t.method(step) for t in self.terms])
-                loss = sum(t.weight * v for t, v in zip(self.terms, values))
+                loss = torch.dot(self.weights, values.float())
                 if not torch.isfinite(loss):
                     self._non_finite(epoch, b, values.detach())
                 if train:
@@ -315,14 +316,15 @@ class _Run:
                     self.optimizer.step()
                     state.batch = b
                     _call(callbacks, "on_batch_end", state)
-                n = len(y)
-                seen += n
-                sums += torch.cat([loss.detach().reshape(1), values.detach()]) * n
-                correct += (step.logits_s.detach().argmax(1) == step.y).sum()
-        sums = (sums / max(seen, 1)).tolist()
+                # Running sums stay on the device: no host sync per batch beyond the finiteness check.
+                sums.add_(values.detach(), alpha=len(y))
+                correct.add_((step.logits_s.detach().argmax(1) == step.y).sum())
+                seen += len(y)
+        means = sums / max(seen, 1)
         prefix = "train_" if train else "val_"
-        record = {prefix + "loss": sums[0], prefix + "accuracy": float(correct) / max(seen, 1)}
-        record.update({prefix + t.name: v for t, v in zip(self.terms, sums[1:])})
+        record = {prefix + "loss": float(torch.dot(self.weights, means.float())),
+                  prefix + "accuracy": int(correct) / max(seen, 1)}
+        record.update({prefix + t.name: v for t, v in zip(self.terms, means.tolist())})
         return record
 
     def _non_finite(self, epoch: int, batch: int, values) -> None:

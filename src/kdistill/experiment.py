@@ -149,6 +149,11 @@ def _builder(model: ModelConfig, where: str, exp: Experiment):
     return build
 
 
+def _arch(model: ModelConfig) -> dict:
+    """How ``kdistill export`` rebuilds the model from its weights file."""
+    return {"model": model.model, "options": dict(model.options)}
+
+
 def _hyperparams(student: StudentConfig | None, train: dict, options: dict) -> dict:
     shown = {k: v for k, v in options.items() if k in ("channels", "hidden")}
     if student is not None:
@@ -165,7 +170,7 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     """The teacher of the experiment as a study model spec."""
     t = exp.teacher
     train = train_options(exp.train, t.train)
-    return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit,
+    return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
                      hyperparams=_hyperparams(None, train, t.options) if t.fit else {"weights": t.weights})
 
 
@@ -174,7 +179,7 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
     return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or [m.term() for m in s.methods],
-                     train=train, hyperparams=_hyperparams(s, train, model.options))
+                     train=train, hyperparams=_hyperparams(s, train, model.options), arch=_arch(model))
 
 
 def run_experiment(exp: Experiment, out=None, quiet: bool = False) -> tuple[dict, Path]:

@@ -22,12 +22,14 @@ from safetensors.torch import save_file
 from . import report
 from .data import Splits
 from .engine import History, fit
+from .export import export
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from .models import count_params, size_mb
 
 log = logging.getLogger("kdistill")
 
-METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms")
+METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb",
+           "speedup")
 
 
 @dataclass
@@ -36,7 +38,9 @@ class ModelSpec:
 
     ``objective`` is the engine's weighted term list; any term needing a teacher makes the
     model a distilled student. ``hyperparams`` are what the results table shows. ``fit=False``
-    uses the model as built (a teacher whose weights were loaded).
+    uses the model as built (a teacher whose weights were loaded). ``arch`` is the model's
+    ``{"model": name, "options": {...}}`` spec for :func:`kdistill.transfer.build_model`, stored in
+    its weights file so that ``kdistill export`` can rebuild it.
     """
 
     name: str
@@ -45,6 +49,7 @@ class ModelSpec:
     train: dict = field(default_factory=dict)
     hyperparams: dict = field(default_factory=dict)
     fit: bool = True
+    arch: dict | None = None
 
 
 def free_dir(path) -> tuple[Path, bool]:
@@ -70,6 +75,7 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
     teacher = teacher_spec.build(shape, k)
     history = (fit(teacher, data, objective=teacher_spec.objective, seed=seed, quiet=quiet, **teacher_spec.train)
                if teacher_spec.fit else History([]))
+    specs = {s.name: s for s in (teacher_spec, *students)}
     runs = {teacher_spec.name: (teacher, history)}
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
@@ -85,10 +91,29 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
         m.update(fidelity(logits, logits_t))
         m["latency_ms"] = latency_ms(model, shape)
         m["epochs_trained"] = len(history.epochs)
+        m.update(_onnx_metrics(model, shape, out / "onnx" / f"{_slug(name)}-seed{seed}.onnx"))
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
         save_file({k_: v.contiguous() for k_, v in model.state_dict().items()},
-                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors")
+                  out / "weights" / f"{_slug(name)}-seed{seed}.safetensors",
+                  metadata=_weights_metadata(specs[name], data))
+    for r in measured.values():
+        r["metrics"]["speedup"] = measured[teacher_spec.name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
     return measured
+
+
+def _onnx_metrics(model, shape, path: Path) -> dict:
+    """ONNX file size and onnxruntime p50 latency per batch of 1 and of 64 (parity-checked)."""
+    r = export(model, shape, path)
+    return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
+            "onnx_mb": r["size_mb"]}
+
+
+def _weights_metadata(spec: ModelSpec, data: Splits) -> dict[str, str] | None:
+    """What ``kdistill export`` needs to rebuild the model from its weights file alone."""
+    if spec.arch is None:
+        return None
+    return {"kdistill": json.dumps({"arch": spec.arch, "input_shape": list(data.input_shape),
+                                    "classes": data.classes, "dataset": data.name, "split": data.info})}
 
 
 def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) -> list[dict]:

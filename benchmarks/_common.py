@@ -1,0 +1,94 @@
+"""Shared helpers of the benchmarks: the Fashion-MNIST task, alternating timed repetitions and
+result files (JSON + Markdown) under ``benchmarks/results/``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdistill.data import ArrayDataset, Splits, load_dataset
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+RESULTS = Path(__file__).resolve().parent / "results"
+CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+
+
+def _idx(path: Path) -> np.ndarray:
+    raw = gzip.open(path).read()
+    dims = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def fashion_mnist(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Splits:
+    """A seeded subset of the real Fashion-MNIST: train/val from its training set, test from its test set."""
+    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
+        raise SystemExit(f"Fashion-MNIST not found in {FASHION}; install it with "
+                         f"`apt-get install -y dataset-fashion-mnist`, or pass --dataset digits")
+    x = _idx(FASHION / "train-images-idx3-ubyte.gz")[:, None].astype(np.float32) / 255.0
+    y = _idx(FASHION / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    xt = _idx(FASHION / "t10k-images-idx3-ubyte.gz")[:, None].astype(np.float32) / 255.0
+    yt = _idx(FASHION / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(y))
+    tr, va = order[:n_train], order[n_train:n_train + n_val]
+    te = np.random.default_rng(seed + 1).permutation(len(yt))[:n_test]
+    return Splits(ArrayDataset(x[tr], y[tr], "fashion.train"), ArrayDataset(x[va], y[va], "fashion.val"),
+                  ArrayDataset(xt[te], yt[te], "fashion.test"), CLASSES, name="fashion-mnist")
+
+
+def digits() -> Splits:
+    return load_dataset("digits")
+
+
+def alternate(variants: dict, repeats: int) -> dict[str, list]:
+    """Run every variant ``repeats`` times, interleaved (ABC, CBA, ABC, ...) so that machine
+    load drifts hit all variants alike. Each variant is called with the repetition number and
+    returns a dict; its wall time is added as ``seconds`` and the CPU time of this process as
+    ``cpu_seconds``. On shared cores a descheduled process keeps losing wall time but not CPU
+    time, so with one torch thread the CPU time is the steadier measure of the work done."""
+    out = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            record = variants[name](r) or {}
+            record["seconds"], record["cpu_seconds"] = time.perf_counter() - t0, time.process_time() - c0
+            out[name].append(record)
+    return out
+
+
+def forward_ratio(slow: torch.nn.Module, fast: torch.nn.Module, x: torch.Tensor, repeats: int = 50) -> float:
+    """How many times longer ``slow``'s inference forward pass on ``x`` takes than ``fast``'s:
+    the two are timed alternately and the fastest run of each is kept (on shared cores
+    contention only ever adds time, so the minimum is the steadiest figure)."""
+    best = {}
+    for model in (slow, fast):
+        model.eval()
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            for name, model in (("slow", slow), ("fast", fast)):
+                t0 = time.perf_counter()
+                model(x)
+                if i >= 3:
+                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+    return best["slow"] / best["fast"]
+
+
+def spread(values) -> str:
+    """``median [min-max]`` of a list of numbers."""
+    return f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]"
+
+
+def write(name: str, results: dict, markdown: str, out: str | None) -> Path:
+    """Write ``<name>.json`` and ``<name>.md`` into ``out`` (default benchmarks/results/)."""
+    folder = Path(out) if out else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
+    return folder

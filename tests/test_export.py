@@ -1,0 +1,128 @@
+"""ONNX export: parity with PyTorch, dynamic batch axis, latency report, int8 accuracy, and
+rebuilding models from a run folder's weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from kdistill import load_dataset, models, train
+from kdistill.cli import main
+from kdistill.export import (INT8_ACCURACY_TOLERANCE, PARITY_TOLERANCE, ParityError, export, export_weights,
+                             load_weights, session)
+from kdistill.report import table_rows
+from kdistill.study import ModelSpec, run_study
+from kdistill.transfer import build_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _cnn():
+    torch.manual_seed(0)
+    return models.cnn((1, 8, 8), 10, channels=[4, 8], hidden=16)
+
+
+def test_export_matches_pytorch_with_a_dynamic_batch_axis(tmp_path, digits):
+    model = _cnn()
+    report = export(model, (1, 8, 8), tmp_path / "m.onnx", test=digits.test, repeats=5)
+    assert report["parity_max_abs_diff"] < PARITY_TOLERANCE
+    sess = session(tmp_path / "m.onnx")
+    for n in (1, 7):
+        x = digits.test.x[:n]
+        out = sess.run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(out, model(x).detach().numpy(), atol=PARITY_TOLERANCE, rtol=0)
+    for b in ("batch1", "batch64"):
+        assert 0 < report["latency"][b]["p50_ms"] <= report["latency"][b]["p95_ms"]
+    assert report["size_mb"] == pytest.approx((tmp_path / "m.onnx").stat().st_size / 1e6)
+    pred = model(digits.test.x).argmax(1)
+    assert report["accuracy"] == pytest.approx(float((pred == digits.test.y).float().mean()))
+
+
+def test_a_parity_failure_is_an_error(tmp_path):
+    with pytest.raises(ParityError, match="differ from PyTorch's by up to .* above the tolerance 0"):
+        export(_cnn(), (1, 8, 8), tmp_path / "m.onnx", tolerance=0.0, repeats=2)
+
+
+def test_int8_model_runs_and_keeps_accuracy_on_digits(tmp_path, digits):
+    torch.manual_seed(0)
+    model = models.mlp((1, 8, 8), 10, hidden=[64])
+    train(model, digits, epochs=6, lr=1e-2, quiet=True)
+    report = export(model, (1, 8, 8), tmp_path / "m.onnx", int8=True, test=digits.test, repeats=5)
+    q = report["int8"]
+    assert (tmp_path / "m.int8.onnx").exists() and q["size_mb"] < report["size_mb"]
+    assert report["accuracy"] > 0.9
+    assert q["accuracy"] >= report["accuracy"] - INT8_ACCURACY_TOLERANCE
+    assert q["latency"]["batch64"]["p50_ms"] > 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    arch_t, arch_s = {"model": "mlp", "options": {"hidden": [16]}}, {"model": "mlp", "options": {"hidden": [4]}}
+    teacher = ModelSpec("teacher", lambda s, k: build_model(arch_t['model'], arch_t['options'], s, k), train={"epochs": 2}, arch=arch_t)
+    students = [ModelSpec("student alone", lambda s, k: build_model(arch_s['model'], arch_s['options'], s, k), train={"epochs": 2},
+                          arch=arch_s),
+                ModelSpec("student KD", lambda s, k: build_model(arch_s['model'], arch_s['options'], s, k), train={"epochs": 2},
+                          objective=[("ce", 0.5), ("kd", 0.5)], arch=arch_s)]
+    results = run_study(lambda seed: load_dataset("digits", seed=seed, train_fraction=0.2), teacher, students, out=out,
+                        quiet=True)
+    return out, results
+
+
+def test_the_study_table_has_onnx_columns(run_dir):
+    _, results = run_dir
+    header, rows = table_rows(results)
+    assert header[-4:] == ["ONNX ms b=1", "ONNX ms b=64", "ONNX MB", "speedup vs teacher (b=64)"]
+    assert rows[0][-1] == "1.0x"
+    speedups = [m["speedup"] for m in results["models"]]
+    assert all(s > 0 for s in speedups)
+
+
+def test_cli_exports_a_run_folder_with_int8(run_dir, capsys):
+    out, results = run_dir
+    assert main(["export", str(out), "--format", "onnx", "--int8"]) == 0
+    reports = json.loads((out / "onnx" / "export.json").read_text())
+    assert len(reports) == 3
+    for r in reports:
+        assert r["parity_max_abs_diff"] < PARITY_TOLERANCE
+        assert r["int8"]["path"].endswith(".int8.onnx")
+    by_name = {m["name"]: m["accuracy"] for m in results["models"]}
+    assert [r["accuracy"] for r in reports] == pytest.approx([by_name["student alone"], by_name["student KD"],
+                                                              by_name["teacher"]])
+    assert "max |Δlogit|" in capsys.readouterr().out
+
+
+def test_load_weights_rebuilds_the_model(run_dir):
+    out, _ = run_dir
+    model, info = load_weights(out / "weights" / "teacher-seed0.safetensors")
+    assert info["arch"] == {"model": "mlp", "options": {"hidden": [16]}} and info["dataset"] == "digits"
+    assert models.count_params(model) == 64 * 16 + 16 + 16 * 10 + 10
+
+
+def test_weights_without_metadata_are_refused(tmp_path, capsys):
+    save_file(_cnn().state_dict(), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="no kdistill architecture metadata.*kdistill.export.export"):
+        export_weights(tmp_path / "w.safetensors")
+    assert main(["export", str(tmp_path / "nothing.txt")]) == 2
+    assert "neither a run folder nor a .safetensors weights file" in capsys.readouterr().err
+
+
+def test_an_older_run_without_onnx_columns_still_renders():
+    model = {"name": "m", "params": 1, "size_mb": 0.1, "hyperparams": {}, "accuracy": 0.5, "macro_f1": 0.5,
+             "agreement": 1.0, "kl_to_teacher": 0.0, "latency_ms": 0.01}
+    _, rows = table_rows({"models": [model]})
+    assert rows[0][-4:] == ["–"] * 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"repeats": 1}, "repeats must be an integer >= 2 .*got 1"),
+    ({"tolerance": -1.0}, "tolerance must be a finite number >= 0, got -1.0"),
+])
+def test_bad_export_options_are_named(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        export(_cnn(), (1, 8, 8), tmp_path / "m.onnx", **kwargs)
