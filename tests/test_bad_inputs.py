@@ -143,8 +143,6 @@ def test_items_without_an_index():
         Splits(Pairs(), None, None, ["a", "b"])
 
 
-@pytest.mark.xfail(reason="needs engine._Run.check_shapes to turn the dry run's RuntimeError into a ValueError "
-                          "naming the input shape (engine.py)", strict=True)
 def test_image_size_mismatching_the_model():
     data = kdistill.load_dataset("digits")  # 1x8x8 images
     with pytest.raises(ValueError, match=r"the student cannot run on the data's inputs of shape \(1, 8, 8\)"):
@@ -194,8 +192,6 @@ def test_truncated_torch_state_dict(tmp_path):
     assert path.read_bytes() == before
 
 
-@pytest.mark.xfail(reason="needs engine._resume to tell an unreadable checkpoint from a mismatched one (engine.py)",
-                   strict=True)
 def test_truncated_engine_checkpoint(blobs, tmp_path):
     kdistill.train(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path), quiet=True)
     before = truncate(tmp_path / "last.pt", -100)
@@ -299,8 +295,6 @@ def test_read_only_run_folder(tiny, write_experiment, unwritable, capsys):
     assert "cannot write the run folder" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(reason="needs engine.fit to check that checkpoint_dir can be written before the first epoch "
-                          "(engine.py)", strict=True)
 def test_read_only_checkpoint_dir(blobs, unwritable):
     epochs = []
 
@@ -342,8 +336,6 @@ def test_full_disk_keeps_the_existing_file(tmp_path, monkeypatch, kind):
     assert fingerprint(tmp_path) == before  # the old file intact, no partial file left beside it
 
 
-@pytest.mark.xfail(reason="needs engine._save_checkpoint to name the checkpoint, say the previous one is kept and "
-                          "remove its partial temporary file (engine.py)", strict=True)
 def test_full_disk_while_checkpointing(blobs, tmp_path, monkeypatch):
     kdistill.train(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "a"), quiet=True)
     before = fingerprint(tmp_path / "a")

@@ -1,0 +1,125 @@
+"""Loop state, history and the built-in callbacks (early stopping, progress bar).
+
+Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``on_batch_end``,
+``on_epoch_end`` and ``on_fit_end``, each called with the :class:`State`. A callback with
+``state_dict``/``load_state_dict`` is saved in checkpoints and restored on resume.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+
+@dataclass
+class State:
+    """What callbacks see: the model, the config, progress and the history so far.
+
+    ``batch`` is the index of the last batch completed in the current epoch. Set ``stop`` to
+    end training after the current epoch.
+    """
+
+    model: nn.Module
+    config: object
+    epoch: int = 0
+    batch: int = -1
+    batches_per_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    stop: bool = False
+
+
+@dataclass
+class History:
+    """Per-epoch records of a finished run."""
+
+    epochs: list[dict]
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def to_jsonl(self, path) -> None:
+        Path(path).write_text("".join(json.dumps(r) + "\n" for r in self.epochs))
+
+
+def call(callbacks, hook: str, state: State) -> None:
+    """Call ``hook`` on every callback that has it."""
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(state)
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the
+    best weights at the end. ``*_loss`` metrics are minimized, all others maximized."""
+
+    def __init__(self, monitor: str = "val_accuracy", patience: int = 5, restore_best: bool = True):
+        self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_weights: dict | None = None
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.monitor.endswith("loss") else value > self.best
+
+    def on_epoch_end(self, state: State) -> None:
+        record = state.history[-1]
+        if self.monitor not in record:
+            raise ValueError(
+                f"early stopping monitors {self.monitor!r}, which the history does not have; "
+                f"available: {', '.join(k for k in record if k not in ('epoch', 'seconds'))}"
+            )
+        value = record[self.monitor]
+        if self._better(value):
+            self.best, self.best_epoch, self.wait = value, record["epoch"], 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                state.stop = True
+
+    def on_fit_end(self, state: State) -> None:
+        if self.restore_best and self.best_weights is not None:
+            state.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.best, self.best_epoch, self.wait, self.best_weights = sd["best"], sd["best_epoch"], sd["wait"], sd["best_weights"]
+
+
+class ProgressBar:
+    """A rich progress bar over batches, shown only on an interactive terminal."""
+
+    def __init__(self, description: str = "training"):
+        self.description = description
+        self._progress = None
+
+    def on_fit_start(self, state: State) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(), transient=True)
+        self._progress.start()
+        total = state.config.epochs * state.batches_per_epoch
+        self._task = self._progress.add_task(self.description, total=total, metrics="",
+                                             completed=state.epoch * state.batches_per_epoch)
+
+    def on_batch_end(self, state: State) -> None:
+        self._progress.advance(self._task)
+
+    def on_epoch_end(self, state: State) -> None:
+        r = state.history[-1]
+        shown = " ".join(f"{k}={r[k]:.3f}" for k in ("train_loss", "val_accuracy") if k in r)
+        self._progress.update(self._task, metrics=f"epoch {r['epoch'] + 1} {shown}")
+
+    def on_fit_end(self, state: State) -> None:
+        if self._progress is not None:
+            self._progress.stop()

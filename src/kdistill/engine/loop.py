@@ -1,0 +1,518 @@
+"""The one training loop. It trains teachers, students alone and distilled students alike: what
+differs is only the objective (a weighted list of method terms) and whether a teacher is given.
+Modes (mutual, self-distillation) are uses of this loop, never branches in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .. import methods as methods_mod
+from ..data import ArrayDataset, Splits
+from ..methods.base import Step, Term
+from ..taps import FeatureTaps
+from ..teachers import Teacher, as_teacher, check_classes
+from . import checkpoint
+from .callbacks import EarlyStopping, History, ProgressBar, State, call
+from .runtime import PRECISIONS, Runtime
+
+log = logging.getLogger("kdistill")
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "cosine", "step")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; training stopped before the bad step was applied."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after the current batch; the message says what was saved."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. Every value is checked when the config is made."""
+
+    epochs: int = 20
+    batch_size: int = 64  # the global batch: shared out between processes under torchrun
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    schedule: str = "none"
+    step_size: int = 10  # step schedule: epochs between decays
+    gamma: float = 0.1  # step schedule: decay factor
+    seed: int = 0
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    monitor: str = "val_accuracy"
+    restore_best: bool = True
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    quiet: bool = False
+    device: str = "cpu"  # "auto" picks CUDA when available
+    precision: str = "32"  # "bf16" autocast (CPU or GPU), "fp16" autocast + grad scaler (GPU)
+
+    def __post_init__(self):
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("step_size", self.step_size)
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("lr", "gamma"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not self.monitor.startswith(("val_", "train_")):
+            raise ValueError(f"monitor must name a history metric such as 'val_accuracy' or 'val_loss', got {self.monitor!r}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> TrainConfig:
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise TypeError(f"unknown training option(s) {unknown}; allowed: {', '.join(allowed)}")
+        return cls(**kwargs)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Batches
+
+
+def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> list[torch.Tensor]:
+    """Index tensors of the global batches of one pass over ``n`` items (seeded shuffling)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+def fetch(dataset: Dataset, idx: torch.Tensor):
+    """``(x, y, idx)`` for the items ``idx``: sliced from memory for an ``ArrayDataset``, else
+    read item by item and collated."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[idx], dataset.y[idx], idx
+    return next(iter(DataLoader(dataset, batch_sampler=[idx.tolist()])))
+
+
+def batches(dataset: Dataset, batch_size: int, shuffle: bool, seed: int):
+    """Yield ``(x, y, index)`` batches of ``dataset`` (one process)."""
+    for idx in global_batches(len(dataset), batch_size, shuffle, seed):
+        yield fetch(dataset, idx)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+class _Trainable(nn.Module):
+    """The student and the methods' connectors as one module, so DDP averages all their gradients."""
+
+    def __init__(self, model: nn.Module, losses: nn.ModuleList):
+        super().__init__()
+        self.model, self.losses = model, losses
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class _Stop(Exception):
+    """Raised inside an epoch when Ctrl-C asked to stop after the batch just completed."""
+
+
+class _Interrupt:
+    """Turn the first Ctrl-C into a request to stop after the current batch (the second one
+    interrupts at once). Only the main thread can install a signal handler; elsewhere no-op."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime, self.flag, self.previous = runtime, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.flag = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def requested(self) -> bool:
+        if not self.runtime.distributed:
+            return self.flag
+        flag = torch.tensor([float(self.flag)], device=self.runtime.device)
+        return bool(self.runtime.all_sum(flag) > 0)  # every rank stops at the same batch
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+class _Run:
+    """One call of :func:`fit`: the pieces the loop needs, assembled and checked once."""
+
+    def __init__(self, model, data: Splits, terms: list[Term], teacher: Teacher | None, cfg: TrainConfig,
+                 rt: Runtime):
+        self.model, self.data, self.terms, self.cfg, self.rt = model, data, terms, cfg, rt
+        self.device = rt.device
+        self.teacher = teacher
+        self.teachers = {}
+        if teacher is not None:
+            teacher.to(self.device)
+            with rt.main_first():  # a cached teacher is built once, by rank 0, then read by all
+                self.teachers = {id(ds): teacher.for_dataset(ds) for ds in (data.train, data.val) if ds is not None}
+        self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
+        self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
+        self.taps_t = _teacher_taps(teacher, [n for t in terms for n in t.method.teacher_taps])
+        self.weights = torch.tensor([t.weight for t in terms], dtype=torch.float32, device=self.device)
+        self.forward = model
+        self.acc: dict | None = None
+
+    def step(self, ds, x, y, idx, forward) -> Step:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        logits_t, feats_t = None, {}
+        with self.rt.autocast():  # forward passes only: the losses below see float32
+            if self.teacher is not None:
+                with self.taps_t:  # the teacher runs under inference_mode: clone its features
+                    logits_t = self.teachers[id(ds)].logits(x, idx).float()
+                feats_t = {k: v.float() for k, v in self.taps_t.collect(clone=True).items()}
+            with self.taps_s:
+                logits_s = forward(x)
+        return Step(x=x, y=y, index=idx, logits_s=logits_s.float(), logits_t=logits_t,
+                    feats_s={k: v.float() for k, v in self.taps_s.collect().items()}, feats_t=feats_t)
+
+    def check_shapes(self) -> None:
+        """One dry run on a few training samples, so that size mismatches fail before training."""
+        x, y, idx = fetch(self.data.train, torch.arange(min(len(self.data.train), 4)))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for who, forward in (("student", lambda: self.model(x.to(self.device))),
+                                     ("teacher", lambda: self.step(self.data.train, x, y, idx, self.model))):
+                    step = forward()
+        except RuntimeError as exc:
+            raise ValueError(f"the {who} cannot run on the data's inputs of shape {tuple(x.shape[1:])}: {exc}; "
+                             f"build it for that input shape") from exc
+        finally:
+            self.model.train(was_training)
+        k = self.data.num_classes
+        out_s = tuple(step.logits_s.shape)
+        if len(out_s) != 2 or out_s[1] != k:
+            raise ValueError(f"the student outputs shape {out_s} per batch but the data has {k} classes; "
+                             f"its last layer must output {k} logits")
+        if step.logits_t is not None and tuple(step.logits_t.shape) != out_s:
+            raise ValueError(f"the teacher outputs {tuple(step.logits_t.shape)[1:]} per sample and the student "
+                             f"{out_s[1:]}; both must output {k} logits, one per class")
+        if getattr(self.teacher, "classes", None) is not None:
+            check_classes(self.teacher.classes, self.data.classes)
+        for term in self.terms:
+            term.method.setup(step)
+
+    def wrap(self) -> None:
+        """Under torchrun, train through DDP (after the dry run: connectors exist by then)."""
+        if self.rt.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(_Trainable(self.model, self.losses), device_ids=ids)
+
+    def epoch(self, ds, epoch: int, state: State | None, callbacks, interrupt=None, start: int = 0) -> dict:
+        """One pass over ``ds``: training when ``state`` is given, else evaluation. Each rank
+        takes its share of every global batch; sums are reduced over ranks at the end."""
+        train = state is not None
+        self.model.train(train)
+        self.losses.train(train)
+        if start == 0 or self.acc is None:
+            self.acc = {"sums": torch.zeros(len(self.terms), device=self.device),
+                        "correct": torch.zeros((), device=self.device, dtype=torch.long), "seen": 0}
+        acc = self.acc
+        rank, world = self.rt.rank, self.rt.world_size
+        plan = global_batches(len(ds), self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)
+        forward = self.forward if train else self.model
+        with torch.set_grad_enabled(train):
+            for b in range(start, len(plan)):
+                if train and len(plan[b]) < 2 * world and len(ds) > 1:
+                    continue  # batch norm cannot train on one sample per process; reshuffled next epoch
+                shard = plan[b][rank::world]
+                if len(shard) == 0:
+                    continue  # a last batch smaller than the number of processes
+                x, y, idx = fetch(ds, shard)
+                if train and self.data.augment is not None:
+                    x = self.data.augment(x)  # training batches only; teacher and student see the same view
+                step = self.step(ds, x, y, idx, forward)
+                values = torch.stack([t.method(step) for t in self.terms])
+                loss = torch.dot(self.weights, values)
+                if not torch.isfinite(loss):
+                    self._non_finite(epoch, b, values.detach())
+                if train:
+                    self._update(loss)
+                # Running sums stay on the device: no host sync per batch beyond the finiteness check.
+                acc["sums"].add_(values.detach(), alpha=len(y))
+                acc["correct"].add_((step.logits_s.detach().argmax(1) == step.y).sum())
+                acc["seen"] += len(y)
+                if train:
+                    state.batch = b
+                    call(callbacks, "on_batch_end", state)
+                    if interrupt is not None and interrupt.requested():
+                        raise _Stop()
+        return self._record("train_" if train else "val_")
+
+    def _update(self, loss) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def _record(self, prefix: str) -> dict:
+        acc = self.acc
+        totals = torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
+                            torch.tensor([float(acc["seen"])], device=self.device)])
+        totals = self.rt.all_sum(totals).tolist()
+        seen = max(totals[-1], 1.0)
+        means = [v / seen for v in totals[:len(self.terms)]]
+        record = {prefix + "loss": sum(t.weight * m for t, m in zip(self.terms, means)),
+                  prefix + "accuracy": totals[len(self.terms)] / seen}
+        record.update({prefix + t.name: m for t, m in zip(self.terms, means)})
+        return record
+
+    def _non_finite(self, epoch: int, batch: int, values) -> None:
+        parts = ", ".join(f"{t.name}={float(v):.4g}" for t, v in zip(self.terms, values))
+        kept = (f"the last good checkpoint (end of epoch {epoch}) is kept in {self.cfg.checkpoint_dir}"
+                if self.cfg.checkpoint_dir and epoch > 0 else "no checkpoint was written")
+        raise NonFiniteLossError(
+            f"the loss became non-finite at epoch {epoch + 1}, batch {batch + 1} ({parts}); training stopped "
+            f"before applying that step and {kept}. Lower the learning rate, check the inputs for NaN/inf, "
+            f"or check the teacher's outputs."
+        )
+
+    def blob(self, position: tuple[int, int], scheduler, callbacks, state: State) -> dict:
+        """The checkpoint's contents at ``position`` = (epoch, batches of it done)."""
+        partial = None
+        if position[1] > 0:
+            partial = {"sums": self.acc["sums"], "correct": self.acc["correct"], "seen": self.acc["seen"]}
+        return {
+            "position": list(position), "partial": partial, "stopped": state.stop,
+            "model": self.model.state_dict(), "methods": self.losses.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "callbacks": {key: cb.state_dict() for key, cb in checkpoint.stateful(callbacks).items()},
+            "history": state.history, "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "config": asdict(self.cfg),
+        }
+
+    def restore(self, blob: dict, path: Path, scheduler, callbacks, state: State) -> tuple[int, int]:
+        """Load a checkpoint's contents; return its position."""
+        try:
+            self.model.load_state_dict(blob["model"])
+            self.losses.load_state_dict(blob["methods"])
+            self.optimizer.load_state_dict(blob["optimizer"])
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+            raise ValueError(f"cannot resume from {path}: it does not match this model and objective ({exc})") from exc
+        if scheduler is not None and blob["scheduler"] is not None:
+            scheduler.load_state_dict(blob["scheduler"])
+        if self.scaler is not None and blob["scaler"] is not None:
+            self.scaler.load_state_dict(blob["scaler"])
+        for key, cb in checkpoint.stateful(callbacks).items():
+            if key in blob["callbacks"]:
+                cb.load_state_dict(blob["callbacks"][key])
+        state.history, state.stop = list(blob["history"]), blob["stopped"]
+        torch.set_rng_state(blob["rng"].cpu())
+        if blob["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(blob["cuda_rng"].cpu(), self.device)
+        if blob["partial"] is not None:
+            self.acc = dict(blob["partial"])
+        return tuple(blob["position"])
+
+
+def _teacher_taps(teacher: Teacher | None, names: list[str]) -> FeatureTaps:
+    """Taps on the teacher's module; only a live PyTorch teacher can provide features."""
+    module = getattr(teacher, "module", None)
+    if names and not isinstance(module, nn.Module):
+        raise ValueError(f"the objective taps teacher features {sorted(set(names))}, but the teacher "
+                         f"({type(teacher).__name__}) has no PyTorch module to tap; feature methods need "
+                         f"a torch.nn.Module teacher")
+    return FeatureTaps(module, names) if names else FeatureTaps(nn.Module(), [])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _make_optimizer(params, cfg: TrainConfig):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _make_schedule(optimizer, cfg: TrainConfig):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=None, callbacks=(),
+        config: TrainConfig | None = None, **options) -> History:
+    """Train ``model`` on ``data.train`` with a weighted objective, validating on ``data.val``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model to train (a teacher, or a student).
+    data : Splits
+        ``train`` is required; ``val`` is evaluated each epoch when present.
+    objective : sequence
+        ``[(method_name, weight[, options]), ...]`` or ``Method`` instances; the loss is the
+        weighted sum of the terms, each of which is also logged on its own.
+    teacher : nn.Module or Teacher, optional
+        Required when a term needs a teacher; frozen for the run.
+    callbacks : sequence
+        Objects with optional ``on_*`` methods.
+    config : TrainConfig, optional
+        Settings; or give them as keyword ``options`` (``epochs=10, lr=3e-3, ...``).
+
+    Returns
+    -------
+    History
+        One record per epoch: ``train_loss``, ``train_accuracy``, ``train_<term>`` and the
+        ``val_`` counterparts, ``lr`` and ``seconds``.
+
+    Raises
+    ------
+    TrainingInterrupted
+        On Ctrl-C, after the current batch, once a checkpoint (with ``checkpoint_dir``) is saved.
+    """
+    if config is not None and options:
+        raise TypeError("give either config= or keyword training options, not both")
+    cfg = config if config is not None else TrainConfig.from_kwargs(**options)
+    terms = methods_mod.objective(objective)
+    needs_teacher = [t.name for t in terms if t.method.needs_teacher]
+    if needs_teacher and teacher is None:
+        raise ValueError(f"method(s) {needs_teacher} need a teacher, but teacher=None")
+    rt = Runtime.create(cfg.device, cfg.precision)
+    ckpt = Path(cfg.checkpoint_dir) / checkpoint.CHECKPOINT if cfg.checkpoint_dir else None
+    if ckpt is not None and rt.is_main:
+        checkpoint.check_writable(ckpt.parent)
+    _seed_everything(cfg.seed)
+    model.to(rt.device)
+    run = _Run(model, data, terms, as_teacher(teacher) if needs_teacher else None, cfg, rt)
+    run.check_shapes()
+    run.wrap()
+    params = list(model.parameters()) + list(run.losses.parameters())
+    run.optimizer = _make_optimizer([p for p in params if p.requires_grad], cfg)
+    run.scaler = rt.grad_scaler()
+    scheduler = _make_schedule(run.optimizer, cfg)
+
+    callbacks = list(callbacks)
+    early = None
+    if cfg.patience is not None and data.val is not None:
+        early = EarlyStopping(cfg.monitor, cfg.patience, cfg.restore_best)
+        callbacks.append(early)
+    if not cfg.quiet and rt.is_main and sys.stderr.isatty():
+        callbacks.append(ProgressBar())
+    state = State(model=model, config=cfg, batches_per_epoch=math.ceil(len(data.train) / cfg.batch_size))
+    start_epoch, start_batch = _resume(ckpt, cfg, run, scheduler, callbacks, state) if ckpt else (0, 0)
+    state.epoch = start_epoch if not state.stop else cfg.epochs
+
+    call(callbacks, "on_fit_start", state)
+    try:
+        with _Interrupt(rt) as interrupt:
+            for epoch in range(state.epoch, cfg.epochs):
+                state.epoch = epoch
+                call(callbacks, "on_epoch_start", state)
+                t0 = time.perf_counter()
+                record = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
+                try:
+                    record.update(run.epoch(data.train, epoch, state, callbacks, interrupt, start_batch))
+                except _Stop:
+                    _interrupted(ckpt, run, scheduler, callbacks, state)
+                start_batch = 0
+                if data.val is not None:
+                    record.update(run.epoch(data.val, epoch, None, callbacks))
+                record["seconds"] = time.perf_counter() - t0
+                if scheduler is not None:
+                    scheduler.step()
+                state.history.append(record)
+                if rt.is_main:
+                    log.debug("epoch %d/%d %s", epoch + 1, cfg.epochs, " ".join(
+                        f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "lr", "seconds")))
+                call(callbacks, "on_epoch_end", state)
+                if ckpt is not None and rt.is_main:
+                    checkpoint.save(ckpt, run.blob((epoch + 1, 0), scheduler, callbacks, state))
+                if state.stop:
+                    break
+    finally:
+        call(callbacks, "on_fit_end", state)
+    model.eval()
+    stopped = state.stop and bool(state.history) and state.history[-1]["epoch"] < cfg.epochs - 1
+    return History(state.history, early.best_epoch if early else None, stopped)
+
+
+def _interrupted(ckpt, run: _Run, scheduler, callbacks, state: State) -> None:
+    """Save where Ctrl-C stopped us (mid-epoch, with the sampler position) and raise."""
+    done = state.batch + 1
+    if ckpt is not None and run.rt.is_main:
+        checkpoint.save(ckpt, run.blob((state.epoch, done), scheduler, callbacks, state))
+        where = f"saved to {ckpt}; continue with resume=True (kdistill run ... --resume)"
+    else:
+        where = "nothing was saved (no checkpoint_dir)"
+    raise TrainingInterrupted(f"interrupted in epoch {state.epoch + 1} after batch {done}; {where}")
+
+
+def _resume(path: Path, cfg: TrainConfig, run: _Run, scheduler, callbacks, state: State) -> tuple[int, int]:
+    """Restore from ``path`` when resuming; refuse to overwrite an earlier run's checkpoint."""
+    if not path.exists():
+        return 0, 0
+    if not cfg.resume:
+        raise FileExistsError(
+            f"{path} holds a checkpoint from an earlier run; pass resume=True to continue it, "
+            f"or choose another checkpoint_dir so it is not overwritten"
+        )
+    position = run.restore(checkpoint.load(path, run.device), path, scheduler, callbacks, state)
+    if run.rt.is_main:
+        log.info("resumed from %s at epoch %d, batch %d", path, position[0] + 1, position[1])
+    return position
