@@ -287,8 +287,6 @@ def test_read_only_folder_for_weights_and_models(unwritable):
         serialize.save_sklearn(model, unwritable / "m.skops")
 
 
-@pytest.mark.xfail(reason="needs cli.main to report OSError (exit 2, path named) and the run folder to be checked "
-                          "for writing before data is read (cli.py, experiment.py / study.py)", strict=True)
 def test_read_only_run_folder(tiny, write_experiment, unwritable, capsys):
     code = main(["run", str(write_experiment(tiny)), "--out", str(unwritable / "run"), "--quiet"])
     assert code == 2

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import kdistill
 from kdistill.engine import TrainingInterrupted, fit
-from kdistill.methods.base import Method, register
+from kdistill.methods.base import Method
 from kdistill.models import mlp
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -57,9 +57,10 @@ def test_single_process_runtime_defaults():
 _DTYPES = {}
 
 
-@register("dtype_probe")
 class _DtypeProbe(Method):
     """Records the dtypes the losses see; contributes nothing to the objective's value."""
+
+    name = "dtype_probe"
 
     def forward(self, step):
         _DTYPES["logits_s"], _DTYPES["logits_t"] = step.logits_s.dtype, step.logits_t.dtype
@@ -69,7 +70,7 @@ class _DtypeProbe(Method):
 def test_bf16_autocast_on_cpu_with_float32_losses(blobs, teacher, student):
     forward_dtypes = set()
     hook = student.classifier.register_forward_hook(lambda m, i, o: forward_dtypes.add(o.dtype))
-    history = kdistill.distill(teacher, student, blobs, methods=[("ce", 0.5), ("kd", 0.5), ("dtype_probe", 1.0)],
+    history = kdistill.distill(teacher, student, blobs, methods=[("ce", 0.5), ("kd", 0.5), _DtypeProbe()],
                                epochs=8, batch_size=16, lr=0.01, precision="bf16", quiet=True)
     hook.remove()
     assert torch.bfloat16 in forward_dtypes  # the student's forward ran in bf16 ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from rich.console import Console
@@ -99,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Experiment files: run, validate, tune, report
 
 
-def _print_results(results: dict, folder) -> None:
+def _print_results(results: dict | None, folder) -> None:
+    if results is None:
+        return  # a rank other than 0 under torchrun: rank 0 prints
     console = Console(width=160)
     console.print(_table(results))
     for c in results["comparisons"]:
@@ -111,7 +114,10 @@ def _run(args) -> int:
     from . import config
     from .experiment import run_experiment
 
-    results, folder = run_experiment(config.load(args.experiment, args.set), out=args.out, quiet=args.quiet)
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out RUN_DIR: the folder of the interrupted run to continue")
+    results, folder = run_experiment(config.load(args.experiment, args.set), out=args.out, quiet=args.quiet,
+                                     resume=args.resume)
     _print_results(results, folder)
     return 0
 
@@ -170,6 +176,8 @@ def _add_experiment_commands(sub) -> None:
     experiment_args(run)
     run.add_argument("--out", default=None, help="run folder (default runs/<name>; never overwritten)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out from its checkpoints (same weights as if never stopped)")
     run.set_defaults(func=_run)
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     experiment_args(validate)
@@ -189,13 +197,17 @@ def _add_experiment_commands(sub) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    secondary_rank = os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 reports
+    level = logging.WARNING if getattr(args, "quiet", False) or secondary_rank else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False)])
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileExistsError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2
+    except KeyboardInterrupt as exc:
+        Console(stderr=True).print(f"[bold yellow]stopped:[/] {escape(str(exc) or 'interrupted')}")
+        return 130
 
 
 if __name__ == "__main__":

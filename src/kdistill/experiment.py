@@ -17,10 +17,11 @@ import numpy as np
 from . import document
 from .augment import Augment
 from .config import Experiment, ModelConfig, StudentConfig, train_options
+from .engine import Runtime, TrainingInterrupted
 from .data import Splits, _load_sklearn, _standardizer, split_parts
 from .files import idx_images, read_table, table_encoder
 from .images import ImageFolder
-from .study import ModelSpec, free_dir, run_study
+from .study import INCOMPLETE, ModelSpec, finish_run_dir, open_run_dir, run_study
 from .transfer import build_model, freeze_layers, load_weights
 
 log = logging.getLogger("kdistill")
@@ -182,21 +183,28 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
                      train=train, hyperparams=_hyperparams(s, train, model.options), arch=_arch(model))
 
 
-def run_experiment(exp: Experiment, out=None, quiet: bool = False) -> tuple[dict, Path]:
+def run_experiment(exp: Experiment, out=None, quiet: bool = False, resume: bool = False) -> tuple[dict | None, Path]:
     """Run the experiment into a new run folder (``runs/<name>`` unless ``out``; never overwritten)
-    and write its report. Returns the results and the folder."""
+    and write its report; with ``resume``, continue the interrupted run in ``out``. Returns the
+    results (``None`` on ranks other than 0 under torchrun) and the folder."""
     asked = Path(out) if out is not None else Path("runs") / exp.name
-    folder, moved = free_dir(asked)
-    if moved:
-        log.warning("%s already holds a run; writing to %s instead", asked, folder)
+    rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
+    folder = open_run_dir(asked, resume, rt)
     source = read_source(exp)
     teacher = teacher_spec(exp)
     students = [student_spec(exp, s) for s in exp.students]
-    results = run_study(lambda seed: load_splits(exp, seed, source), teacher, students, out=folder,
-                        seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
-                        config=exp.model_dump(mode="json"), quiet=quiet)
-    write_data_summary(folder, source)
-    document.write_report(folder)
+    try:
+        results = run_study(lambda seed: load_splits(exp, seed, source), teacher, students, out=folder,
+                            seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
+                            config=exp.model_dump(mode="json"), quiet=quiet, resume=resume)
+    except TrainingInterrupted as exc:
+        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "
+                                f"EXPERIMENT.yaml --out {folder} --resume") from exc
+    if rt.is_main:
+        write_data_summary(folder, source)
+        document.write_report(folder)
+        finish_run_dir(folder)
     return results, folder
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import as_file
@@ -21,7 +23,7 @@ from safetensors.torch import save_file
 
 from . import report
 from .data import Splits
-from .engine import History, fit
+from .engine import History, Runtime, fit
 from .export import export
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from .models import count_params, size_mb
@@ -64,25 +66,84 @@ def free_dir(path) -> tuple[Path, bool]:
     return Path(f"{path}-{n}"), True
 
 
+INCOMPLETE = "INCOMPLETE"
+
+
+def open_run_dir(asked, resume: bool = False, runtime: Runtime | None = None) -> Path:
+    """The folder a run writes to, created and marked ``INCOMPLETE`` until the run finishes.
+
+    Without ``resume`` an existing non-empty folder is never reused: the next free ``asked-N``
+    is used and named in a warning. With ``resume`` ``asked`` must be an interrupted run. Under
+    torchrun, rank 0 decides and every rank gets the same folder. The folder is proven writable
+    before any data is read.
+    """
+    rt = runtime or Runtime.current()
+    folder = None
+    if rt.is_main:
+        folder = _choose_run_dir(Path(asked), resume)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%d %H:%M:%S')}; this run has not "
+                                             f"finished: continue it with --resume\n")
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write the run folder {folder}: {exc.strerror or exc}; choose a "
+                                     f"writable --out") from exc
+    return rt.broadcast(folder)
+
+
+def _choose_run_dir(asked: Path, resume: bool) -> Path:
+    if resume:
+        if (asked / INCOMPLETE).exists():
+            log.info("resuming the interrupted run in %s", asked)
+            return asked
+        state = "holds a finished run" if (asked / "results.json").exists() else "holds no interrupted run"
+        raise FileExistsError(f"cannot resume {asked}: it {state}; --resume continues a folder marked "
+                              f"{INCOMPLETE} by an interrupted run")
+    folder, moved = free_dir(asked)
+    if moved:
+        what = ("an interrupted run (continue it with --resume)" if (asked / INCOMPLETE).exists()
+                else "a run")
+        log.warning("%s already holds %s; writing to %s instead", asked, what, folder)
+    return folder
+
+
+def finish_run_dir(folder: Path) -> None:
+    """Mark the run finished: checkpoints are no longer needed once the weights are written."""
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    (folder / INCOMPLETE).unlink(missing_ok=True)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path, quiet: bool):
-    """Train and evaluate every model for one seed; return per-model metrics and artefacts."""
+def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path,
+                quiet: bool, resume: bool) -> dict:
+    """Train every model for one seed (on every rank under torchrun), each with a checkpoint
+    in the run folder so that an interrupted run can be resumed."""
     shape, k = data.input_shape, data.num_classes
+
+    def train(spec: ModelSpec, model, teacher=None) -> History:
+        if not spec.fit:
+            return History([])
+        return fit(model, data, objective=spec.objective, teacher=teacher, seed=seed, quiet=quiet, resume=resume,
+                   checkpoint_dir=str(out / "checkpoints" / f"{_slug(spec.name)}-seed{seed}"), **spec.train)
+
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
-    history = (fit(teacher, data, objective=teacher_spec.objective, seed=seed, quiet=quiet, **teacher_spec.train)
-               if teacher_spec.fit else History([]))
-    specs = {s.name: s for s in (teacher_spec, *students)}
-    runs = {teacher_spec.name: (teacher, history)}
+    runs = {teacher_spec.name: (teacher, train(teacher_spec, teacher))}
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
         student = spec.build(shape, k)
-        runs[spec.name] = (student, fit(student, data, objective=spec.objective, teacher=teacher, seed=seed,
-                                        quiet=quiet, **spec.train))
-    logits_t, labels = predict_logits(teacher, data.test)
+        runs[spec.name] = (student, train(spec, student, teacher))
+    return runs
+
+
+def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict, out: Path) -> dict:
+    """Evaluate every trained model of one seed on the test split and save its weights."""
+    shape = data.input_shape
+    teacher_name = next(iter(runs))
+    logits_t, labels = predict_logits(runs[teacher_name][0], data.test)
     measured = {}
     for name, (model, history) in runs.items():
         log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
@@ -97,7 +158,7 @@ def _run_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[M
                   out / "weights" / f"{_slug(name)}-seed{seed}.safetensors",
                   metadata=_weights_metadata(specs[name], data))
     for r in measured.values():
-        r["metrics"]["speedup"] = measured[teacher_spec.name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
+        r["metrics"]["speedup"] = measured[teacher_name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
     return measured
 
 
@@ -139,27 +200,39 @@ def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) 
 
 
 def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds=(0,),
-              title: str = "kdistill study", config: dict | None = None, quiet: bool = False) -> dict:
+              title: str = "kdistill study", config: dict | None = None, quiet: bool = False,
+              resume: bool = False) -> dict | None:
     """Run the study for every seed and write the run folder ``out``.
 
     ``load(seed)`` returns the splits for a seed. The first student whose objective needs no
-    teacher is the baseline the others are compared with. Returns the results dictionary that
-    is also written to ``out/results.json``.
+    teacher is the baseline the others are compared with. Every model checkpoints each epoch
+    into ``out/checkpoints``; with ``resume`` each continues from its checkpoint. Returns the
+    results dictionary that is also written to ``out/results.json`` (``None`` on ranks other
+    than 0 under torchrun, which train but write nothing).
     """
     out = Path(out)
-    (out / "weights").mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config or {}, indent=2, default=str) + "\n")
+    is_main = Runtime.current().is_main
+    specs_by_name = {s.name: s for s in (teacher, *students)}
+    if is_main:
+        (out / "weights").mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config or {}, indent=2, default=str) + "\n")
     per_seed: dict[str, list[dict]] = {}
+    histories = []
     first = None
-    with (out / "history.jsonl").open("w") as hist:
-        for seed in seeds:
-            data = load(seed)
-            measured = _run_seed(seed, data, teacher, students, out, quiet)
-            for name, r in measured.items():
-                per_seed.setdefault(name, []).append(r["metrics"])
-                hist.writelines(json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"])
-            if first is None:
-                first = (data, measured)
+    for seed in seeds:
+        data = load(seed)
+        runs = _train_seed(seed, data, teacher, students, out, quiet, resume)
+        if not is_main:
+            continue
+        measured = _measure_seed(seed, data, runs, specs_by_name, out)
+        for name, r in measured.items():
+            per_seed.setdefault(name, []).append(r["metrics"])
+            histories += [json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"]]
+        if first is None:
+            first = (data, measured)
+    if not is_main:
+        return None
+    (out / "history.jsonl").write_text("".join(histories))
     specs = [teacher, *students]
     models = []
     for spec in specs:

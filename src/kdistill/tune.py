@@ -25,7 +25,7 @@ from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .engine import fit
 from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
-from .study import free_dir, run_study
+from .study import finish_run_dir, free_dir, run_study
 from .transfer import load_weights
 
 log = logging.getLogger("kdistill")
@@ -235,7 +235,8 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -
     baselines = [student_spec(exp, s) for s in exp.students if not s.distilled]
     results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp), [*baselines, tuned],
                         out=folder, seeds=exp.seeds, config=exp.model_dump(mode="json"), quiet=quiet,
-                        title=f"{exp.title or exp.name}: tuned alpha and temperature")
+                        title=f"{exp.title or exp.name}: tuned alpha and temperature",
+                        resume=True)  # a final retraining killed earlier continues from its checkpoints
     model = next(m for m in results["models"] if m["name"] == name)
     summary = {"study_name": study.study_name, "finished": _finished(study), "best_trial": best.number,
                "best_value": best.value, "best_params": best.params, "best_model": name,
@@ -243,6 +244,7 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -
     (folder / "tune.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_data_summary(folder, source)
     write_report(folder)
+    finish_run_dir(folder)
     return {**summary, "folder": str(folder), "trials": rows, "results": results}
 
 

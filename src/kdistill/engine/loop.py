@@ -40,7 +40,14 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after the current batch; the message says what was saved."""
+    """Ctrl-C stopped training after the current batch. ``epoch`` and ``batch`` (1-based) say
+    where; ``checkpoint`` is the file saved there, or ``None`` without a ``checkpoint_dir``."""
+
+    def __init__(self, epoch: int, batch: int, checkpoint: Path | None):
+        self.epoch, self.batch, self.checkpoint = epoch, batch, checkpoint
+        where = (f"saved to {checkpoint}; continue with resume=True" if checkpoint is not None
+                 else "nothing was saved (no checkpoint_dir)")
+        super().__init__(f"interrupted in epoch {epoch} after batch {batch}; {where}")
 
 
 @dataclass
@@ -157,7 +164,8 @@ class _Interrupt:
         self.runtime, self.flag, self.previous = runtime, False, None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):  # respect an ignored SIGINT
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
@@ -497,10 +505,7 @@ def _interrupted(ckpt, run: _Run, scheduler, callbacks, state: State) -> None:
     done = state.batch + 1
     if ckpt is not None and run.rt.is_main:
         checkpoint.save(ckpt, run.blob((state.epoch, done), scheduler, callbacks, state))
-        where = f"saved to {ckpt}; continue with resume=True (kdistill run ... --resume)"
-    else:
-        where = "nothing was saved (no checkpoint_dir)"
-    raise TrainingInterrupted(f"interrupted in epoch {state.epoch + 1} after batch {done}; {where}")
+    raise TrainingInterrupted(state.epoch + 1, done, ckpt)
 
 
 def _resume(path: Path, cfg: TrainConfig, run: _Run, scheduler, callbacks, state: State) -> tuple[int, int]:

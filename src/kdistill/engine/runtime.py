@@ -53,6 +53,13 @@ class Runtime:
         size = dist.get_world_size() if dist.is_initialized() else 1
         return cls(dev, precision, rank, size)
 
+    @classmethod
+    def current(cls) -> Runtime:
+        """This process's rank in an already started process group (one process if none)."""
+        if dist.is_initialized():
+            return cls(torch.device("cpu"), "32", dist.get_rank(), dist.get_world_size())
+        return cls(torch.device("cpu"))
+
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
