@@ -46,14 +46,17 @@ def digits() -> Splits:
     return load_dataset("digits")
 
 
-def alternate(variants: dict, repeats: int) -> dict[str, list]:
+def alternate(variants: dict, repeats: int, warmup: bool = True) -> dict[str, list]:
     """Run every variant ``repeats`` times, interleaved (ABC, CBA, ABC, ...) so that machine
     load drifts hit all variants alike. Each variant is called with the repetition number and
     returns a dict; its wall time is added as ``seconds`` and the CPU time of this process as
     ``cpu_seconds``. On shared cores a descheduled process keeps losing wall time but not CPU
-    time, so with one torch thread the CPU time is the steadier measure of the work done."""
+    time, so with one torch thread the CPU time is the steadier measure of the work done. With
+    ``warmup`` each variant first runs once untimed (repetition -1)."""
     out = {name: [] for name in variants}
     names = list(variants)
+    for name in names if warmup else ():  # not timed: a first run pays one-off initialization
+        variants[name](-1)
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
             t0, c0 = time.perf_counter(), time.process_time()

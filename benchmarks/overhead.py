@@ -135,7 +135,9 @@ def main(argv=None) -> int:
     kdistill.train(teacher, data, epochs=4, batch_size=BATCH, lr=LR, quiet=True)
     ratio = forward_ratio(teacher, models.cnn(data.input_shape, data.num_classes, **STUDENT), data.train.x[:BATCH])
     with tempfile.TemporaryDirectory() as cache_root:
-        runs = alternate(variants(data, teacher, args.epochs, Path(cache_root)), args.repeats)
+        for name, run in variants(data, teacher, 1, Path(cache_root)).items():
+            run(-1)  # warm-up of every code path with one epoch, not timed
+        runs = alternate(variants(data, teacher, args.epochs, Path(cache_root)), args.repeats, warmup=False)
     results = summarize(runs, ratio, accuracy(teacher, data), args)
     folder = write("overhead", results, markdown(results), args.out)
     print(markdown(results))
