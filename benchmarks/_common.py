@@ -46,14 +46,17 @@ def digits() -> Splits:
     return load_dataset("digits")
 
 
-def alternate(variants: dict, repeats: int) -> dict[str, list]:
+def alternate(variants: dict, repeats: int, warmup: bool = True) -> dict[str, list]:
     """Run every variant ``repeats`` times, interleaved (ABC, CBA, ABC, ...) so that machine
     load drifts hit all variants alike. Each variant is called with the repetition number and
     returns a dict; its wall time is added as ``seconds`` and the CPU time of this process as
     ``cpu_seconds``. On shared cores a descheduled process keeps losing wall time but not CPU
-    time, so with one torch thread the CPU time is the steadier measure of the work done."""
+    time, so with one torch thread the CPU time is the steadier measure of the work done. With
+    ``warmup`` each variant first runs once untimed (repetition -1)."""
     out = {name: [] for name in variants}
     names = list(variants)
+    for name in names if warmup else ():  # not timed: a first run pays one-off initialization
+        variants[name](-1)
     for r in range(repeats):
         for name in names if r % 2 == 0 else names[::-1]:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -63,20 +66,21 @@ def alternate(variants: dict, repeats: int) -> dict[str, list]:
     return out
 
 
-def forward_ratio(slow: torch.nn.Module, fast: torch.nn.Module, x: torch.Tensor, repeats: int = 50) -> float:
+def forward_ratio(slow: torch.nn.Module, fast: torch.nn.Module, x: torch.Tensor, rounds: int = 10,
+                  calls: int = 10) -> float:
     """How many times longer ``slow``'s inference forward pass on ``x`` takes than ``fast``'s:
-    the two are timed alternately and the fastest run of each is kept (on shared cores
-    contention only ever adds time, so the minimum is the steadiest figure)."""
-    best = {}
-    for model in (slow, fast):
-        model.eval()
+    CPU time of ``calls`` passes, the two models alternating for ``rounds`` rounds, keeping the
+    fastest round of each (on shared cores contention only ever adds time)."""
+    best = {"slow": float("inf"), "fast": float("inf")}
     with torch.inference_mode():
-        for i in range(repeats + 3):
+        for model in (slow.eval(), fast.eval()):
+            model(x)
+        for _ in range(rounds):
             for name, model in (("slow", slow), ("fast", fast)):
-                t0 = time.perf_counter()
-                model(x)
-                if i >= 3:
-                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+                c0 = time.process_time()
+                for _ in range(calls):
+                    model(x)
+                best[name] = min(best[name], time.process_time() - c0)
     return best["slow"] / best["fast"]
 
 
