@@ -34,6 +34,7 @@ def worker(args) -> None:
     from _common import digits, fashion_mnist
 
     import kdistill
+    from kdistill.engine import Runtime
     from kdistill.models import cnn
 
     torch.set_num_threads(args.threads)
@@ -49,10 +50,11 @@ def worker(args) -> None:
                                device=args.device, quiet=True)
     timed = history.epochs[1:]  # the first epoch warms up allocators and kernels
     rate = len(data.train) * len(timed) / sum(r["seconds"] for r in timed)
-    if dist.get_rank() == 0:
-        print(json.dumps({"samples_per_s": rate, "dataset": name, "world_size": dist.get_world_size(),
+    rt = Runtime.current()  # one process under torchrun starts no process group
+    if rt.is_main:
+        print(json.dumps({"samples_per_s": rate, "dataset": name, "world_size": rt.world_size,
                           "threads": args.threads, "val_accuracy": history.epochs[-1]["val_accuracy"]}))
-    dist.destroy_process_group()
+    rt.shutdown()
 
 
 def launch(n: int, args) -> dict:
@@ -62,8 +64,10 @@ def launch(n: int, args) -> dict:
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(n), __file__, "--worker",
            "--threads", str(threads), "--dataset", args.dataset, "--epochs", str(args.epochs), "--batch", str(args.batch), "--device", args.device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:

@@ -201,7 +201,11 @@ def main(argv=None) -> int:
     level = logging.WARNING if getattr(args, "quiet", False) or secondary_rank else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(show_path=False, show_time=False)])
     try:
-        return args.func(args)
+        code = args.func(args)
+        from .engine.runtime import Runtime
+
+        Runtime.current().shutdown()  # under torchrun: ranks leave together, after the run
+        return code
     except (ValueError, TypeError, OSError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         return 2

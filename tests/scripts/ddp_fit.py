@@ -11,7 +11,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 
 from kdistill.data import split_arrays
-from kdistill.engine import fit
+from kdistill.engine import Runtime, fit
 from kdistill.models import mlp
 
 
@@ -34,4 +34,4 @@ if __name__ == "__main__":
     if dist.get_rank() == 0:
         save_file(model.state_dict(), sys.argv[1], metadata={"val_accuracy": str(history.epochs[-1]["val_accuracy"]),
                                                        "world_size": str(dist.get_world_size())})
-    dist.destroy_process_group()
+    Runtime.current().shutdown()

@@ -5,6 +5,7 @@ Modes (mutual, self-distillation) are uses of this loop, never branches in it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -495,6 +496,11 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
                     break
     finally:
         call(callbacks, "on_fit_end", state)
+        if run.forward is not model:
+            # DDP's reducer sits in a reference cycle: collect it now, while the interpreter is
+            # alive; collected at exit, gloo aborts the process ("terminate called...").
+            run.forward = model
+            gc.collect()
     model.eval()
     stopped = state.stop and bool(state.history) and state.history[-1]["epoch"] < cfg.epochs - 1
     return History(state.history, early.best_epoch if early else None, stopped)

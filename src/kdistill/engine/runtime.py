@@ -89,6 +89,13 @@ class Runtime:
         if self.distributed:
             dist.barrier()
 
+    def shutdown(self) -> None:
+        """Leave the process group together: every rank waits for the others, then destroys it
+        (a rank exiting with gloo work or a DDP reducer still alive can abort at interpreter exit)."""
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def broadcast(self, obj):
         """Rank 0's ``obj`` on every rank (pickled by torch.distributed between our own processes)."""
         if not self.distributed:
