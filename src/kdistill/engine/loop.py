@@ -208,16 +208,24 @@ class _Run:
 
     def step(self, ds, x, y, idx, forward) -> Step:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        logits_t, feats_t = None, {}
+        logits_t, feats_t, feats_s = None, {}, {}
         with self.rt.autocast():  # forward passes only: the losses below see float32
             if self.teacher is not None:
-                with self.taps_t:  # the teacher runs under inference_mode: clone its features
-                    logits_t = self.teachers[id(ds)].logits(x, idx).float()
-                feats_t = {k: v.float() for k, v in self.taps_t.collect(clone=True).items()}
-            with self.taps_s:
+                if self.taps_t.names:
+                    with self.taps_t:  # the teacher runs under inference_mode: clone its features
+                        logits_t = self.teachers[id(ds)].logits(x, idx)
+                    feats_t = {k: v.float() for k, v in self.taps_t.collect(clone=True).items()}
+                else:
+                    logits_t = self.teachers[id(ds)].logits(x, idx)
+                logits_t = _f32(logits_t)
+            if self.taps_s.names:
+                with self.taps_s:
+                    logits_s = forward(x)
+                feats_s = {k: v.float() for k, v in self.taps_s.collect().items()}
+            else:
                 logits_s = forward(x)
-        return Step(x=x, y=y, index=idx, logits_s=logits_s.float(), logits_t=logits_t,
-                    feats_s={k: v.float() for k, v in self.taps_s.collect().items()}, feats_t=feats_t)
+        return Step(x=x, y=y, index=idx, logits_s=_f32(logits_s), logits_t=logits_t, feats_s=feats_s,
+                    feats_t=feats_t)
 
     def check_shapes(self) -> None:
         """One dry run on a few training samples, so that size mismatches fail before training."""
@@ -264,34 +272,37 @@ class _Run:
         if start == 0 or self.acc is None:
             self.acc = {"sums": torch.zeros(len(self.terms), device=self.device),
                         "correct": torch.zeros((), device=self.device, dtype=torch.long), "seen": 0}
-        acc = self.acc
+        sums, correct = self.acc["sums"], self.acc["correct"]
         rank, world = self.rt.rank, self.rt.world_size
         plan = global_batches(len(ds), self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)
         forward = self.forward if train else self.model
+        batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")] if train else []
         with torch.set_grad_enabled(train):
             for b in range(start, len(plan)):
                 if train and len(plan[b]) < 2 * world and len(ds) > 1:
                     continue  # batch norm cannot train on one sample per process; reshuffled next epoch
-                shard = plan[b][rank::world]
+                shard = plan[b] if world == 1 else plan[b][rank::world]
                 if len(shard) == 0:
                     continue  # a last batch smaller than the number of processes
                 x, y, idx = fetch(ds, shard)
                 if train and self.data.augment is not None:
                     x = self.data.augment(x)  # training batches only; teacher and student see the same view
                 step = self.step(ds, x, y, idx, forward)
-                values = torch.stack([t.method(step) for t in self.terms])
+                values = (self.terms[0].method(step).reshape(1) if len(self.terms) == 1  # no stack for one term
+                          else torch.stack([t.method(step) for t in self.terms]))
                 loss = torch.dot(self.weights, values)
-                if not torch.isfinite(loss):
+                if not math.isfinite(loss.item()):  # one host read: cheaper than isfinite() + bool()
                     self._non_finite(epoch, b, values.detach())
                 if train:
                     self._update(loss)
                 # Running sums stay on the device: no host sync per batch beyond the finiteness check.
-                acc["sums"].add_(values.detach(), alpha=len(y))
-                acc["correct"].add_((step.logits_s.detach().argmax(1) == step.y).sum())
-                acc["seen"] += len(y)
+                sums.add_(values.detach(), alpha=len(y))
+                correct.add_((step.logits_s.detach().argmax(1) == step.y).sum())
+                self.acc["seen"] += len(y)
                 if train:
                     state.batch = b
-                    call(callbacks, "on_batch_end", state)
+                    for hook in batch_hooks:
+                        hook(state)
                     if interrupt is not None and interrupt.requested():
                         raise _Stop()
         return self._record("train_" if train else "val_")
@@ -367,6 +378,11 @@ class _Run:
         if blob["partial"] is not None:
             self.acc = dict(blob["partial"])
         return tuple(blob["position"])
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float32 (a dtype check is cheaper per step than a no-op ``.float()`` call)."""
+    return t if t.dtype == torch.float32 else t.float()
 
 
 def _teacher_taps(teacher: Teacher | None, names: list[str]) -> FeatureTaps:

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 PRECISIONS = ("32", "bf16", "fp16")
+_NO_AUTOCAST = contextlib.nullcontext()  # stateless, so one instance serves every step
 
 
 @dataclass
@@ -71,7 +72,7 @@ class Runtime:
     def autocast(self):
         """Autocast context for forward passes (a no-op at full precision)."""
         if self.precision == "32":
-            return contextlib.nullcontext()
+            return _NO_AUTOCAST
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
