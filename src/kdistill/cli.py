@@ -13,6 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 
+def _wide_console() -> Console:
+    """The terminal's width when interactive; else wide enough that logs keep one line per row."""
+    return Console() if sys.stdout.isatty() else Console(width=260)
+
+
 def _table(results: dict) -> Table:
     from .report import table_rows
 
@@ -56,7 +61,7 @@ def _export(args) -> int:
                 acc = f"{row['accuracy']:.4f}" if "accuracy" in row else "–"
                 table.add_row(row["path"], f"{row['size_mb']:.4f}", f"{row['parity_max_abs_diff']:.2e}",
                               *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc)
-    Console(width=160).print(table)
+    _wide_console().print(table)
     return 0
 
 
@@ -103,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_results(results: dict | None, folder) -> None:
     if results is None:
         return  # a rank other than 0 under torchrun: rank 0 prints
-    console = Console(width=160)
+    console = _wide_console()
     console.print(_table(results))
     for c in results["comparisons"]:
         console.print(escape(c["verdict"]))
@@ -142,7 +147,7 @@ def _tune(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
                    quiet=args.quiet)
-    console = Console(width=160)
+    console = _wide_console()
     table = Table(title=f"trials of study {summary['study_name']!r} (validation accuracy)")
     keys = sorted({k for t in summary["trials"] for k in t["params"]})
     for name in ("trial", "state", "val accuracy", *keys):
