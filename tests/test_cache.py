@@ -212,3 +212,29 @@ def test_the_fingerprint_follows_the_weights():
     with torch.no_grad():
         next(b.module.parameters())[0].view(-1)[0] += 1e-3
     assert teacher_fingerprint(a) != teacher_fingerprint(b)
+
+
+def test_splits_augmentation_makes_the_engine_use_the_live_teacher(data, tmp_path):
+    """With Splits.augment, the training batches are transformed by the loop: the teacher must
+    see the same transformed inputs as the student, never its cached clean-input outputs."""
+    from dataclasses import replace
+
+    from kdistill.methods.base import Method
+
+    seen = []
+
+    class Probe(Method):
+        name = "probe"
+
+        def forward(self, step):
+            if step.logits_s.requires_grad:  # training batches only
+                seen.append((step.x.clone(), step.logits_t.clone()))
+            return step.logits_s.sum() * 0.0
+
+    teacher = _teacher()
+    shifted = replace(data, augment=lambda x: x + 0.5)  # a visible, deterministic "augmentation"
+    cached = CachedTeacher(teacher, cache_dir=tmp_path)
+    distill(cached, _student(), shifted, methods=[("ce", 1.0), Probe()], epochs=1, quiet=True)
+    assert seen
+    for x, logits_t in seen:
+        torch.testing.assert_close(logits_t, teacher(x))  # the teacher saw the augmented batch

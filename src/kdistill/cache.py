@@ -12,8 +12,9 @@ exactly as the teacher receives them (so a changed input transform changes it to
 that does not match (another fingerprint, another number of rows, damaged files, an unfinished
 write) is rebuilt, never used.
 
-Augmentation contract: a dataset whose ``augment`` attribute is set (a random transform that
-the training loop applies to each batch) is served by the live teacher on the augmented batch.
+Augmentation contract: a dataset the loop augments (``Splits.augment`` on the train split, which
+the engine passes on as ``for_dataset(ds, augmented=True)``, or an ``augment`` attribute on the
+dataset) is served by the live teacher on the augmented batch.
 ``cache_augmented=True`` opts in to reading the teacher's outputs on the clean inputs instead.
 """
 
@@ -171,10 +172,12 @@ class CachedTeacher(Teacher):
         """Live teacher outputs: a batch that belongs to no cached dataset."""
         return self.teacher.logits(x, index)
 
-    def for_dataset(self, dataset: Dataset) -> Teacher:
-        """The view serving ``dataset`` from its cache entry, built on first use."""
-        if getattr(dataset, "augment", None) is not None and not self.cache_augmented:
-            return self.teacher.for_dataset(dataset)
+    def for_dataset(self, dataset: Dataset, augmented: bool = False) -> Teacher:
+        """The view serving ``dataset`` from its cache entry, built on first use; the live
+        teacher for a dataset whose batches are augmented (unless ``cache_augmented``)."""
+        augmented = augmented or getattr(dataset, "augment", None) is not None
+        if augmented and not self.cache_augmented:
+            return self.teacher.for_dataset(dataset, augmented)
         key = hashlib.sha256(json.dumps({
             "format": _FORMAT, "teacher": teacher_fingerprint(self.teacher), "data": dataset_fingerprint(dataset),
             "dtype": self.dtype, "top_k": self.top_k}).encode()).hexdigest()[:32]

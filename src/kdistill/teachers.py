@@ -34,8 +34,10 @@ OUTPUTS = ("logits", "probabilities")
 class Teacher:
     """Protocol of a teacher: ``logits(x, index)`` for a batch, plus optional class metadata.
 
-    ``for_dataset(ds)`` returns the teacher to use on that dataset (a cached teacher returns a
-    view that reads stored outputs by ``index``); the default is the teacher itself.
+    ``for_dataset(ds, augmented)`` returns the teacher to use on that dataset (a cached teacher
+    returns a view that reads stored outputs by ``index``); the default is the teacher itself.
+    ``augmented=True`` says the loop will randomly transform that dataset's batches, so outputs
+    stored for its clean items do not belong to the inputs the teacher will be shown.
     ``classes`` is the class of each output column, in order, when known.
     """
 
@@ -45,7 +47,7 @@ class Teacher:
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def for_dataset(self, dataset: Dataset) -> Teacher:
+    def for_dataset(self, dataset: Dataset, augmented: bool = False) -> Teacher:
         return self
 
     def to(self, device) -> Teacher:
@@ -288,9 +290,9 @@ class EnsembleTeacher(Teacher):
             mean = mean + (w / total) * F.softmax(member.logits(x, index) / temp, dim=1)
         return torch.log(mean.clamp_min(PROB_EPS))
 
-    def for_dataset(self, dataset: Dataset) -> EnsembleTeacher:
+    def for_dataset(self, dataset: Dataset, augmented: bool = False) -> EnsembleTeacher:
         view = copy.copy(self)
-        view.members = [m.for_dataset(dataset) for m in self.members]
+        view.members = [m.for_dataset(dataset, augmented) for m in self.members]
         return view
 
     def to(self, device) -> EnsembleTeacher:

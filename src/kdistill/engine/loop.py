@@ -198,7 +198,9 @@ class _Run:
         if teacher is not None:
             teacher.to(self.device)
             with rt.main_first():  # a cached teacher is built once, by rank 0, then read by all
-                self.teachers = {id(ds): teacher.for_dataset(ds) for ds in (data.train, data.val) if ds is not None}
+                augmented = {id(data.train)} if data.augment is not None else set()
+                self.teachers = {id(ds): teacher.for_dataset(ds, augmented=id(ds) in augmented)
+                                 for ds in (data.train, data.val) if ds is not None}
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
         self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
         self.taps_t = _teacher_taps(teacher, [n for t in terms for n in t.method.teacher_taps])
