@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import report
+from .cache import CachedTeacher
 from .data import Splits
 from .engine import History, Runtime, fit
 from .export import export
@@ -67,6 +68,7 @@ def free_dir(path) -> tuple[Path, bool]:
 
 
 INCOMPLETE = "INCOMPLETE"
+CACHE = "teacher-cache"  # inside the run folder: shared by the students (and sweep trials) of a run
 
 
 def open_run_dir(asked, resume: bool = False, runtime: Runtime | None = None) -> Path:
@@ -108,8 +110,10 @@ def _choose_run_dir(asked: Path, resume: bool) -> Path:
 
 
 def finish_run_dir(folder: Path) -> None:
-    """Mark the run finished: checkpoints are no longer needed once the weights are written."""
+    """Mark the run finished: checkpoints and cached teacher outputs are no longer needed once
+    the weights are written."""
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    shutil.rmtree(folder / CACHE, ignore_errors=True)
     (folder / INCOMPLETE).unlink(missing_ok=True)
 
 
@@ -132,10 +136,11 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
     runs = {teacher_spec.name: (teacher, train(teacher_spec, teacher))}
+    cached = CachedTeacher(teacher, cache_dir=out / CACHE)  # one teacher pass per split, for all students
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
         student = spec.build(shape, k)
-        runs[spec.name] = (student, train(spec, student, teacher))
+        runs[spec.name] = (student, train(spec, student, cached))
     return runs
 
 

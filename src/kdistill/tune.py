@@ -25,7 +25,8 @@ from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .engine import fit
 from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
-from .study import finish_run_dir, free_dir, run_study
+from .cache import CachedTeacher
+from .study import CACHE, finish_run_dir, free_dir, run_study
 from .transfer import load_weights
 
 log = logging.getLogger("kdistill")
@@ -80,7 +81,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if data.val is None:
         raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set data.val_size > 0")
     target = _target(exp, cfg)
-    teacher = _teacher(exp, data, folder, quiet)
+    teacher = CachedTeacher(_teacher(exp, data, folder, quiet), cache_dir=folder / CACHE)  # one pass for all trials
     objective = _Objective(exp, cfg, target, data, teacher, quiet)
     if wanted > done:
         study.optimize(objective, n_trials=wanted - done, callbacks=[_log_trial])
