@@ -238,3 +238,23 @@ def test_splits_augmentation_makes_the_engine_use_the_live_teacher(data, tmp_pat
     assert seen
     for x, logits_t in seen:
         torch.testing.assert_close(logits_t, teacher(x))  # the teacher saw the augmented batch
+
+
+def test_feature_methods_use_the_live_teacher_behind_a_cache(data, tmp_path):
+    """A cache serves logits only; a method tapping teacher layers must get the live teacher."""
+    teacher = _teacher()
+    history = distill(CachedTeacher(teacher, cache_dir=tmp_path), _student(), data, epochs=1, quiet=True,
+                      methods=[("ce", 0.5), ("fitnet", 1.0, {"student": "features.2", "teacher": "features.6"})])
+    assert history.epochs[-1]["train_fitnet"] > 0
+
+
+def test_the_fingerprint_covers_structure_and_output_kind():
+    from torch import nn
+
+    torch.manual_seed(0)
+    relu = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    tanh = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    tanh.load_state_dict(relu.state_dict())  # the same weights, another function
+    assert teacher_fingerprint(TorchTeacher(relu)) != teacher_fingerprint(TorchTeacher(tanh))
+    assert (teacher_fingerprint(TorchTeacher(relu, output="logits"))
+            != teacher_fingerprint(TorchTeacher(relu, output="probabilities")))

@@ -241,3 +241,15 @@ def test_monitor_must_exist(blobs):
 def test_train_config_defaults_are_valid():
     cfg = TrainConfig()
     assert copy.copy(cfg) == cfg
+
+
+def test_early_stopping_minimizes_loss_terms():
+    """Any history metric but accuracy is a loss: val_ce falling must count as improving."""
+    from kdistill.engine import EarlyStopping, State
+
+    stop = EarlyStopping(monitor="val_ce", patience=2, restore_best=False)
+    state = State(model=mlp(2, 2), config=None)
+    for epoch, value in enumerate([1.0, 0.8, 0.6, 0.5]):
+        state.history.append({"epoch": epoch, "val_ce": value})
+        stop.on_epoch_end(state)
+    assert stop.best_epoch == 3 and not state.stop

@@ -1,5 +1,6 @@
 """Runtime: torchrun/DDP on CPU with gloo, bf16 mixed precision, Ctrl-C with mid-epoch resume."""
 
+import json
 import os
 import shutil
 import signal
@@ -26,26 +27,56 @@ can_spawn = pytest.mark.skipif(os.environ.get("KDISTILL_NO_SUBPROCESS") == "1" o
                                reason="processes cannot be spawned here (KDISTILL_NO_SUBPROCESS=1 or no torchrun)")
 
 
+def torchrun(mode: str, out: Path, n: int = 2) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    launcher = Path(sys.executable).parent / "torchrun"
+    cmd = [str(launcher) if launcher.exists() else "torchrun", "--standalone", "--nproc-per-node", str(n),
+           str(SCRIPTS / "ddp_fit.py"), mode, str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 @pytest.mark.distributed
 @can_spawn
 def test_two_processes_with_gloo_equal_one_process(tmp_path):
     """2 ranks x 8 samples per step with DDP == 1 process x 16 samples, to float tolerance."""
-    out = tmp_path / "ddp.safetensors"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--standalone", "--nproc-per-node", "2",
-           str(SCRIPTS / "ddp_fit.py"), str(out)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-
+    torchrun("full", tmp_path)
     data, model = problem()
     history = fit(model, data, **OPTIONS)
-    ddp = load_file(out)
+    ddp = load_file(tmp_path / "weights.safetensors")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp[name], value, atol=1e-5, rtol=1e-4)  # stated tolerance: reduction order only
-    with safe_open(str(out), "pt") as f:
+    with safe_open(str(tmp_path / "weights.safetensors"), "pt") as f:
         assert f.metadata()["world_size"] == "2"
-        assert float(f.metadata()["val_accuracy"]) == pytest.approx(history.epochs[-1]["val_accuracy"])
+    ddp_history = json.loads((tmp_path / "history.json").read_text())
+    assert ddp_history[-1]["val_accuracy"] == pytest.approx(history.epochs[-1]["val_accuracy"])
+
+
+@pytest.mark.distributed
+@can_spawn
+def test_two_processes_interrupted_mid_epoch_resume_like_an_uninterrupted_run(tmp_path):
+    """Ctrl-C on rank 0 stops both ranks at the same batch; the epoch's partial sums are saved
+    over both ranks, so the resumed history (and weights) equal an uninterrupted 2-process run."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full.mkdir(), cut.mkdir()
+    torchrun("full", full)
+    torchrun("interrupt", cut)
+    assert (cut / "interrupted0").exists() and (cut / "interrupted1").exists()
+    assert torch.load(cut / "ckpt" / "last.pt", weights_only=True)["position"] == [1, 3]
+    torchrun("resume", cut)
+    a, b = (json.loads((d / "history.json").read_text()) for d in (full, cut))
+    assert len(a) == len(b) == OPTIONS["epochs"]
+    for ra, rb in zip(a, b):
+        assert ra == pytest.approx(rb, rel=1e-6)
+    wa, wb = (load_file(d / "weights.safetensors") for d in (full, cut))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.distributed
+@can_spawn
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    torchrun("nan", tmp_path)
+    assert (tmp_path / "raised0").exists() and (tmp_path / "raised1").exists()
 
 
 def test_single_process_runtime_defaults():

@@ -85,7 +85,9 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     if not isinstance(teacher, TorchTeacher):
         raise TypeError(f"cannot fingerprint a {type(teacher).__name__} teacher for the cache; give it a "
                         f"fingerprint() method that returns a string changing whenever its outputs change")
-    h = hashlib.sha256(type(teacher.module).__qualname__.encode())
+    # The structure (repr lists parameter-free layers and their settings too) and the output
+    # kind, besides the weights: two teachers with equal weights may still compute different logits.
+    h = hashlib.sha256(f"{type(teacher.module).__qualname__}\n{teacher.module!r}\n{teacher.output}".encode())
     for name, t in teacher.module.state_dict().items():
         h.update(name.encode())
         _hash_tensor(h, t)
@@ -171,6 +173,10 @@ class CachedTeacher(Teacher):
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         """Live teacher outputs: a batch that belongs to no cached dataset."""
         return self.teacher.logits(x, index)
+
+    def live(self) -> Teacher:
+        """The teacher itself: feature methods need its layers to run, which a cache cannot do."""
+        return self.teacher
 
     def for_dataset(self, dataset: Dataset, augmented: bool = False) -> Teacher:
         """The view serving ``dataset`` from its cache entry, built on first use; the live

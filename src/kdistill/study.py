@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from scipy.stats import t as student_t
 
 from . import report
 from .cache import CachedTeacher
 from .data import Splits
 from .engine import History, Runtime, fit
+from .methods import objective
 from .export import export
 from .metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from .models import count_params, size_mb
@@ -130,8 +132,9 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     def train(spec: ModelSpec, model, teacher=None) -> History:
         if not spec.fit:
             return History([])
-        return fit(model, data, objective=spec.objective, teacher=teacher, seed=seed, quiet=quiet, resume=resume,
-                   checkpoint_dir=str(out / "checkpoints" / f"{_slug(spec.name)}-seed{seed}"), **spec.train)
+        options = {**spec.train, "seed": seed, "quiet": quiet, "resume": resume,  # the study's own settings win
+                   "checkpoint_dir": str(out / "checkpoints" / f"{_slug(spec.name)}-seed{seed}")}
+        return fit(model, data, objective=spec.objective, teacher=teacher, **options)
 
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
@@ -194,10 +197,12 @@ def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) 
                        f"to tell it from seed-to-seed noise.")
             significant = None
         else:
+            # A paired t-test at the 5% level: |mean| beyond t(0.975, n-1) standard errors. With
+            # few seeds that quantile is large (12.7 for 2 seeds, 4.3 for 3), as it must be.
             se = std / n ** 0.5
-            significant = abs(mean) > 2 * se
+            significant = bool(abs(mean) > student_t.ppf(0.975, n - 1) * se if se > 0 else mean != 0)
             word = ("better" if mean > 0 else "worse") if significant else "no different, within noise,"
-            verdict = (f"{name} vs {alone}: {mean:+.3f} ± {se:.3f} (paired over {n} seeds): {word} "
+            verdict = (f"{name} vs {alone}: {mean:+.3f} ± {se:.3f} (paired over {n} seeds, t-test at 5%): {word} "
                        f"{'than' if significant else 'from'} the student alone.")
         out.append({"model": name, "baseline": alone, "accuracy_delta": mean, "accuracy_delta_std": std,
                     "seeds": n, "significant": significant, "verdict": verdict})
@@ -249,7 +254,7 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
         entry["per_class"] = per_seed[spec.name][0]["per_class"]
         entry["per_seed"] = [{k: m[k] for k in (*METRICS, "epochs_trained")} for m in per_seed[spec.name]]
         models.append(entry)
-    alone = next(s.name for s in students if all(n.split(":")[0] == "ce" for n, *_ in s.objective))
+    alone = next(s.name for s in students if not any(t.method.needs_teacher for t in objective(s.objective)))
     distilled = [s.name for s in students if s.name != alone]
     data = first[0]
     results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),

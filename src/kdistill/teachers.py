@@ -37,7 +37,8 @@ class Teacher:
     ``for_dataset(ds, augmented)`` returns the teacher to use on that dataset (a cached teacher
     returns a view that reads stored outputs by ``index``); the default is the teacher itself.
     ``augmented=True`` says the loop will randomly transform that dataset's batches, so outputs
-    stored for its clean items do not belong to the inputs the teacher will be shown.
+    stored for its clean items do not belong to the inputs the teacher will be shown. ``live()``
+    is the teacher that runs its model on every batch (needed to tap its features).
     ``classes`` is the class of each output column, in order, when known.
     """
 
@@ -48,6 +49,10 @@ class Teacher:
         raise NotImplementedError
 
     def for_dataset(self, dataset: Dataset, augmented: bool = False) -> Teacher:
+        return self
+
+    def live(self) -> Teacher:
+        """The teacher that actually runs its model on each batch (a cache returns what it wraps)."""
         return self
 
     def to(self, device) -> Teacher:

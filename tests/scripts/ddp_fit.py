@@ -1,17 +1,25 @@
-"""Train the DDP-equality model (see tests/test_runtime.py) and, on rank 0, save its weights.
+"""The multi-process scenarios of tests/test_runtime.py, run by torchrun:
 
-Run as ``torchrun --standalone --nproc-per-node N tests/scripts/ddp_fit.py OUT.safetensors``.
+    torchrun --standalone --nproc-per-node N tests/scripts/ddp_fit.py MODE OUT_DIR
+
+MODE ``full`` trains and, on rank 0, saves the weights and history; ``interrupt`` sends rank 0
+a SIGINT in the middle of epoch 2 (with a checkpoint folder); ``resume`` continues that run and
+saves like ``full``; ``nan`` poisons rank 1's model only, and every rank records whether it
+raised NonFiniteLossError.
 """
 
+import json
+import os
+import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import save_file
 
 from kdistill.data import split_arrays
-from kdistill.engine import Runtime, fit
+from kdistill.engine import NonFiniteLossError, Runtime, TrainingInterrupted, fit
 from kdistill.models import mlp
 
 
@@ -27,11 +35,49 @@ def problem():
 
 OPTIONS = dict(epochs=3, batch_size=16, lr=0.01, seed=5, quiet=True)
 
+
+class At:
+    """Calls ``action`` on this rank after batch ``batch`` of epoch ``epoch``."""
+
+    def __init__(self, rank, epoch, batch, action):
+        self.rank, self.at, self.action = rank, (epoch, batch), action
+
+    def on_batch_end(self, state):
+        if Runtime.current().rank == self.rank and (state.epoch, state.batch) == self.at:
+            self.action(state)
+
+
+def poison(state):
+    with torch.no_grad():
+        state.model.classifier.bias.fill_(float("nan"))
+
+
+def save(out: Path, model, history) -> None:
+    rt = Runtime.current()
+    if rt.is_main:
+        save_file(model.state_dict(), out / "weights.safetensors", metadata={"world_size": str(rt.world_size)})
+        (out / "history.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "seconds"}
+                                                      for r in history.epochs]))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    mode, out = sys.argv[1], Path(sys.argv[2])
     data, model = problem()
-    history = fit(model, data, **OPTIONS)
-    if dist.get_rank() == 0:
-        save_file(model.state_dict(), sys.argv[1], metadata={"val_accuracy": str(history.epochs[-1]["val_accuracy"]),
-                                                       "world_size": str(dist.get_world_size())})
+    ckpt = {"checkpoint_dir": str(out / "ckpt")}
+    if mode == "full":
+        save(out, model, fit(model, data, **OPTIONS))
+    elif mode == "interrupt":
+        ctrl_c = At(0, 1, 2, lambda state: os.kill(os.getpid(), signal.SIGINT))
+        try:
+            fit(model, data, callbacks=[ctrl_c], **ckpt, **OPTIONS)
+        except TrainingInterrupted:
+            (out / f"interrupted{Runtime.current().rank}").touch()
+    elif mode == "resume":
+        save(out, model, fit(model, data, resume=True, **ckpt, **OPTIONS))
+    elif mode == "nan":
+        try:
+            fit(model, data, callbacks=[At(1, 0, 1, poison)], **OPTIONS)
+        except NonFiniteLossError:
+            (out / f"raised{Runtime.current().rank}").touch()
     Runtime.current().shutdown()

@@ -53,7 +53,8 @@ def call(callbacks, hook: str, state: State) -> None:
 
 class EarlyStopping:
     """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the
-    best weights at the end. ``*_loss`` metrics are minimized, all others maximized."""
+    best weights at the end. ``*_accuracy`` is maximized; every other history metric is a loss
+    (``val_loss`` or one term such as ``val_kd``) and is minimized."""
 
     def __init__(self, monitor: str = "val_accuracy", patience: int = 5, restore_best: bool = True):
         self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
@@ -65,7 +66,7 @@ class EarlyStopping:
     def _better(self, value: float) -> bool:
         if self.best is None:
             return True
-        return value < self.best if self.monitor.endswith("loss") else value > self.best
+        return value > self.best if self.monitor.endswith("accuracy") else value < self.best
 
     def on_epoch_end(self, state: State) -> None:
         record = state.history[-1]

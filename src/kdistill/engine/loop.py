@@ -193,6 +193,8 @@ class _Run:
                  rt: Runtime):
         self.model, self.data, self.terms, self.cfg, self.rt = model, data, terms, cfg, rt
         self.device = rt.device
+        if teacher is not None and any(t.method.teacher_taps for t in terms):
+            teacher = teacher.live()  # tapped features need the teacher's layers to run on each batch
         self.teacher = teacher
         self.teachers = {}
         if teacher is not None:
@@ -293,7 +295,10 @@ class _Run:
                 values = (self.terms[0].method(step).reshape(1) if len(self.terms) == 1  # no stack for one term
                           else torch.stack([t.method(step) for t in self.terms]))
                 loss = torch.dot(self.weights, values)
-                if not math.isfinite(loss.item()):  # one host read: cheaper than isfinite() + bool()
+                bad = not math.isfinite(loss.item())  # one host read: cheaper than isfinite() + bool()
+                if self.rt.distributed:  # every rank stops, or none: a lone rank would leave DDP waiting
+                    bad = bool(self.rt.all_sum(torch.tensor([float(bad)], device=self.device)) > 0)
+                if bad:
                     self._non_finite(epoch, b, values.detach())
                 if train:
                     self._update(loss)
@@ -341,11 +346,17 @@ class _Run:
             f"or check the teacher's outputs."
         )
 
-    def blob(self, position: tuple[int, int], scheduler, callbacks, state: State) -> dict:
-        """The checkpoint's contents at ``position`` = (epoch, batches of it done)."""
-        partial = None
-        if position[1] > 0:
-            partial = {"sums": self.acc["sums"], "correct": self.acc["correct"], "seen": self.acc["seen"]}
+    def reduced_partial(self) -> dict:
+        """This epoch's running sums so far, summed over ranks (collective: every rank calls it)."""
+        acc = self.acc
+        totals = self.rt.all_sum(torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
+                                            torch.tensor([float(acc["seen"])], device=self.device)]))
+        k = len(self.terms)
+        return {"sums": totals[:k].clone(), "correct": totals[k].round().long(), "seen": int(totals[k + 1])}
+
+    def blob(self, position: tuple[int, int], scheduler, callbacks, state: State, partial=None) -> dict:
+        """The checkpoint's contents at ``position`` = (epoch, batches of it done); ``partial``
+        holds the epoch's sums so far over all ranks when stopped mid-epoch."""
         return {
             "position": list(position), "partial": partial, "stopped": state.stop,
             "model": self.model.state_dict(), "methods": self.losses.state_dict(),
@@ -377,8 +388,8 @@ class _Run:
         torch.set_rng_state(blob["rng"].cpu())
         if blob["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(blob["cuda_rng"].cpu(), self.device)
-        if blob["partial"] is not None:
-            self.acc = dict(blob["partial"])
+        if blob["partial"] is not None and self.rt.is_main:  # the saved sums are over all ranks:
+            self.acc = dict(blob["partial"])  # rank 0 carries them, the others restart from zero
         return tuple(blob["position"])
 
 
@@ -481,6 +492,9 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
         callbacks.append(early)
     if not cfg.quiet and rt.is_main and sys.stderr.isatty():
         callbacks.append(ProgressBar())
+    if rt.distributed and len(data.train) < 2 * rt.world_size:
+        raise ValueError(f"the train split has {len(data.train)} sample(s), too few for {rt.world_size} processes "
+                         f"(each needs at least 2 per step); use fewer processes or more data")
     state = State(model=model, config=cfg, batches_per_epoch=math.ceil(len(data.train) / cfg.batch_size))
     start_epoch, start_batch = _resume(ckpt, cfg, run, scheduler, callbacks, state) if ckpt else (0, 0)
     state.epoch = start_epoch if not state.stop else cfg.epochs
@@ -527,8 +541,9 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
 def _interrupted(ckpt, run: _Run, scheduler, callbacks, state: State) -> None:
     """Save where Ctrl-C stopped us (mid-epoch, with the sampler position) and raise."""
     done = state.batch + 1
+    partial = run.reduced_partial()  # collective: on every rank, before rank 0 saves
     if ckpt is not None and run.rt.is_main:
-        checkpoint.save(ckpt, run.blob((state.epoch, done), scheduler, callbacks, state))
+        checkpoint.save(ckpt, run.blob((state.epoch, done), scheduler, callbacks, state, partial))
     raise TrainingInterrupted(state.epoch + 1, done, ckpt)
 
 
