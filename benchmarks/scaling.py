@@ -28,7 +28,6 @@ HERE = Path(__file__).parent
 def worker(args) -> None:
     """One torchrun process: train, and on rank 0 print the measured throughput as JSON."""
     import torch
-    import torch.distributed as dist
 
     sys.path.insert(0, str(HERE))
     from _common import digits, fashion_mnist

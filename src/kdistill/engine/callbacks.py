@@ -93,7 +93,8 @@ class EarlyStopping:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_weights": self.best_weights}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.best, self.best_epoch, self.wait, self.best_weights = sd["best"], sd["best_epoch"], sd["wait"], sd["best_weights"]
+        self.best, self.best_epoch, self.wait = sd["best"], sd["best_epoch"], sd["wait"]
+        self.best_weights = sd["best_weights"]
 
 
 class ProgressBar:

@@ -92,7 +92,8 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not self.monitor.startswith(("val_", "train_")):
-            raise ValueError(f"monitor must name a history metric such as 'val_accuracy' or 'val_loss', got {self.monitor!r}")
+            raise ValueError(f"monitor must name a history metric such as 'val_accuracy' or 'val_loss', "
+                             f"got {self.monitor!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> TrainConfig:
