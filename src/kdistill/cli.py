@@ -182,7 +182,7 @@ def _add_experiment_commands(sub) -> None:
     run.add_argument("--out", default=None, help="run folder (default runs/<name>; never overwritten)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
     run.add_argument("--resume", action="store_true",
-                     help="continue the interrupted run in --out from its checkpoints (same result as if never stopped)")
+                     help="continue the interrupted run in --out from its checkpoints (as if never stopped)")
     run.set_defaults(func=_run)
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     experiment_args(validate)
