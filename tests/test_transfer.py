@@ -64,3 +64,23 @@ def test_user_factory_by_import_path(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="has no callable 'nope'"):
         build_model("usernets:nope", {}, (4,), 2)
     sys.modules.pop("usernets", None)
+
+
+def test_tied_weights_saved_by_save_weights_load_strictly(tmp_path):
+    """safetensors stores one tensor for weights tied together; loading it fills both names."""
+    from torch import nn
+
+    from kdistill.serialize import save_weights
+
+    def tied_model():
+        model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+        model[2].weight = model[0].weight
+        return model
+
+    torch.manual_seed(0)
+    source = tied_model()
+    save_weights(source, tmp_path / "tied.safetensors")
+    target = tied_model()
+    assert load_weights(target, tmp_path / "tied.safetensors") == []
+    assert torch.equal(target[2].weight, source[0].weight) and target[2].weight is target[0].weight
+    assert torch.equal(target[2].bias, source[2].bias)

@@ -110,7 +110,8 @@ def load_weights(model: nn.Module, path, partial: bool = False) -> list[str]:
     state = read_state_dict(path)
     own = model.state_dict()
     matching = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    fresh = sorted(set(own) - set(matching))
+    tied = _tied(own)
+    fresh = sorted(k for k in set(own) - set(matching) if not tied.get(k, set()) & set(matching))
     extra = sorted(set(state) - set(matching))
     if not partial and (fresh or extra):
         raise ValueError(f"weights {path} do not match the model (another architecture or input size?): "
@@ -123,6 +124,16 @@ def load_weights(model: nn.Module, path, partial: bool = False) -> list[str]:
         log.info("loaded %d tensors from %s; %d keep fresh values (%s)", len(matching), path, len(fresh),
                  ", ".join(fresh[:5]))
     return fresh
+
+
+def _tied(own: dict) -> dict[str, set[str]]:
+    """For each tensor sharing its storage with others (tied weights), the names of the group.
+    safetensors writes one tensor per group, and loading it fills every alias."""
+    groups: dict = {}
+    for name, t in own.items():
+        if t.numel():
+            groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+    return {name: set(g) for g in groups.values() if len(g) > 1 for name in g}
 
 
 def _mismatch(state: dict, own: dict) -> str:
