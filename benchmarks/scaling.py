@@ -61,7 +61,8 @@ def launch(n: int, args) -> dict:
     threads = max(1, cores // n) if args.device == "cpu" else 1
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(n), __file__, "--worker",
-           "--threads", str(threads), "--dataset", args.dataset, "--epochs", str(args.epochs), "--batch", str(args.batch), "--device", args.device]
+           "--threads", str(threads), "--dataset", args.dataset, "--epochs", str(args.epochs),
+           "--batch", str(args.batch), "--device", args.device]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:

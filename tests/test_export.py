@@ -64,11 +64,14 @@ def test_int8_model_runs_and_keeps_accuracy_on_digits(tmp_path, digits):
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     arch_t, arch_s = {"model": "mlp", "options": {"hidden": [16]}}, {"model": "mlp", "options": {"hidden": [4]}}
-    teacher = ModelSpec("teacher", lambda s, k: build_model(arch_t['model'], arch_t['options'], s, k), train={"epochs": 2}, arch=arch_t)
-    students = [ModelSpec("student alone", lambda s, k: build_model(arch_s['model'], arch_s['options'], s, k), train={"epochs": 2},
-                          arch=arch_s),
-                ModelSpec("student KD", lambda s, k: build_model(arch_s['model'], arch_s['options'], s, k), train={"epochs": 2},
-                          objective=[("ce", 0.5), ("kd", 0.5)], arch=arch_s)]
+
+    def builder(arch):
+        return lambda shape, k: build_model(arch["model"], arch["options"], shape, k)
+
+    teacher = ModelSpec("teacher", builder(arch_t), train={"epochs": 2}, arch=arch_t)
+    students = [ModelSpec("student alone", builder(arch_s), train={"epochs": 2}, arch=arch_s),
+                ModelSpec("student KD", builder(arch_s), train={"epochs": 2}, objective=[("ce", 0.5), ("kd", 0.5)],
+                          arch=arch_s)]
     results = run_study(lambda seed: load_dataset("digits", seed=seed, train_fraction=0.2), teacher, students, out=out,
                         quiet=True)
     return out, results

@@ -1,9 +1,12 @@
-"""The training engine: one loop (:func:`fit`), its callbacks, checkpoints and runtime."""
+"""The training engine: one loop (:func:`fit`), its settings, batches, callbacks, checkpoints,
+Ctrl-C handling and runtime (device, precision, torch.distributed)."""
 
+from .batches import batches, fetch, global_batches
 from .callbacks import EarlyStopping, History, ProgressBar, State
 from .checkpoint import CHECKPOINT
-from .loop import (OPTIMIZERS, SCHEDULES, NonFiniteLossError, TrainConfig, TrainingInterrupted, batches, fetch, fit,
-                   global_batches)
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+from .interrupt import TrainingInterrupted
+from .loop import NonFiniteLossError, fit
 from .runtime import PRECISIONS, Runtime
 
 __all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EarlyStopping", "History", "NonFiniteLossError",

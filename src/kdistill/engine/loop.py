@@ -9,134 +9,32 @@ import gc
 import logging
 import math
 import random
-import signal
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from .. import methods as methods_mod
-from ..data import ArrayDataset, Splits
+from ..data import Splits
 from ..methods.base import Step, Term
 from ..taps import FeatureTaps
 from ..teachers import Teacher, as_teacher, check_classes
 from . import checkpoint
+from .batches import fetch, global_batches
 from .callbacks import EarlyStopping, History, ProgressBar, State, call
-from .runtime import PRECISIONS, Runtime
+from .config import TrainConfig, make_optimizer, make_schedule
+from .interrupt import Interrupt, Stop, TrainingInterrupted
+from .runtime import Runtime
 
 log = logging.getLogger("kdistill")
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; training stopped before the bad step was applied."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after the current batch. ``epoch`` and ``batch`` (1-based) say
-    where; ``checkpoint`` is the file saved there, or ``None`` without a ``checkpoint_dir``."""
-
-    def __init__(self, epoch: int, batch: int, checkpoint: Path | None):
-        self.epoch, self.batch, self.checkpoint = epoch, batch, checkpoint
-        where = (f"saved to {checkpoint}; continue with resume=True" if checkpoint is not None
-                 else "nothing was saved (no checkpoint_dir)")
-        super().__init__(f"interrupted in epoch {epoch} after batch {batch}; {where}")
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one training run. Every value is checked when the config is made."""
-
-    epochs: int = 20
-    batch_size: int = 64  # the global batch: shared out between processes under torchrun
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: str = "none"
-    step_size: int = 10  # step schedule: epochs between decays
-    gamma: float = 0.1  # step schedule: decay factor
-    seed: int = 0
-    patience: int | None = None  # early stopping after this many epochs without improvement
-    monitor: str = "val_accuracy"
-    restore_best: bool = True
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    quiet: bool = False
-    device: str = "cpu"  # "auto" picks CUDA when available
-    precision: str = "32"  # "bf16" autocast (CPU or GPU), "fp16" autocast + grad scaler (GPU)
-
-    def __post_init__(self):
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
-        _positive_int("step_size", self.step_size)
-        if self.patience is not None:
-            _positive_int("patience", self.patience)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        for name in ("lr", "gamma"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("weight_decay", "momentum"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not self.monitor.startswith(("val_", "train_")):
-            raise ValueError(f"monitor must name a history metric such as 'val_accuracy' or 'val_loss', "
-                             f"got {self.monitor!r}")
-
-    @classmethod
-    def from_kwargs(cls, **kwargs) -> TrainConfig:
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise TypeError(f"unknown training option(s) {unknown}; allowed: {', '.join(allowed)}")
-        return cls(**kwargs)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# Batches
-
-
-def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> list[torch.Tensor]:
-    """Index tensors of the global batches of one pass over ``n`` items (seeded shuffling)."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    return list(order.split(batch_size))
-
-
-def fetch(dataset: Dataset, idx: torch.Tensor):
-    """``(x, y, idx)`` for the items ``idx``: sliced from memory for an ``ArrayDataset``, else
-    read item by item and collated."""
-    if isinstance(dataset, ArrayDataset):
-        return dataset.x[idx], dataset.y[idx], idx
-    return next(iter(DataLoader(dataset, batch_sampler=[idx.tolist()])))
-
-
-def batches(dataset: Dataset, batch_size: int, shuffle: bool, seed: int):
-    """Yield ``(x, y, index)`` batches of ``dataset`` (one process)."""
-    for idx in global_batches(len(dataset), batch_size, shuffle, seed):
-        yield fetch(dataset, idx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,39 +50,6 @@ class _Trainable(nn.Module):
 
     def forward(self, x):
         return self.model(x)
-
-
-class _Stop(Exception):
-    """Raised inside an epoch when Ctrl-C asked to stop after the batch just completed."""
-
-
-class _Interrupt:
-    """Turn the first Ctrl-C into a request to stop after the current batch (the second one
-    interrupts at once). Only the main thread can install a signal handler; elsewhere no-op."""
-
-    def __init__(self, runtime: Runtime):
-        self.runtime, self.flag, self.previous = runtime, False, None
-
-    def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN):  # respect an ignored SIGINT
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.flag = True
-        signal.signal(signal.SIGINT, self.previous)
-
-    def requested(self) -> bool:
-        if not self.runtime.distributed:
-            return self.flag
-        flag = torch.tensor([float(self.flag)], device=self.runtime.device)
-        return bool(self.runtime.all_sum(flag) > 0)  # every rank stops at the same batch
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        return False
 
 
 class _Run:
@@ -312,7 +177,7 @@ class _Run:
                     for hook in batch_hooks:
                         hook(state)
                     if interrupt is not None and interrupt.requested():
-                        raise _Stop()
+                        raise Stop()
         return self._record("train_" if train else "val_")
 
     def _update(self, loss) -> None:
@@ -415,21 +280,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _make_optimizer(params, cfg: TrainConfig):
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _make_schedule(optimizer, cfg: TrainConfig):
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # The loop
 
@@ -482,9 +332,9 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
     run.check_shapes()
     run.wrap()
     params = list(model.parameters()) + list(run.losses.parameters())
-    run.optimizer = _make_optimizer([p for p in params if p.requires_grad], cfg)
+    run.optimizer = make_optimizer([p for p in params if p.requires_grad], cfg)
     run.scaler = rt.grad_scaler()
-    scheduler = _make_schedule(run.optimizer, cfg)
+    scheduler = make_schedule(run.optimizer, cfg)
 
     callbacks = list(callbacks)
     early = None
@@ -502,7 +352,7 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
 
     call(callbacks, "on_fit_start", state)
     try:
-        with _Interrupt(rt) as interrupt:
+        with Interrupt(rt) as interrupt:
             for epoch in range(state.epoch, cfg.epochs):
                 state.epoch = epoch
                 call(callbacks, "on_epoch_start", state)
@@ -510,7 +360,7 @@ def fit(model: nn.Module, data: Splits, *, objective=(("ce", 1.0),), teacher=Non
                 record = {"epoch": epoch, "lr": run.optimizer.param_groups[0]["lr"]}
                 try:
                     record.update(run.epoch(data.train, epoch, state, callbacks, interrupt, start_batch))
-                except _Stop:
+                except Stop:
                     _interrupted(ckpt, run, scheduler, callbacks, state)
                 start_batch = 0
                 if data.val is not None:
