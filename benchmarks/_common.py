@@ -3,7 +3,6 @@ result files (JSON + Markdown) under ``benchmarks/results/``."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import statistics
 import time
@@ -13,17 +12,11 @@ import numpy as np
 import torch
 
 from kdistill.data import ArrayDataset, Splits, load_dataset
+from kdistill.files import idx_images
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 RESULTS = Path(__file__).resolve().parent / "results"
 CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
-
-
-def _idx(path: Path) -> np.ndarray:
-    raw = gzip.open(path).read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def fashion_mnist(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Splits:
@@ -31,10 +24,8 @@ def fashion_mnist(n_train: int, n_val: int, n_test: int, seed: int = 0) -> Split
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         raise SystemExit(f"Fashion-MNIST not found in {FASHION}; install it with "
                          f"`apt-get install -y dataset-fashion-mnist`, or pass --dataset digits")
-    x = _idx(FASHION / "train-images-idx3-ubyte.gz")[:, None].astype(np.float32) / 255.0
-    y = _idx(FASHION / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    xt = _idx(FASHION / "t10k-images-idx3-ubyte.gz")[:, None].astype(np.float32) / 255.0
-    yt = _idx(FASHION / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    x, y = idx_images(FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz")
+    xt, yt = idx_images(FASHION / "t10k-images-idx3-ubyte.gz", FASHION / "t10k-labels-idx1-ubyte.gz")
     order = np.random.default_rng(seed).permutation(len(y))
     tr, va = order[:n_train], order[n_train:n_train + n_val]
     te = np.random.default_rng(seed + 1).permutation(len(yt))[:n_test]

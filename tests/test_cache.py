@@ -11,7 +11,7 @@ from kdistill import CachedTeacher, clear_cache, distill, load_dataset, models
 from kdistill.cache import cache_dir, teacher_fingerprint
 from kdistill.cli import main
 from kdistill.data import ArrayDataset
-from kdistill.engine import batches
+from kdistill.data import batches
 from kdistill.metrics import predict_logits
 from kdistill.teachers import Teacher, TorchTeacher
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from kdistill.data import ArrayDataset, load_dataset, split_arrays
-from kdistill.engine import batches
+from kdistill.data import batches
 
 
 def test_digits_are_images_with_indices():

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .data import ArrayDataset
+from .data import batches
 from .teachers import Teacher, TorchTeacher, as_teacher
 
 log = logging.getLogger("kdistill")
@@ -94,17 +94,6 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     return h.hexdigest()
 
 
-def iter_inputs(dataset: Dataset, batch_size: int = 512):
-    """Yield ``(x, index)`` batches of ``dataset`` in order: slices of in-memory data, else a
-    ``DataLoader`` pass."""
-    if isinstance(dataset, ArrayDataset):
-        for start in range(0, len(dataset), batch_size):
-            yield dataset.x[start:start + batch_size], torch.arange(start, min(start + batch_size, len(dataset)))
-    else:
-        for x, _, index in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            yield x, torch.as_tensor(index)
-
-
 def dataset_fingerprint(dataset: Dataset) -> str:
     """Hash of the inputs exactly as the teacher receives them, in index order.
 
@@ -114,7 +103,7 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     if hasattr(dataset, "fingerprint"):
         return str(dataset.fingerprint())
     h = hashlib.sha256(f"n={len(dataset)}".encode())
-    for x, _ in iter_inputs(dataset):
+    for x, _, _ in batches(dataset, 512):
         _hash_tensor(h, x)
     return h.hexdigest()
 
@@ -236,7 +225,7 @@ def _build(teacher: Teacher, dataset: Dataset, entry: Path, key: str, opts: Cach
 def _write_parts(source: Teacher, dataset: Dataset, folder: Path, opts: CachedTeacher) -> dict:
     n, files = len(dataset), {}
     with torch.inference_mode():
-        for x, index in iter_inputs(dataset, opts.batch_size):
+        for x, _, index in batches(dataset, opts.batch_size):
             z = source.logits(x.to(opts.device), index).float().cpu()
             _check_range(z, opts.dtype)
             parts = _encode(z, opts.top_k)

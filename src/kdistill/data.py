@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 BUILTIN = ("digits", "iris", "wine", "breast_cancer")
 
@@ -261,3 +261,28 @@ def load_dataset(name: str, *, seed: int = 0, train_fraction: float = 1.0, val_s
     x, y, classes, is_image = _load_sklearn(name)
     return split_arrays(x, y, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
                         train_fraction=train_fraction, standardize=not is_image)
+
+
+# --------------------------------------------------------------------------------------------
+# Batches of (x, y, index): the one way every part of kdistill reads a dataset.
+
+
+def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> list[torch.Tensor]:
+    """Index tensors of the global batches of one pass over ``n`` items (seeded shuffling)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+def fetch(dataset: Dataset, idx: torch.Tensor):
+    """``(x, y, idx)`` for the items ``idx``: sliced from memory for an ``ArrayDataset``, else
+    read item by item and collated."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[idx], dataset.y[idx], idx
+    return default_collate([dataset[i] for i in idx.tolist()])
+
+
+def batches(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0):
+    """Yield ``(x, y, index)`` batches of ``dataset``, in order unless ``shuffle``."""
+    for idx in global_batches(len(dataset), batch_size, shuffle, seed):
+        yield fetch(dataset, idx)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .cache import iter_inputs
+from .data import batches
 
 log = logging.getLogger("kdistill")
 
@@ -66,7 +66,7 @@ def session(path, threads: int | None = None):
 
 def onnx_logits(sess, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
     """Logits of every sample of ``dataset``, in order."""
-    return np.concatenate([sess.run(None, {"input": x.numpy()})[0] for x, _ in iter_inputs(dataset, batch_size)])
+    return np.concatenate([sess.run(None, {"input": x.numpy()})[0] for x, _, _ in batches(dataset, batch_size)])
 
 
 def parity(model: nn.Module, sess, x: torch.Tensor) -> float:

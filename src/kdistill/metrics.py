@@ -12,7 +12,7 @@ from sklearn.metrics import classification_report, confusion_matrix, f1_score
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from .engine import batches
+from .data import batches
 from .teachers import Teacher, as_teacher
 
 

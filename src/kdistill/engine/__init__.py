@@ -1,7 +1,6 @@
-"""The training engine: one loop (:func:`fit`), its settings, batches, callbacks, checkpoints,
+"""The training engine: one loop (:func:`fit`), its settings, callbacks, checkpoints,
 Ctrl-C handling and runtime (device, precision, torch.distributed)."""
 
-from .batches import batches, fetch, global_batches
 from .callbacks import EarlyStopping, History, ProgressBar, State
 from .checkpoint import CHECKPOINT
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -10,5 +9,4 @@ from .loop import NonFiniteLossError, fit
 from .runtime import PRECISIONS, Runtime
 
 __all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EarlyStopping", "History", "NonFiniteLossError",
-           "ProgressBar", "Runtime", "State", "TrainConfig", "TrainingInterrupted", "batches", "fetch", "fit",
-           "global_batches"]
+           "ProgressBar", "Runtime", "State", "TrainConfig", "TrainingInterrupted", "fit"]

@@ -19,12 +19,11 @@ import torch
 from torch import nn
 
 from .. import methods as methods_mod
-from ..data import Splits
+from ..data import Splits, fetch, global_batches
 from ..methods.base import Step, Term
 from ..taps import FeatureTaps
 from ..teachers import Teacher, as_teacher, check_classes
 from . import checkpoint
-from .batches import fetch, global_batches
 from .callbacks import EarlyStopping, History, ProgressBar, State, call
 from .config import TrainConfig, make_optimizer, make_schedule
 from .interrupt import Interrupt, Stop, TrainingInterrupted
