@@ -7,9 +7,7 @@ Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from torch import nn
 
@@ -38,9 +36,6 @@ class History:
     epochs: list[dict]
     best_epoch: int | None = None
     stopped_early: bool = False
-
-    def to_jsonl(self, path) -> None:
-        Path(path).write_text("".join(json.dumps(r) + "\n" for r in self.epochs))
 
 
 def call(callbacks, hook: str, state: State) -> None:
