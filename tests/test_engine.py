@@ -1,7 +1,5 @@
 """The training loop: frozen teacher, gradients, determinism, early stopping, resume, errors."""
 
-import copy
-
 import pytest
 import torch
 from torch import nn
@@ -237,10 +235,6 @@ def test_monitor_must_exist(blobs):
     with pytest.raises(ValueError, match="early stopping monitors 'val_f1', which the history does not have"):
         fit(mlp(5, 3), blobs, epochs=2, patience=1, monitor="val_f1", quiet=True)
 
-
-def test_train_config_defaults_are_valid():
-    cfg = TrainConfig()
-    assert copy.copy(cfg) == cfg
 
 
 def test_early_stopping_minimizes_loss_terms():
