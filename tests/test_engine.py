@@ -6,7 +6,7 @@ from torch import nn
 
 import kdistill
 from kdistill.data import ArrayDataset, Splits
-from kdistill.engine import NonFiniteLossError, TrainConfig, fit
+from kdistill.engine import NonFiniteLossError, fit
 from kdistill.models import mlp
 
 
