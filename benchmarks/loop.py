@@ -76,7 +76,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cases = [
-        case("digits (1,149 train), demo student cnn[4,8], batch 32, 20 epochs", digits(),
+        case("digits (1,149 train), demo student cnn[8,16] hidden 32, batch 32, 20 epochs", digits(),
+             lambda: models.cnn((1, 8, 8), 10, channels=[8, 16], hidden=32, dropout=0.0), 20, 32, args.repeats),
+        case("digits, tiny cnn[4,8] hidden 16 (the shortest step: worst case), batch 32, 20 epochs", digits(),
              lambda: models.cnn((1, 8, 8), 10, channels=[4, 8], hidden=16, dropout=0.0), 20, 32, args.repeats),
         case("Fashion-MNIST (10,000 train), student cnn[8,16], batch 64, 2 epochs", fashion_mnist(10_000, 1_000, 1_000),
              lambda: models.cnn((1, 28, 28), 10, channels=[8, 16], hidden=32, dropout=0.0), 2, 64, args.repeats),

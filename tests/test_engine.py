@@ -85,6 +85,43 @@ def test_optimizers_and_schedules(blobs, opt, sched):
     assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
 
 
+class _Frozen(nn.Module):
+    """A fixed classifier that still trains: its one free parameter has zero gradient, so its
+    predictions are the same at every batch of every epoch."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net.requires_grad_(False)
+        self.free = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.net(x) + 0 * self.free
+
+
+def test_epoch_metrics_equal_the_directly_computed_ones(blobs, monkeypatch):
+    """Train and val loss and accuracy are accumulated on the device (predictions counted several
+    batches at a time); over many batches they must equal the values computed in one go."""
+    from kdistill.engine import loop
+
+    monkeypatch.setattr(loop, "_PENDING", 4)
+    torch.manual_seed(0)
+    model = _Frozen(mlp(5, 3, hidden=[8]))
+    batch_size = 2
+    assert len(blobs.val) / batch_size > 4 * loop._PENDING  # several groups of pending batches, and a rest
+    history = fit(model, blobs, epochs=2, batch_size=batch_size, lr=0.01, quiet=True)
+    for prefix, ds in (("train_", blobs.train), ("val_", blobs.val)):
+        with torch.no_grad():
+            logits = model(ds.x)
+        correct = int((logits.argmax(1) == ds.y).sum())
+        assert 0 < correct < len(ds)  # neither all right nor all wrong: a miscount would show
+        accuracy = correct / len(ds)
+        ce = nn.functional.cross_entropy(logits, ds.y).item()
+        for record in history.epochs:
+            assert record[prefix + "accuracy"] == pytest.approx(accuracy, abs=1e-12)
+            assert record[prefix + "ce"] == pytest.approx(ce, rel=1e-5)
+            assert record[prefix + "loss"] == pytest.approx(ce, rel=1e-5)
+
+
 def test_early_stopping_restores_best(blobs):
     torch.manual_seed(0)
     m = mlp(5, 3, hidden=[16])

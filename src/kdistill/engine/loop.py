@@ -40,6 +40,10 @@ class NonFiniteLossError(RuntimeError):
 # One run
 
 
+# Batches whose predictions wait to be counted together (bounded memory: this many batches of logits).
+_PENDING = 16
+
+
 class _Trainable(nn.Module):
     """The student and the methods' connectors as one module, so DDP averages all their gradients."""
 
@@ -141,36 +145,45 @@ class _Run:
         if start == 0 or self.acc is None:
             self.acc = {"sums": torch.zeros(len(self.terms), device=self.device),
                         "correct": torch.zeros((), device=self.device, dtype=torch.long), "seen": 0}
-        sums, correct = self.acc["sums"], self.acc["correct"]
-        rank, world = self.rt.rank, self.rt.world_size
+        self.acc["pending"] = []
+        acc, sums, pending = self.acc, self.acc["sums"], self.acc["pending"]
+        rank, world, distributed = self.rt.rank, self.rt.world_size, self.rt.distributed
         plan = global_batches(len(ds), self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)
         forward = self.forward if train else self.model
         batch_hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")] if train else []
+        single = self.terms[0] if len(self.terms) == 1 else None
         with torch.set_grad_enabled(train):
             for b in range(start, len(plan)):
-                if train and len(plan[b]) < 2 * world and len(ds) > 1:
+                batch = plan[b]
+                if train and batch.shape[0] < 2 * world and len(ds) > 1:
                     continue  # batch norm cannot train on one sample per process; reshuffled next epoch
-                shard = plan[b] if world == 1 else plan[b][rank::world]
-                if len(shard) == 0:
+                shard = batch if world == 1 else batch[rank::world]
+                n = shard.shape[0]
+                if n == 0:
                     continue  # a last batch smaller than the number of processes
                 x, y, idx = fetch(ds, shard)
                 if train and self.data.augment is not None:
                     x = self.data.augment(x)  # training batches only; teacher and student see the same view
                 step = self.step(ds, x, y, idx, forward)
-                values = (self.terms[0].method(step).reshape(1) if len(self.terms) == 1  # no stack for one term
-                          else torch.stack([t.method(step) for t in self.terms]))
-                loss = torch.dot(self.weights, values)
+                if single is not None:  # one term: no stack and no dot in the graph
+                    values = single.method(step)
+                    loss = values if single.weight == 1.0 else values * single.weight
+                else:
+                    values = torch.stack([t.method(step) for t in self.terms])
+                    loss = torch.dot(self.weights, values)
                 bad = not math.isfinite(loss.item())  # one host read: cheaper than isfinite() + bool()
-                if self.rt.distributed:  # every rank stops, or none: a lone rank would leave DDP waiting
+                if distributed:  # every rank stops, or none: a lone rank would leave DDP waiting
                     bad = bool(self.rt.all_sum(torch.tensor([float(bad)], device=self.device)) > 0)
                 if bad:
-                    self._non_finite(epoch, b, values.detach())
+                    self._non_finite(epoch, b, values.detach().reshape(-1))
                 if train:
                     self._update(loss)
                 # Running sums stay on the device: no host sync per batch beyond the finiteness check.
-                sums.add_(values.detach(), alpha=len(y))
-                correct.add_((step.logits_s.detach().argmax(1) == step.y).sum())
-                self.acc["seen"] += len(y)
+                sums.add_(values.detach(), alpha=n)
+                acc["seen"] += n
+                pending.append((step.logits_s.detach(), step.y))
+                if len(pending) == _PENDING:
+                    self._count_correct()
                 if train:
                     state.batch = b
                     for hook in batch_hooks:
@@ -178,6 +191,16 @@ class _Run:
                     if interrupt is not None and interrupt.requested():
                         raise Stop()
         return self._record("train_" if train else "val_")
+
+    def _count_correct(self) -> None:
+        """Add the pending batches' correct predictions to the running count: one argmax over
+        several batches is cheaper than one per batch (integer counts: the grouping is exact)."""
+        pending = self.acc.get("pending")
+        if pending:
+            logits = torch.cat([p[0] for p in pending])
+            labels = torch.cat([p[1] for p in pending])
+            self.acc["correct"].add_((logits.argmax(1) == labels).sum())
+            pending.clear()
 
     def _update(self, loss) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -190,6 +213,7 @@ class _Run:
             self.scaler.update()
 
     def _record(self, prefix: str) -> dict:
+        self._count_correct()
         acc = self.acc
         totals = torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
                             torch.tensor([float(acc["seen"])], device=self.device)])
@@ -213,6 +237,7 @@ class _Run:
 
     def reduced_partial(self) -> dict:
         """This epoch's running sums so far, summed over ranks (collective: every rank calls it)."""
+        self._count_correct()
         acc = self.acc
         totals = self.rt.all_sum(torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
                                             torch.tensor([float(acc["seen"])], device=self.device)]))
