@@ -214,6 +214,26 @@ def test_the_fingerprint_follows_the_weights():
     assert teacher_fingerprint(a) != teacher_fingerprint(b)
 
 
+def test_the_live_teacher_runs_on_validation_once_and_its_outputs_are_the_same(data, monkeypatch):
+    """Without a cache, the live teacher runs on every training batch, but on the validation split
+    only in the first epoch: later epochs read its remembered outputs, which change nothing."""
+    from kdistill import cache
+
+    def run():
+        counting = CountingTeacher(_teacher())
+        history = distill(counting, _student(), data, epochs=3, batch_size=32, quiet=True)
+        return counting.samples, history
+
+    dry_run = 4  # the shape check's few training samples
+    samples, remembered = run()
+    assert samples == dry_run + 3 * len(data.train) + len(data.val)
+    monkeypatch.setattr(cache, "MEMORY_LIMIT", 0)  # too large to keep: the teacher runs every epoch
+    samples, live = run()
+    assert samples == dry_run + 3 * len(data.train) + 3 * len(data.val)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h.epochs]  # noqa: E731
+    assert strip(remembered) == strip(live)
+
+
 def test_splits_augmentation_makes_the_engine_use_the_live_teacher(data, tmp_path):
     """With Splits.augment, the training batches are transformed by the loop: the teacher must
     see the same transformed inputs as the student, never its cached clean-input outputs."""

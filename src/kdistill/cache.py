@@ -287,3 +287,50 @@ class _CacheView(Teacher):
         indices = torch.from_numpy(self.parts["indices"][rows]).to(self.device, torch.long)
         dense = values[:, -1:].expand(len(rows), self.meta["classes"]).clone()
         return dense.scatter_(1, indices, values[:, :-1])
+
+
+# Most values a remembered split may hold in memory (float32: 256 MB); larger splits run live.
+MEMORY_LIMIT = 2**26
+
+
+def remember(view: Teacher, dataset: Dataset) -> Teacher:
+    """``view`` serving ``dataset``, with its outputs kept in memory once computed (see
+    :class:`RememberedTeacher`); a cache view, or a dataset that augments its items, is returned as is."""
+    if isinstance(view, _CacheView) or getattr(dataset, "augment", None) is not None:
+        return view
+    return RememberedTeacher(view, len(dataset))
+
+
+class RememberedTeacher(Teacher):
+    """A frozen teacher's outputs on one unaugmented dataset, kept in memory by dataset index as
+    they are first computed. The engine serves its validation split with it: the live teacher
+    runs on that split in the first epoch only, as it would to build a cache, and its outputs
+    are the same every epoch. A split of more than ``MEMORY_LIMIT`` values is not kept."""
+
+    def __init__(self, teacher: Teacher, rows: int):
+        self.teacher, self.rows = teacher, rows
+        self.num_classes, self.classes = teacher.num_classes, teacher.classes
+        self.table: Tensor | None = None
+        self.known = torch.zeros(rows, dtype=torch.bool)
+        self.keep = True
+
+    def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        if index is None or not self.keep:
+            return self.teacher.logits(x, index)
+        index = index.cpu()
+        if self.table is not None and bool(self.known[index].all()):
+            return self.table[index.to(self.table.device)]
+        z = self.teacher.logits(x, index)
+        if self.table is None:
+            self.keep = self.rows * z[0].numel() <= MEMORY_LIMIT
+            if not self.keep:
+                return z
+            self.table = torch.empty((self.rows, *z.shape[1:]), dtype=z.dtype, device=z.device)
+        self.table[index.to(z.device)] = z
+        self.known[index] = True
+        return z
+
+    def to(self, device) -> RememberedTeacher:
+        self.teacher.to(device)
+        self.table = None if self.table is None else self.table.to(device)
+        return self

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import methods as methods_mod
+from ..cache import remember
 from ..data import Splits, fetch, global_batches
 from ..methods.base import Step, Term
 from ..taps import FeatureTaps
@@ -62,7 +63,8 @@ class _Run:
                  rt: Runtime):
         self.model, self.data, self.terms, self.cfg, self.rt = model, data, terms, cfg, rt
         self.device = rt.device
-        if teacher is not None and any(t.method.teacher_taps for t in terms):
+        tapped = any(t.method.teacher_taps for t in terms)
+        if teacher is not None and tapped:
             teacher = teacher.live()  # tapped features need the teacher's layers to run on each batch
         self.teacher = teacher
         self.teachers = {}
@@ -72,6 +74,8 @@ class _Run:
                 augmented = {id(data.train)} if data.augment is not None else set()
                 self.teachers = {id(ds): teacher.for_dataset(ds, augmented=id(ds) in augmented)
                                  for ds in (data.train, data.val) if ds is not None}
+            if data.val is not None and data.val is not data.train and not tapped:  # the frozen teacher's val outputs never change
+                self.teachers[id(data.val)] = remember(self.teachers[id(data.val)], data.val)
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
         self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
         self.taps_t = _teacher_taps(teacher, [n for t in terms for n in t.method.teacher_taps])
