@@ -115,6 +115,15 @@ def test_weights_without_metadata_are_refused(tmp_path, capsys):
     assert "neither a run folder nor a .safetensors weights file" in capsys.readouterr().err
 
 
+def test_a_truncated_weights_file_is_a_clear_error(run_dir, tmp_path, capsys):
+    out, _ = run_dir
+    data = (out / "weights" / "teacher-seed0.safetensors").read_bytes()
+    (tmp_path / "w.safetensors").write_bytes(data[: len(data) // 2])
+    assert main(["export", str(tmp_path / "w.safetensors")]) == 2
+    assert "not a complete safetensors file" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.onnx"))
+
+
 def test_an_older_run_without_onnx_columns_still_renders():
     model = {"name": "m", "params": 1, "size_mb": 0.1, "hyperparams": {}, "accuracy": 0.5, "macro_f1": 0.5,
              "agreement": 1.0, "kl_to_teacher": 0.0, "latency_ms": 0.01}

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import batches
+from .serialize import read_safetensors
 
 log = logging.getLogger("kdistill")
 
@@ -200,20 +201,16 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
 def load_weights(path) -> tuple[nn.Module, dict]:
     """Rebuild a model from a weights file written by a study: its safetensors metadata holds
     the architecture spec, input shape, classes and data split. Returns the model and that info."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     from .transfer import build_model
 
-    with safe_open(str(path), "pt") as f:
-        meta = (f.metadata() or {}).get("kdistill")
-    if meta is None:
+    state, meta = read_safetensors(path)
+    if "kdistill" not in meta:
         raise ValueError(f"{path} holds no kdistill architecture metadata, so the model cannot be rebuilt; "
                          f"export it from Python with kdistill.export.export(model, input_shape, path)")
-    info = json.loads(meta)
+    info = json.loads(meta["kdistill"])
     arch = info["arch"]
     model = build_model(arch["model"], arch.get("options", {}), tuple(info["input_shape"]), len(info["classes"]))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state)
     return model.eval(), info
 
 

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from torch import nn
+from torch import Tensor, nn
 
 # Types outside skops' defaults that kdistill's own models and the usual teachers and students
 # hold: trees and forests, gradient boosting, MLPs, nearest neighbours, and DistilledClassifier.
@@ -123,6 +123,27 @@ def _replace(path, write) -> Path:
         raise OSError(f"cannot write {str(path)!r}: {exc}{kept}; check that the folder exists and is writable and "
                       f"that the disk has free space") from exc
     return path
+
+
+def read_safetensors(path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file; the one place kdistill reads one.
+
+    Raises
+    ------
+    ValueError
+        If there is no such file, or it is not a complete safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except SafetensorError as exc:
+        raise ValueError(f"cannot read weights {path}: not a complete safetensors file ({exc}); it may be "
+                         f"truncated or corrupt, or another format under a .safetensors name") from exc
 
 
 def load_weights(module: nn.Module, path, strict: bool = True) -> nn.Module:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import models
+from .serialize import read_safetensors
 from .teachers import freeze
 
 log = logging.getLogger("kdistill")
@@ -82,14 +83,7 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"weights file {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path)
-        except SafetensorError as exc:
-            raise ValueError(f"cannot read weights {path}: not a complete safetensors file ({exc}); it may be "
-                             f"truncated or corrupt, or another format under a .safetensors name") from exc
+        return read_safetensors(path)[0]
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
