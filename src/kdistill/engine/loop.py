@@ -74,7 +74,8 @@ class _Run:
                 augmented = {id(data.train)} if data.augment is not None else set()
                 self.teachers = {id(ds): teacher.for_dataset(ds, augmented=id(ds) in augmented)
                                  for ds in (data.train, data.val) if ds is not None}
-            if data.val is not None and data.val is not data.train and not tapped:  # the frozen teacher's val outputs never change
+            if data.val is not None and data.val is not data.train and not tapped:
+                # The frozen teacher's outputs on the unaugmented val split are the same every epoch.
                 self.teachers[id(data.val)] = remember(self.teachers[id(data.val)], data.val)
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
         self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
