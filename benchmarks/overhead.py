@@ -45,7 +45,9 @@ import kdistill  # noqa: E402
 from kdistill import models  # noqa: E402
 from kdistill.metrics import predict_logits  # noqa: E402
 
-TEACHER = {"channels": [56, 112, 224], "hidden": 224}
+# ~26x the student's forward on a quiet machine: a margin over the 20x the comparison asks for
+# (the ratio is measured and reported each run; [56, 112, 224] gave 21-22x, and 16x under load).
+TEACHER = {"channels": [64, 128, 256], "hidden": 256}
 STUDENT = {"channels": [4, 8], "hidden": 16, "dropout": 0.0}
 ALPHA, TEMPERATURE, BATCH, LR = 0.5, 4.0, 64, 3e-3
 
@@ -189,7 +191,9 @@ def markdown(res: dict) -> str:
         f"{res['threads']} torch thread(s), torch {res['torch']}. Ratios use the process CPU time (steady on "
         f"shared cores, where wall time also counts time spent descheduled); wall times are shown beside them.", "",
         f"- teacher_over_student_forward: **{res['teacher_over_student_forward']:.1f}x** (inference, batch {BATCH}, "
-        f"CPU time, fastest of 10 alternating rounds)",
+        f"CPU time, fastest of 10 alternating rounds)"
+        + ("" if res["teacher_over_student_forward"] >= 20 else " - BELOW the 20x this comparison needs: was the "
+           "machine busy? Rerun on a quiet machine"),
         f"- live_over_alone: **{res['live_over_alone']:.3f}**",
         f"- cached_over_alone: **{res['cached_over_alone']:.3f}** (cache build included; target <= 1.15)",
         f"- shared_cache_over_alone: **{res['shared_cache_over_alone']:.3f}** (entry built before, as for a "

@@ -271,20 +271,25 @@ class _CacheView(Teacher):
 
     def __init__(self, entry: Path, meta: dict, device):
         self.entry, self.meta, self.device = entry, meta, device
-        self.parts = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in meta["parts"]}
+        # Copy-on-write maps ("c") are writable arrays, so torch can index them directly (no
+        # per-batch numpy round trip); pages are still read from the file on demand, never written.
+        self.parts = {name: torch.from_numpy(np.load(entry / f"{name}.npy", mmap_mode="c"))
+                      for name in meta["parts"]}
         self.rows = meta["rows"]
 
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         if index is None:
             raise ValueError("a cached teacher reads outputs by dataset index, but index=None was given")
-        rows = index.cpu().numpy()
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.rows):
-            raise IndexError(f"dataset index out of range for the teacher cache {self.entry} "
-                             f"({self.rows} rows): got values from {rows.min()} to {rows.max()}")
-        values = torch.from_numpy(self.parts["values"][rows]).to(self.device, torch.float32)
+        rows = index.cpu()
+        if len(rows):
+            low, high = (int(v) for v in torch.aminmax(rows))
+            if low < 0 or high >= self.rows:
+                raise IndexError(f"dataset index out of range for the teacher cache {self.entry} "
+                                 f"({self.rows} rows): got values from {low} to {high}")
+        values = self.parts["values"][rows].to(self.device, torch.float32)
         if "indices" not in self.parts:
             return values
-        indices = torch.from_numpy(self.parts["indices"][rows]).to(self.device, torch.long)
+        indices = self.parts["indices"][rows].to(self.device, torch.long)
         dense = values[:, -1:].expand(len(rows), self.meta["classes"]).clone()
         return dense.scatter_(1, indices, values[:, :-1])
 
