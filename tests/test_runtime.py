@@ -39,7 +39,7 @@ def torchrun(mode: str, out: Path, n: int = 2) -> None:
 @pytest.mark.distributed
 @can_spawn
 def test_two_processes_with_gloo_equal_one_process(tmp_path):
-    """2 ranks x 8 samples per step with DDP == 1 process x 16 samples, to float tolerance."""
+    """2 ranks x (8 + 7) samples per step with DDP == 1 process x 15 samples, to float tolerance."""
     torchrun("full", tmp_path)
     data, model = problem()
     history = fit(model, data, **OPTIONS)

@@ -33,7 +33,7 @@ def problem():
     return data, mlp(6, 3, hidden=[16])
 
 
-OPTIONS = dict(epochs=3, batch_size=16, lr=0.01, seed=5, quiet=True)
+OPTIONS = dict(epochs=3, batch_size=15, lr=0.01, seed=5, quiet=True)  # odd: shards of 8 and 7
 
 
 class At:

@@ -182,6 +182,10 @@ class _Run:
                 if bad:
                     self._non_finite(epoch, b, values.detach().reshape(-1))
                 if train:
+                    if distributed and n * world != batch.shape[0]:
+                        # DDP averages the ranks' gradients equally; weight each rank's mean loss by
+                        # its share of the batch so every sample counts the same, as in one process.
+                        loss = loss * (n * world / batch.shape[0])
                     self._update(loss)
                 # Running sums stay on the device: no host sync per batch beyond the finiteness check.
                 sums.add_(values.detach(), alpha=n)
