@@ -42,6 +42,22 @@ def test_demo_never_overwrites(tmp_path, capsys):
     assert "demo-2" in capsys.readouterr().out
 
 
+def test_a_cache_dir_is_kept_and_reused_by_the_next_run(tmp_path, monkeypatch):
+    """--cache-dir keeps the teacher's outputs for later runs; without it (and without
+    $KDISTILL_CACHE_DIR) they live in the run folder and go when the run finishes."""
+    monkeypatch.delenv("KDISTILL_CACHE_DIR", raising=False)
+    cache = tmp_path / "cache"
+    argv = ["demo", "--epochs", "1", "--quiet", "--cache-dir", str(cache)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    entries = {m.parent.name: m.stat().st_mtime_ns for m in cache.glob("*/meta.json")}
+    assert len(entries) == 2  # the train and validation splits of the one seed
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0  # same seed: the same teacher weights
+    assert {m.parent.name: m.stat().st_mtime_ns for m in cache.glob("*/meta.json")} == entries  # read, not rebuilt
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
+    assert [m["accuracy"] for m in a["models"]] == [m["accuracy"] for m in b["models"]]
+    assert not (tmp_path / "a" / "teacher-cache").exists()
+
+
 @pytest.mark.parametrize("argv,msg", [(["demo", "--seeds", "0"], "must be an integer >= 1"),
                                       (["demo", "--epochs", "x"], "--epochs: must be an integer >= 1, got x")])
 def test_bad_arguments(argv, msg, capsys):

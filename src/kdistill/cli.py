@@ -33,7 +33,8 @@ def _table(results: dict) -> Table:
 def _demo(args) -> int:
     from .study import run_demo
 
-    results, folder = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, quiet=args.quiet)
+    results, folder = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, quiet=args.quiet,
+                               cache_dir=args.cache_dir)
     _print_results(results, folder)
     return 0
 
@@ -65,6 +66,12 @@ def _export(args) -> int:
     return 0
 
 
+def _cache_dir_arg(parser) -> None:
+    parser.add_argument("--cache-dir", default=None,
+                        help="keep the teacher-output cache in this folder, for later runs with the same teacher and "
+                             "data (default $KDISTILL_CACHE_DIR, else RUN_DIR/teacher-cache, removed when the run ends)")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -83,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seeds", type=_positive, default=1, help="repeat over this many seeds (default 1)")
     demo.add_argument("--epochs", type=_positive, default=None, help="override the epoch budget of every model")
     demo.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch log")
+    _cache_dir_arg(demo)
     demo.set_defaults(func=_demo)
     _add_experiment_commands(sub)
     export = sub.add_parser("export", help="export trained weights to ONNX, parity-checked, with latency and size")
@@ -122,7 +130,7 @@ def _run(args) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out RUN_DIR: the folder of the interrupted run to continue")
     results, folder = run_experiment(config.load(args.experiment, args.set), out=args.out, quiet=args.quiet,
-                                     resume=args.resume)
+                                     resume=args.resume, cache_dir=args.cache_dir)
     _print_results(results, folder)
     return 0
 
@@ -146,7 +154,7 @@ def _tune(args) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
-                   quiet=args.quiet)
+                   quiet=args.quiet, cache_dir=args.cache_dir)
     console = _wide_console()
     table = Table(title=f"trials of study {summary['study_name']!r} (validation accuracy)")
     keys = sorted({k for t in summary["trials"] for k in t["params"]})
@@ -183,6 +191,7 @@ def _add_experiment_commands(sub) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its checkpoints (as if never stopped)")
+    _cache_dir_arg(run)
     run.set_defaults(func=_run)
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     experiment_args(validate)
@@ -194,6 +203,7 @@ def _add_experiment_commands(sub) -> None:
                                                   "this sweep)")
     tune.add_argument("--storage", default=None, help="Optuna database URL (default sqlite in the run folder)")
     tune.add_argument("--quiet", action="store_true", help="no progress bar or per-trial log")
+    _cache_dir_arg(tune)
     tune.set_defaults(func=_tune)
     report = sub.add_parser("report", help="rebuild report.md and report.html of a run folder from its files")
     report.add_argument("run_dir", help="run folder")

@@ -183,10 +183,12 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
                      train=train, hyperparams=_hyperparams(s, train, model.options), arch=_arch(model))
 
 
-def run_experiment(exp: Experiment, out=None, quiet: bool = False, resume: bool = False) -> tuple[dict | None, Path]:
+def run_experiment(exp: Experiment, out=None, quiet: bool = False, resume: bool = False,
+                   cache_dir=None) -> tuple[dict | None, Path]:
     """Run the experiment into a new run folder (``runs/<name>`` unless ``out``; never overwritten)
-    and write its report; with ``resume``, continue the interrupted run in ``out``. Returns the
-    results (``None`` on ranks other than 0 under torchrun) and the folder."""
+    and write its report; with ``resume``, continue the interrupted run in ``out``. The teacher's
+    outputs are cached in ``cache_dir`` (see :func:`~kdistill.study.teacher_cache_dir`). Returns
+    the results (``None`` on ranks other than 0 under torchrun) and the folder."""
     asked = Path(out) if out is not None else Path("runs") / exp.name
     rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
     folder = open_run_dir(asked, resume, rt)
@@ -196,7 +198,7 @@ def run_experiment(exp: Experiment, out=None, quiet: bool = False, resume: bool 
     try:
         results = run_study(lambda seed: load_splits(exp, seed, source), teacher, students, out=folder,
                             seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
-                            config=exp.model_dump(mode="json"), quiet=quiet, resume=resume)
+                            config=exp.model_dump(mode="json"), quiet=quiet, resume=resume, cache_dir=cache_dir)
     except TrainingInterrupted as exc:
         raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
                                 f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "

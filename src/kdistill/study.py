@@ -9,6 +9,7 @@ the seed-to-seed noise.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import re
 import shutil
@@ -23,7 +24,7 @@ from safetensors.torch import save_file
 from scipy.stats import t as student_t
 
 from . import report
-from .cache import CachedTeacher
+from .cache import ENV_VAR, CachedTeacher
 from .data import Splits
 from .engine import History, Runtime, fit
 from .methods import objective
@@ -111,6 +112,14 @@ def _choose_run_dir(asked: Path, resume: bool) -> Path:
     return folder
 
 
+def teacher_cache_dir(out: Path, cache_dir=None) -> Path:
+    """Where a run caches its teacher's outputs: ``cache_dir``, else ``$KDISTILL_CACHE_DIR``
+    (both kept, so a later run with the same teacher and data reuses them), else the run's own
+    ``RUN_DIR/teacher-cache``, shared by its students and trials and removed when it finishes."""
+    chosen = cache_dir or os.environ.get(ENV_VAR)
+    return Path(chosen) if chosen else Path(out) / CACHE
+
+
 def finish_run_dir(folder: Path) -> None:
     """Mark the run finished: checkpoints and cached teacher outputs are no longer needed once
     the weights are written."""
@@ -124,7 +133,7 @@ def _slug(name: str) -> str:
 
 
 def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path,
-                quiet: bool, resume: bool) -> dict:
+                quiet: bool, resume: bool, cache_dir=None) -> dict:
     """Train every model for one seed (on every rank under torchrun), each with a checkpoint
     in the run folder so that an interrupted run can be resumed."""
     shape, k = data.input_shape, data.num_classes
@@ -139,7 +148,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
     runs = {teacher_spec.name: (teacher, train(teacher_spec, teacher))}
-    cached = CachedTeacher(teacher, cache_dir=out / CACHE)  # one teacher pass per split, for all students
+    cached = CachedTeacher(teacher, cache_dir=teacher_cache_dir(out, cache_dir))  # one pass per split, all students
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
         student = spec.build(shape, k)
@@ -211,12 +220,13 @@ def _verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) 
 
 def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds=(0,),
               title: str = "kdistill study", config: dict | None = None, quiet: bool = False,
-              resume: bool = False) -> dict | None:
+              resume: bool = False, cache_dir=None) -> dict | None:
     """Run the study for every seed and write the run folder ``out``.
 
     ``load(seed)`` returns the splits for a seed. The first student whose objective needs no
     teacher is the baseline the others are compared with. Every model checkpoints each epoch
-    into ``out/checkpoints``; with ``resume`` each continues from its checkpoint. Returns the
+    into ``out/checkpoints``; with ``resume`` each continues from its checkpoint. The teacher's
+    outputs are cached in :func:`teacher_cache_dir` (``cache_dir``). Returns the
     results dictionary that is also written to ``out/results.json`` (``None`` on ranks other
     than 0 under torchrun, which train but write nothing).
     """
@@ -231,7 +241,7 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     first = None
     for seed in seeds:
         data = load(seed)
-        runs = _train_seed(seed, data, teacher, students, out, quiet, resume)
+        runs = _train_seed(seed, data, teacher, students, out, quiet, resume, cache_dir)
         if not is_main:
             continue
         measured = _measure_seed(seed, data, runs, specs_by_name, out)
@@ -297,7 +307,8 @@ def demo_file():
     return files("kdistill") / "experiments" / "demo.yaml"
 
 
-def run_demo(out="runs/demo", seeds: int = 1, epochs: int | None = None, quiet: bool = False) -> tuple[dict, Path]:
+def run_demo(out="runs/demo", seeds: int = 1, epochs: int | None = None, quiet: bool = False,
+             cache_dir=None) -> tuple[dict, Path]:
     """The seed case study on ``digits`` (:func:`demo_file`): a CNN teacher, and a small CNN
     student trained alone and distilled at T=2 and T=6 (alpha=0.5). Never overwrites: an
     existing non-empty ``out`` makes it write to the next free ``out-N``. Returns the results
@@ -310,4 +321,4 @@ def run_demo(out="runs/demo", seeds: int = 1, epochs: int | None = None, quiet: 
     overrides = [f"seeds={list(range(seeds))}"] + ([f"train.epochs={epochs}"] if epochs is not None else [])
     with as_file(demo_file()) as path:
         exp = config.load(path, overrides)
-    return run_experiment(exp, out=out, quiet=quiet)
+    return run_experiment(exp, out=out, quiet=quiet, cache_dir=cache_dir)

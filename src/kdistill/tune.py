@@ -26,7 +26,7 @@ from .config.schema import TuneConfig
 from .engine import fit
 from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
 from .cache import CachedTeacher
-from .study import CACHE, finish_run_dir, free_dir, run_study
+from .study import finish_run_dir, free_dir, run_study, teacher_cache_dir
 from .transfer import load_weights
 
 log = logging.getLogger("kdistill")
@@ -35,7 +35,7 @@ MARKER = "tune-experiment.json"
 
 
 def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | None = None,
-         quiet: bool = False) -> dict:
+         quiet: bool = False, cache_dir=None) -> dict:
     """Run (or resume) the sweep of ``exp`` and evaluate its best trial on test.
 
     Parameters
@@ -50,6 +50,8 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         experiment is resumed; any other existing folder is left alone (``out-2`` is used).
     storage : str, optional
         Optuna database URL (overrides ``tune.storage``); default ``sqlite:///<out>/tune.db``.
+    cache_dir : path, optional
+        Teacher-output cache folder (see :func:`~kdistill.study.teacher_cache_dir`).
 
     Returns
     -------
@@ -81,11 +83,12 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if data.val is None:
         raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set data.val_size > 0")
     target = _target(exp, cfg)
-    teacher = CachedTeacher(_teacher(exp, data, folder, quiet), cache_dir=folder / CACHE)  # one pass for all trials
+    cache = teacher_cache_dir(folder, cache_dir)
+    teacher = CachedTeacher(_teacher(exp, data, folder, quiet), cache_dir=cache)  # one pass for all trials
     objective = _Objective(exp, cfg, target, data, teacher, quiet)
     if wanted > done:
         study.optimize(objective, n_trials=wanted - done, callbacks=[_log_trial])
-    return _finish(exp, study, target, source, folder, quiet)
+    return _finish(exp, study, target, source, folder, quiet, cache_dir)
 
 
 def _pruner(kind: str, epochs: int):
@@ -218,7 +221,7 @@ def trial_rows(study) -> list[dict]:
             for t in study.get_trials(deepcopy=False)]
 
 
-def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -> dict:
+def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool, cache_dir=None) -> dict:
     """Trials table, plots, then the best trial retrained and evaluated on test."""
     from .document import write_report
 
@@ -237,7 +240,7 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool) -
     results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp), [*baselines, tuned],
                         out=folder, seeds=exp.seeds, config=exp.model_dump(mode="json"), quiet=quiet,
                         title=f"{exp.title or exp.name}: tuned alpha and temperature",
-                        resume=True)  # a final retraining killed earlier continues from its checkpoints
+                        resume=True, cache_dir=cache_dir)  # a final retraining killed earlier continues
     model = next(m for m in results["models"] if m["name"] == name)
     summary = {"study_name": study.study_name, "finished": _finished(study), "best_trial": best.number,
                "best_value": best.value, "best_params": best.params, "best_model": name,
