@@ -7,7 +7,7 @@ First, the weights of the feature methods without a published scale (fitnet, at,
 are chosen by validation accuracy on a pilot seed that no reported row uses.
 Writes ``methods.json`` and ``methods.md`` to ``--out``. Not part of the tests.
 
-    python benchmarks/methods.py              # 3 seeds, 30 epochs: about 3-4 minutes on one core
+    python benchmarks/methods.py              # 3 seeds, 30 epochs: about 1.5 minutes on one core
 """
 
 from __future__ import annotations
