@@ -9,8 +9,8 @@ the seed-to-seed noise.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import re
 import shutil
 import time

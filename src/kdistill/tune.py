@@ -83,8 +83,8 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if data.val is None:
         raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set data.val_size > 0")
     target = _target(exp, cfg)
-    cache = teacher_cache_dir(folder, cache_dir)
-    teacher = CachedTeacher(_teacher(exp, data, folder, quiet), cache_dir=cache)  # one pass for all trials
+    teacher = CachedTeacher(_teacher(exp, data, folder, quiet),
+                            cache_dir=teacher_cache_dir(folder, cache_dir))  # one pass for all trials
     objective = _Objective(exp, cfg, target, data, teacher, quiet)
     if wanted > done:
         study.optimize(objective, n_trials=wanted - done, callbacks=[_log_trial])
