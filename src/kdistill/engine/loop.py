@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .. import methods as methods_mod
 from ..cache import remember
@@ -221,12 +221,16 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
 
-    def _record(self, prefix: str) -> dict:
+    def _totals(self) -> Tensor:
+        """This epoch's loss sums, correct count and samples seen so far, summed over ranks
+        (collective: every rank calls it)."""
         self._count_correct()
         acc = self.acc
-        totals = torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
-                            torch.tensor([float(acc["seen"])], device=self.device)])
-        totals = self.rt.all_sum(totals).tolist()
+        return self.rt.all_sum(torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
+                                          torch.tensor([float(acc["seen"])], device=self.device)]))
+
+    def _record(self, prefix: str) -> dict:
+        totals = self._totals().tolist()
         seen = max(totals[-1], 1.0)
         means = [v / seen for v in totals[:len(self.terms)]]
         record = {prefix + "loss": sum(t.weight * m for t, m in zip(self.terms, means)),
@@ -246,10 +250,7 @@ class _Run:
 
     def reduced_partial(self) -> dict:
         """This epoch's running sums so far, summed over ranks (collective: every rank calls it)."""
-        self._count_correct()
-        acc = self.acc
-        totals = self.rt.all_sum(torch.cat([acc["sums"], acc["correct"].reshape(1).to(acc["sums"].dtype),
-                                            torch.tensor([float(acc["seen"])], device=self.device)]))
+        totals = self._totals()
         k = len(self.terms)
         return {"sums": totals[:k].clone(), "correct": totals[k].round().long(), "seen": int(totals[k + 1])}
 
