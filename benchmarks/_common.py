@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdistill.data import ArrayDataset, Splits, load_dataset
-from kdistill.files import idx_images
+from kdistill.data import ArrayDataset, Splits, idx_images, load_dataset
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -76,7 +76,7 @@ def trained_teacher(seed: int, teacher_epochs: int):
     data = kdistill.load_dataset("digits", seed=seed)
     torch.manual_seed(seed)
     teacher = cnn(data.input_shape, data.num_classes, **TEACHER)
-    history = kdistill.train(teacher, data, epochs=teacher_epochs, seed=seed, quiet=True)
+    history = kdistill.fit(teacher, data, epochs=teacher_epochs, seed=seed, quiet=True)
     return data, teacher, history
 
 

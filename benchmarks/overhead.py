@@ -90,7 +90,7 @@ def variants(data, teacher, epochs: int, cache_root: Path) -> dict:
 
     def alone(r):
         s = student(r)
-        kdistill.train(s, data, seed=r, **options)
+        kdistill.fit(s, data, seed=r, **options)
         return {"accuracy": accuracy(s, data)}
 
     def live(r):
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     teacher = models.cnn(data.input_shape, data.num_classes, **TEACHER)
     # Trained to early stopping (not timed), so that it is better than the student it teaches.
-    kdistill.train(teacher, data, epochs=60, patience=10, batch_size=BATCH, lr=1e-3, quiet=True)
+    kdistill.fit(teacher, data, epochs=60, patience=10, batch_size=BATCH, lr=1e-3, quiet=True)
     ratio = forward_ratio(teacher, models.cnn(data.input_shape, data.num_classes, **STUDENT), data.train.x[:BATCH])
     with tempfile.TemporaryDirectory() as cache_root:
         for name, run in variants(data, teacher, 1, Path(cache_root)).items():

@@ -43,7 +43,7 @@ def worker(args) -> None:
         data, name = digits(), "digits"
     torch.manual_seed(0)
     teacher = cnn(data.input_shape, data.num_classes, channels=[32, 64], hidden=128)
-    kdistill.train(teacher, data, epochs=1, batch_size=args.batch, device=args.device, quiet=True)
+    kdistill.fit(teacher, data, epochs=1, batch_size=args.batch, device=args.device, quiet=True)
     student = cnn(data.input_shape, data.num_classes, channels=[8, 16], hidden=32)
     history = kdistill.distill(teacher, student, data, epochs=args.epochs, batch_size=args.batch, lr=3e-3,
                                device=args.device, quiet=True)

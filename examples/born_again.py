@@ -15,7 +15,7 @@ def make_student():
 
 torch.manual_seed(0)
 generation0 = make_student()
-kdistill.train(generation0, data, epochs=15)
+kdistill.fit(generation0, data, epochs=15)
 print(f"generation 0: {kdistill.evaluate(generation0, data.test, data.classes)['accuracy']:.3f}")
 result = kdistill.born_again(make_student, generation0, data, generations=3, epochs=15)
 for g, model in enumerate(result.models, start=1):

@@ -13,7 +13,7 @@ x_train = data.train.x.flatten(1).numpy()  # the forest sees the same images as 
 
 torch.manual_seed(0)
 net = cnn(data.input_shape, data.num_classes, channels=[32, 64], hidden=128)
-kdistill.train(net, data, epochs=30, lr=3e-3, patience=8)
+kdistill.fit(net, data, epochs=30, lr=3e-3, patience=8)
 forest = RandomForestClassifier(n_estimators=300, random_state=0).fit(x_train, data.train.y.numpy())
 
 ensemble = kdistill.EnsembleTeacher([net, forest], weights=[0.7, 0.3], temperatures=[1.0, 0.5])
@@ -25,7 +25,7 @@ def student():
 
 
 alone, distilled = student(), student()
-kdistill.train(alone, data, epochs=40, lr=3e-3, patience=10)
+kdistill.fit(alone, data, epochs=40, lr=3e-3, patience=10)
 kdistill.distill(ensemble, distilled, data, alpha=0.7, temperature=4, epochs=40, lr=3e-3, patience=10)
 
 for name, model in [("CNN teacher", net), ("forest teacher", kdistill.as_teacher(forest)),

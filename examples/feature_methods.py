@@ -14,7 +14,7 @@ shape, k = data.input_shape, data.num_classes
 
 torch.manual_seed(0)
 teacher = cnn(shape, k, channels=(32, 64, 128), hidden=128)
-kdistill.train(teacher, data, epochs=15)
+kdistill.fit(teacher, data, epochs=15)
 print(f"teacher: {kdistill.evaluate(teacher, data.test, data.classes)['accuracy']:.3f}")
 
 objectives = {
@@ -27,6 +27,6 @@ objectives = {
 for name, objective in objectives.items():
     torch.manual_seed(1)
     student = cnn(shape, k, channels=(8, 16), hidden=32)
-    kdistill.distill(teacher, student, data, methods=objective, epochs=15)
+    kdistill.distill(teacher, student, data, objective=objective, epochs=15)
     scores = kdistill.evaluate(student, data.test, data.classes, teacher=teacher)
     print(f"{name:12s} accuracy {scores['accuracy']:.3f}  agreement with teacher {scores['agreement']:.3f}")

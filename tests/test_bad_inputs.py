@@ -23,14 +23,12 @@ from sklearn.linear_model import LogisticRegression
 from torch.utils.data import Dataset
 
 import kdistill
-from kdistill import config, serialize
+from kdistill import config, weights
 from kdistill.cli import main
 from kdistill.config import ConfigError
-from kdistill.data import ArrayDataset, Splits, split_arrays
-from kdistill.files import read_table
-from kdistill.images import ImageFolder
+from kdistill.data import ArrayDataset, ImageFolder, Splits, read_table, split_arrays
 from kdistill.models import cnn, mlp
-from kdistill.transfer import load_weights, read_state_dict
+from kdistill.weights import load_weights, read_state_dict
 
 
 def fingerprint(root):
@@ -146,15 +144,15 @@ def test_items_without_an_index():
 def test_image_size_mismatching_the_model():
     data = kdistill.load_dataset("digits")  # 1x8x8 images
     with pytest.raises(ValueError, match=r"the student cannot run on the data's inputs of shape \(1, 8, 8\)"):
-        kdistill.train(mlp((1, 16, 16), 10), data, epochs=1, quiet=True)
+        kdistill.fit(mlp((1, 16, 16), 10), data, epochs=1, quiet=True)
 
 
 def test_weights_for_another_input_size(tmp_path):
     path = tensors_file(tmp_path, cnn((1, 16, 16), 3, channels=[4, 8]))
-    with pytest.raises(ValueError, match=r"do not match the model \(another architecture or input size\?\): of "
+    with pytest.raises(ValueError, match=r"do not fit Sequential \(another architecture or input size\?\): of "
                                          r"another shape \['classifier.1.weight \(\d+, 128\) in the file, \(\d+, 32\) "
-                                         r"in the model'\]; only in the file none; only in the model none; set "
-                                         r"weights_partial: true"):
+                                         r"in the model'\]; only in the file none; only in the model none; pass "
+                                         r"partial=True \(weights_partial: true in an experiment file\)"):
         load_weights(cnn((1, 8, 8), 3, channels=[4, 8]), path)
 
 
@@ -175,10 +173,8 @@ def test_truncated_safetensors_file(tmp_path, keep):
     with pytest.raises(ValueError, match=r"cannot read weights .*w.safetensors: not a complete safetensors file .*"
                                          r"it may be truncated or corrupt"):
         read_state_dict(path)
-    message = ("neither a skops nor a safetensors file \\(or one that is truncated or corrupt\\)" if keep > 0
-               else "not a complete safetensors file .*it may be truncated or corrupt")
-    with pytest.raises(ValueError, match=message):
-        serialize.load_weights(mlp(4, 3, hidden=[5]), path)
+    with pytest.raises(ValueError, match="not a complete safetensors file .*it may be truncated or corrupt"):
+        weights.load_weights(mlp(4, 3, hidden=[5]), path)
     assert path.read_bytes() == before
 
 
@@ -186,17 +182,17 @@ def test_truncated_torch_state_dict(tmp_path):
     path = tmp_path / "w.pt"
     torch.save(mlp(4, 3).state_dict(), path)
     before = truncate(path, -100)
-    with pytest.raises(ValueError, match=r"cannot read weights .*w.pt as a state dict with torch.load\("
-                                         r"weights_only=True\) \(a truncated or corrupt file"):
+    with pytest.raises(ValueError, match=r"cannot read weights .*w.pt: neither a safetensors file nor a state dict "
+                                         r"readable with torch.load\(weights_only=True\) \(a truncated or corrupt file"):
         read_state_dict(path)
     assert path.read_bytes() == before
 
 
 def test_truncated_engine_checkpoint(blobs, tmp_path):
-    kdistill.train(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path), quiet=True)
+    kdistill.fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path), quiet=True)
     before = truncate(tmp_path / "last.pt", -100)
     with pytest.raises(ValueError, match=r"cannot resume from .*last.pt: the file is truncated or corrupt"):
-        kdistill.train(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path), resume=True, quiet=True)
+        kdistill.fit(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path), resume=True, quiet=True)
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
@@ -227,10 +223,10 @@ def test_pickle_where_weights_are_expected_is_never_unpickled(tmp_path, name):
     for file in (path, zipped):
         with pytest.raises(ValueError, match=r"weights_only=True|not a complete safetensors file"):
             read_state_dict(file)
-        with pytest.raises(ValueError, match=r"neither a skops nor a safetensors file .*pickle files are never read"):
-            serialize.load_weights(mlp(4, 3), file)
+        with pytest.raises(ValueError, match=r"pickled objects are never unpickled|not a complete safetensors file"):
+            weights.load_weights(mlp(4, 3), file)
         with pytest.raises(ValueError, match=r"is not a skops file: it holds neither"):
-            serialize.load_sklearn(file)
+            weights.load_sklearn(file)
     assert not marker.exists()
 
 
@@ -239,7 +235,7 @@ def test_pickled_engine_checkpoint_is_never_unpickled(blobs, tmp_path):
     torch.save({"epoch": 0, "model": Payload(marker)}, tmp_path / "last.pt")
     before = fingerprint(tmp_path)
     with pytest.raises(ValueError, match=r"cannot resume from .*last.pt"):
-        kdistill.train(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path), resume=True, quiet=True)
+        kdistill.fit(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path), resume=True, quiet=True)
     assert not marker.exists()
     assert fingerprint(tmp_path) == before
 
@@ -281,10 +277,10 @@ def unwritable(tmp_path):
 def test_read_only_folder_for_weights_and_models(unwritable):
     with pytest.raises(OSError, match=r"cannot write '.*w.safetensors': .*check that the folder exists and is "
                                       r"writable and that the disk has free space"):
-        serialize.save_weights(mlp(4, 3), unwritable / "w.safetensors")
+        weights.save_weights(mlp(4, 3), unwritable / "w.safetensors")
     model = LogisticRegression().fit(np.random.rand(10, 2), np.arange(10) % 2)
     with pytest.raises(OSError, match=r"cannot write '.*m.skops': .*check that the folder exists and is writable"):
-        serialize.save_sklearn(model, unwritable / "m.skops")
+        weights.save_sklearn(model, unwritable / "m.skops")
 
 
 def test_read_only_run_folder(tiny, write_experiment, unwritable, capsys):
@@ -301,7 +297,7 @@ def test_read_only_checkpoint_dir(blobs, unwritable):
             epochs.append(state.epoch)
 
     with pytest.raises(OSError, match=r"checkpoint_dir .* cannot be written"):
-        kdistill.train(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(unwritable / "ckpt"), callbacks=[Count()],
+        kdistill.fit(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(unwritable / "ckpt"), callbacks=[Count()],
                        quiet=True)
     assert epochs == []  # refused before any training time is spent
 
@@ -319,14 +315,14 @@ def disk_full_after(nbytes):
 @pytest.mark.parametrize("kind", ["weights", "sklearn"])
 def test_full_disk_keeps_the_existing_file(tmp_path, monkeypatch, kind):
     if kind == "weights":
-        path = serialize.save_weights(mlp(4, 3), tmp_path / "w.safetensors")
+        path = weights.save_weights(mlp(4, 3), tmp_path / "w.safetensors")
         monkeypatch.setattr("safetensors.torch.save_file", disk_full_after(10))
-        save = lambda: serialize.save_weights(mlp(4, 3), path)  # noqa: E731
+        save = lambda: weights.save_weights(mlp(4, 3), path)  # noqa: E731
     else:
         model = LogisticRegression().fit(np.random.rand(10, 2), np.arange(10) % 2)
-        path = serialize.save_sklearn(model, tmp_path / "m.skops")
+        path = weights.save_sklearn(model, tmp_path / "m.skops")
         monkeypatch.setattr("skops.io.dump", disk_full_after(10))
-        save = lambda: serialize.save_sklearn(model, path)  # noqa: E731
+        save = lambda: weights.save_sklearn(model, path)  # noqa: E731
     before = fingerprint(tmp_path)
     with pytest.raises(OSError, match=rf"cannot write '.*{path.name}': \[Errno {errno.ENOSPC}\] No space left on "
                                       rf"device; the existing {path.name} is unchanged"):
@@ -335,10 +331,10 @@ def test_full_disk_keeps_the_existing_file(tmp_path, monkeypatch, kind):
 
 
 def test_full_disk_while_checkpointing(blobs, tmp_path, monkeypatch):
-    kdistill.train(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "a"), quiet=True)
+    kdistill.fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "a"), quiet=True)
     before = fingerprint(tmp_path / "a")
     monkeypatch.setattr(torch, "save", disk_full_after(10))
-    with pytest.raises(OSError, match=r"cannot write checkpoint .*last.pt.*No space left on device.*the previous "
-                                      r"checkpoint is kept"):
-        kdistill.train(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path / "a"), resume=True, quiet=True)
+    with pytest.raises(OSError, match=r"cannot write checkpoint .*last.pt.*No space left on device.*the existing "
+                                      r"last.pt is unchanged"):
+        kdistill.fit(mlp(5, 3), blobs, epochs=2, checkpoint_dir=str(tmp_path / "a"), resume=True, quiet=True)
     assert fingerprint(tmp_path / "a") == before

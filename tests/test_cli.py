@@ -69,3 +69,29 @@ def test_bad_arguments(argv, msg, capsys):
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "kdistill", "--help"], capture_output=True, text=True, check=True)
     assert "demo" in r.stdout
+
+
+def test_output_off_a_terminal_is_plain_text_never_wrapped_or_emoji(tiny, write_experiment, tmp_path, capsys):
+    """Logs, CI and nohup get one line per message: a long path stays whole, ``:fire:`` stays text."""
+    long = tmp_path / ("a-folder-with-a-long-name-" * 6) / "missing:fire:.yaml"
+    assert main(["validate", str(long)]) == 2
+    err = capsys.readouterr().err
+    assert f"experiment file {str(long)!r} does not exist" in err.splitlines()[1]
+    assert "🔥" not in err
+    tiny["teacher"]["name"] = "teacher:fire:"
+    out = tmp_path / ("run-" * 30) / "x"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "🔥" not in printed.out + printed.err
+    assert any(line.startswith("| teacher:fire: | ") for line in printed.out.splitlines())  # one row, one line
+    assert f"Run folder: {out} (report.html" in printed.out
+    assert "seed 0: teacher:fire: trained for 2 epoch(s)" in printed.err.splitlines()
+
+
+def test_methods_lists_every_registered_method(capsys):
+    from kdistill import methods
+
+    assert main(["methods"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split(" | ")[0][2:] for r in rows[1:]] == methods.available()
+    assert any("Hinton" in r and "temperature=4.0" in r for r in rows)

@@ -6,15 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from kdistill import load_dataset, models, train
+from kdistill import fit, load_dataset, models
 from kdistill.cli import main
-from kdistill.export import (INT8_ACCURACY_TOLERANCE, PARITY_TOLERANCE, ParityError, export, export_weights,
-                             load_weights, session)
+from kdistill.export import INT8_ACCURACY_TOLERANCE, PARITY_TOLERANCE, ParityError, export, export_weights, session
+from kdistill.models import build_model
 from kdistill.report import table_rows
 from kdistill.study import ModelSpec, run_study
-from kdistill.transfer import build_model
+from kdistill.weights import rebuild, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_a_parity_failure_is_an_error(tmp_path):
 def test_int8_model_runs_and_keeps_accuracy_on_digits(tmp_path, digits):
     torch.manual_seed(0)
     model = models.mlp((1, 8, 8), 10, hidden=[64])
-    train(model, digits, epochs=6, lr=1e-2, quiet=True)
+    fit(model, digits, epochs=6, lr=1e-2, quiet=True)
     report = export(model, (1, 8, 8), tmp_path / "m.onnx", int8=True, test=digits.test, repeats=5)
     q = report["int8"]
     assert (tmp_path / "m.int8.onnx").exists() and q["size_mb"] < report["size_mb"]
@@ -100,16 +99,16 @@ def test_cli_exports_a_run_folder_with_int8(run_dir, capsys):
     assert "max |Δlogit|" in capsys.readouterr().out
 
 
-def test_load_weights_rebuilds_the_model(run_dir):
+def test_rebuild_makes_the_model_from_its_weights_file(run_dir):
     out, _ = run_dir
-    model, info = load_weights(out / "weights" / "teacher-seed0.safetensors")
+    model, info = rebuild(out / "weights" / "teacher-seed0.safetensors")
     assert info["arch"] == {"model": "mlp", "options": {"hidden": [16]}} and info["dataset"] == "digits"
     assert models.count_params(model) == 64 * 16 + 16 + 16 * 10 + 10
 
 
 def test_weights_without_metadata_are_refused(tmp_path, capsys):
-    save_file(_cnn().state_dict(), tmp_path / "w.safetensors")
-    with pytest.raises(ValueError, match="no kdistill architecture metadata.*kdistill.export.export"):
+    save_weights(_cnn(), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match=r"no kdistill architecture metadata.*kdistill.export\(model"):
         export_weights(tmp_path / "w.safetensors")
     assert main(["export", str(tmp_path / "nothing.txt")]) == 2
     assert "neither a run folder nor a .safetensors weights file" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def test_mutual_needs_two_peers(digits):
 def test_born_again_chains_generations(digits):
     torch.manual_seed(0)
     teacher = small()
-    kdistill.train(teacher, digits, **OPTS)
+    kdistill.fit(teacher, digits, **OPTS)
     result = kdistill.born_again(small, teacher, digits, generations=2, **OPTS)
     first, second = result.models
     assert len(result.histories) == 2 and first is not second and first is not teacher

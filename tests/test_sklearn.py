@@ -189,7 +189,7 @@ def test_torch_cnn_teacher_into_decision_tree_student():
     X = (X / 16.0).astype(np.float32)
     data = kdistill.split_arrays(X.reshape(-1, 1, 8, 8), y, [str(c) for c in range(10)], val_size=0.0)
     cnn = kdistill.models.cnn((1, 8, 8), 10, channels=(8,), hidden=32, dropout=0.0)
-    kdistill.train(cnn, data, epochs=3, lr=1e-2, quiet=True)
+    kdistill.fit(cnn, data, epochs=3, lr=1e-2, quiet=True)
     teacher = as_teacher(nn.Sequential(nn.Unflatten(1, (1, 8, 8)), cnn), classes=list(range(10)))
     x_train, y_train = data.train.x.reshape(len(data.train), -1).numpy(), data.train.y.numpy()
     est = DistilledClassifier(teacher, DecisionTreeClassifier(max_depth=10, random_state=0), mode="hard")

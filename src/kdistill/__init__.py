@@ -1,51 +1,61 @@
-"""kdistill: turn a large, accurate classifier into a small, fast one, and see what it bought."""
+"""kdistill: turn a large, accurate classifier into a small, fast one, and see what it bought.
+
+The public API:
+
+- distillation: :func:`distill`, and the one loop :func:`fit` behind it; the modes
+  :func:`mutual`, :func:`born_again`, :func:`self_distill`;
+- teachers from anything: :func:`as_teacher`, :class:`EnsembleTeacher`, :class:`CachedTeacher`;
+- scikit-learn: :class:`DistilledClassifier` (any teacher into a scikit-learn student);
+- data: :func:`load_dataset`, :func:`load_images`, :func:`load_idx`, :func:`load_table`,
+  :func:`split_arrays`, :class:`Splits`;
+- evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency);
+- experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
+- model files: :func:`save_weights`, :func:`load_weights`, :func:`save_sklearn`, :func:`load_sklearn`.
+"""
 
 import os
 
-from . import methods, models
-from .cache import CachedTeacher, clear_cache
-from .data import ArrayDataset, Splits, load_dataset, split_arrays
+from . import losses, methods, models
+from .config import load as load_experiment
+from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
 from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
+from .export import export
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
 from .modes import ModeResult, born_again, mutual, self_distill
-from .serialize import load_sklearn, load_weights, save_sklearn, save_weights
+from .sklearn import DistilledClassifier
+from .study import run_experiment
 from .taps import FeatureTaps
-from .teachers import EnsembleTeacher, Teacher, as_teacher
+from .teachers import CachedTeacher, EnsembleTeacher, Teacher, as_teacher, clear_cache
+from .weights import load_sklearn, load_weights, save_sklearn, save_weights
 
 __version__ = "0.1.0"
 
 
-def train(model, data, **options) -> History:
-    """Train ``model`` on labels alone (cross-entropy). ``options`` are :class:`TrainConfig` fields."""
-    return fit(model, data, objective=[("ce", 1.0)], **options)
-
-
-def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 4.0, methods=None,
+def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = losses.TEMPERATURE, objective=None,
             cache=False, **options) -> History:
-    """Distil ``teacher`` into ``student``.
+    """Distil ``teacher`` into ``student``: :func:`fit` with a teacher and a distillation objective.
 
-    The default objective is ``(1 - alpha) * CE(student, labels) + alpha * kd_loss(T)`` where
-    ``kd_loss`` is T²·KL(teacher ‖ student) at temperature ``T``. ``methods`` replaces it with
-    any weighted list of terms, e.g. ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``.
-    ``cache`` reads the teacher's outputs from the teacher-output cache (computed once per
-    dataset, see :class:`CachedTeacher`): ``True`` for the default folder, or a folder path.
-    ``options`` are :class:`TrainConfig` fields (epochs, lr, patience, checkpoint_dir, ...).
+    The default objective is :func:`kdistill.methods.kd_objective`, ``(1 - alpha) * CE(student,
+    labels) + alpha * kd_loss(T)``, where ``kd_loss`` is T²·KL(teacher ‖ student) at temperature
+    ``T``. ``objective`` replaces it with any weighted list of terms, as in :func:`fit`, e.g.
+    ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``. ``cache`` reads the teacher's outputs
+    from the teacher-output cache (computed once per dataset, see :class:`CachedTeacher`):
+    ``True`` for the default folder, or a folder path. ``options`` are :class:`TrainConfig`
+    fields (epochs, lr, patience, checkpoint_dir, ...).
     """
-    from .losses import check_alpha, check_temperature
-
-    if methods is None:
-        alpha, temperature = check_alpha(alpha), check_temperature(temperature)
-        methods = [("ce", 1.0 - alpha), ("kd", alpha, {"temperature": temperature})]
+    if objective is None:
+        objective = methods.kd_objective(alpha, temperature)
     if cache is not False:
         if not isinstance(cache, (bool, str, os.PathLike)):
             raise TypeError(f"cache must be True, False or a folder path, got {cache!r}")
         teacher = CachedTeacher(teacher, cache_dir=None if cache is True else cache)
-    return fit(student, data, objective=methods, teacher=teacher, **options)
+    return fit(student, data, objective=objective, teacher=teacher, **options)
 
 
-__all__ = ["ArrayDataset", "CachedTeacher", "EarlyStopping", "EnsembleTeacher", "FeatureTaps", "History",
-           "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig", "as_teacher", "born_again",
-           "clear_cache", "distill", "evaluate", "fit", "kd_loss", "latency_ms", "load_dataset", "load_sklearn",
-           "load_weights", "methods", "models", "mutual", "save_sklearn", "save_weights", "self_distill",
-           "split_arrays", "train"]
+__all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
+           "History", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig", "as_teacher",
+           "born_again", "clear_cache", "distill", "evaluate", "export", "fit", "kd_loss", "latency_ms", "load_dataset",
+           "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table", "load_weights", "losses",
+           "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights", "self_distill",
+           "split_arrays"]

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .data import batches
-from .serialize import read_safetensors
+from .data import BUILTIN, batches, load_dataset
+from .weights import atomic_write, rebuild
 
 log = logging.getLogger("kdistill")
 
@@ -198,26 +198,8 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
     return out
 
 
-def load_weights(path) -> tuple[nn.Module, dict]:
-    """Rebuild a model from a weights file written by a study: its safetensors metadata holds
-    the architecture spec, input shape, classes and data split. Returns the model and that info."""
-    from .transfer import build_model
-
-    state, meta = read_safetensors(path)
-    if "kdistill" not in meta:
-        raise ValueError(f"{path} holds no kdistill architecture metadata, so the model cannot be rebuilt; "
-                         f"export it from Python with kdistill.export.export(model, input_shape, path)")
-    info = json.loads(meta["kdistill"])
-    arch = info["arch"]
-    model = build_model(arch["model"], arch.get("options", {}), tuple(info["input_shape"]), len(info["classes"]))
-    model.load_state_dict(state)
-    return model.eval(), info
-
-
 def _test_split(info: dict, where) -> Dataset | None:
     """The test split recorded in ``info`` if it is a built-in dataset that reloads identically."""
-    from .data import BUILTIN, load_dataset
-
     split = info.get("split", {})
     if info.get("dataset") in BUILTIN and "seed" in split:
         data = load_dataset(info["dataset"], seed=split["seed"], train_fraction=split.get("train_fraction", 1.0))
@@ -246,9 +228,9 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
     reports = []
     for file in files:
-        model, info = load_weights(file)
+        model, info = rebuild(file)
         report = export(model, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
                         test=_test_split(info, file), threads=threads)
         reports.append({"weights": str(file), **report})
-    (folder / "export.json").write_text(json.dumps(reports, indent=2) + "\n")
+    atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
     return reports

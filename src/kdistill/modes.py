@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from .data import Splits
 from .engine import History, fit
+from .methods import kd_objective
+from .models import unfreeze
 from .taps import FeatureTaps
-from .teachers import unfreeze
 
 
 @dataclass
@@ -81,7 +82,7 @@ def mutual(peers, data: Splits, *, temperature: float = 1.0, **options) -> ModeR
 
 
 def born_again(make_student: Callable[[], nn.Module], teacher, data: Splits, generations: int = 3, *,
-               methods=None, **options) -> ModeResult:
+               objective=None, **options) -> ModeResult:
     """Born-again networks (Furlanello, Lipton, Tschannen, Itti & Anandkumar, ICML 2018):
     ``teacher`` teaches generation 1, generation ``k`` teaches generation ``k + 1``, each a
     fresh model from ``make_student`` (usually the teacher's own architecture).
@@ -96,9 +97,9 @@ def born_again(make_student: Callable[[], nn.Module], teacher, data: Splits, gen
         Training and validation data.
     generations : int
         Number of student generations, >= 1.
-    methods : sequence, optional
+    objective : sequence, optional
         The objective of each generation; default that of :func:`kdistill.distill`,
-        ``[("ce", 0.5), ("kd", 0.5, {"temperature": 4.0})]``. The paper trains on the
+        :func:`kdistill.methods.kd_objective` (CE + KD, alpha 0.5, T 4). The paper trains on the
         teacher's outputs alone (``[("kd", 1.0, {"temperature": 1.0})]``); on short budgets
         that lets generations drift (digits, 15 epochs: 0.936 then 0.931 test accuracy
         against 0.947 then 0.942 with the labels kept), so the labels stay in by default.
@@ -112,7 +113,7 @@ def born_again(make_student: Callable[[], nn.Module], teacher, data: Splits, gen
     """
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
         raise ValueError(f"generations must be an integer >= 1, got {generations!r}")
-    objective = methods if methods is not None else [("ce", 0.5), ("kd", 0.5, {"temperature": 4.0})]
+    objective = objective if objective is not None else kd_objective()
     models, histories = [], []
     for _ in range(generations):
         student = make_student()

@@ -44,6 +44,8 @@ class FeatureTaps:
         self.outputs: dict[str, Tensor] = {}
 
     def __enter__(self) -> FeatureTaps:
+        if not self.names:
+            return self  # nothing to tap: the training step's fast path
         if self._handles:
             raise RuntimeError("these FeatureTaps are already active; leave the first `with` block first")
         self.outputs = {}
@@ -64,15 +66,19 @@ class FeatureTaps:
 
         return hook
 
-    def collect(self, clone: bool = False) -> dict[str, Tensor]:
+    def collect(self, clone: bool = False, dtype=None) -> dict[str, Tensor]:
         """The tapped outputs of the last forward pass, by name; ``clone=True`` copies them
-        (turns inference-mode tensors into normal ones). Raises if a module did not run."""
+        (turns inference-mode tensors into normal ones), ``dtype`` casts them. Raises if a
+        module did not run."""
+        if not self.names:
+            return {}
         missing = [n for n in self.names if n not in self.outputs]
         if missing:
             raise RuntimeError(f"the tapped module(s) {missing} did not run in the forward pass, so their "
                                f"outputs are missing; tap modules that the model's forward calls (a teacher "
                                f"whose outputs are read from a cache runs no module at all)")
-        return {n: self.outputs[n].clone() if clone else self.outputs[n] for n in self.names}
+        out = {n: self.outputs[n].clone() if clone else self.outputs[n] for n in self.names}
+        return out if dtype is None else {n: v.to(dtype) for n, v in out.items()}
 
 
 def _unknown(name: str, model: nn.Module) -> str:

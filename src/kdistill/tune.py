@@ -19,15 +19,24 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from .config import Experiment, train_options
 from .config.schema import TuneConfig
+from .data import read_source
 from .engine import fit
-from .experiment import load_splits, read_source, student_spec, teacher_spec, write_data_summary
-from .cache import CachedTeacher
-from .study import finish_run_dir, free_dir, run_study, teacher_cache_dir
-from .transfer import load_weights
+from .report import ParamsDisplay, TrialsDisplay, save_figure, write_report
+from .study import (
+    finish_run_dir,
+    free_dir,
+    load_splits,
+    run_study,
+    student_spec,
+    teacher_cache_dir,
+    teacher_spec,
+    write_data_summary,
+)
+from .teachers import CachedTeacher
+from .weights import atomic_write, load_weights, save_weights
 
 log = logging.getLogger("kdistill")
 
@@ -78,7 +87,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     done = _finished(study)
     if done:
         log.info("resuming study %r: %d of %d trial(s) already finished", study.study_name, done, wanted)
-    source = read_source(exp)
+    source = read_source(exp.data, exp.path)
     data = load_splits(exp, exp.seeds[0], source)
     if data.val is None:
         raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set data.val_size > 0")
@@ -118,7 +127,7 @@ def _folder(exp: Experiment, out) -> Path:
     if moved:
         log.warning("%s already holds another run; writing to %s instead", asked, folder)
     (folder / "weights").mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    atomic_write(folder / MARKER, json.dumps(marker, indent=2) + "\n")
     return folder
 
 
@@ -154,7 +163,8 @@ def _teacher(exp: Experiment, data, folder: Path, quiet: bool):
         log.info("loaded the sweep's teacher from %s", path)
     elif spec.fit:
         fit(model, data, objective=spec.objective, seed=exp.seeds[0], quiet=quiet, **spec.train)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+        save_weights(model, path, {"arch": spec.arch, "input_shape": list(data.input_shape), "classes": data.classes,
+                                   "dataset": data.name, "split": data.info})
     return model
 
 
@@ -223,12 +233,10 @@ def trial_rows(study) -> list[dict]:
 
 def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool, cache_dir=None) -> dict:
     """Trials table, plots, then the best trial retrained and evaluated on test."""
-    from .document import write_report
-
     rows = trial_rows(study)
-    (folder / "trials.json").write_text(json.dumps(rows, indent=2) + "\n")
-    plot_trials(rows, folder / "tune-objective.png")
-    plot_alpha_temperature(rows, folder / "tune-alpha-temperature.png")
+    atomic_write(folder / "trials.json", json.dumps(rows, indent=2) + "\n")
+    save_figure(folder / "tune-objective.png", [TrialsDisplay(rows)], panel=(7, 3.8))
+    save_figure(folder / "tune-alpha-temperature.png", [ParamsDisplay(rows, "alpha", "temperature")], panel=(6, 4.4))
     best = study.best_trial
     changes = {"lr": best.params["lr"]} if "lr" in best.params else {}
     name = f"tuned student (alpha={best.params['alpha']:.2f}, T={best.params['temperature']:.2f})"
@@ -245,66 +253,8 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool, c
     summary = {"study_name": study.study_name, "finished": _finished(study), "best_trial": best.number,
                "best_value": best.value, "best_params": best.params, "best_model": name,
                "test_accuracy": model["accuracy"], "comparisons": results["comparisons"]}
-    (folder / "tune.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(folder / "tune.json", json.dumps(summary, indent=2) + "\n")
     write_data_summary(folder, source)
     write_report(folder)
     finish_run_dir(folder)
     return {**summary, "folder": str(folder), "trials": rows, "results": results}
-
-
-# --------------------------------------------------------------------------------------------
-# Plots
-
-
-def plot_trials(rows: list[dict], path) -> None:
-    """Validation accuracy per trial (pruned trials at their last report), and the best so far."""
-    from .report import plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    done = [r for r in rows if r["value"] is not None]
-    for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
-        pts = [(r["number"], r["value"]) for r in done if r["state"] == state]
-        if pts:
-            ax.scatter(*zip(*pts), marker=marker, label=state.lower())
-    best, line = float("-inf"), []
-    for r in sorted((r for r in done if r["state"] == "COMPLETE"), key=lambda r: r["number"]):
-        best = max(best, r["value"])
-        line.append((r["number"], best))
-    if line:
-        line.append((max(r["number"] for r in rows), best))  # carry the best to the last trial
-        ax.step(*zip(*line), where="post", color="gray", alpha=0.6, label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("objective per trial")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_alpha_temperature(rows: list[dict], path) -> None:
-    """Validation accuracy of completed trials over alpha (x) and temperature (y); pruned ones as grey crosses."""
-    from .report import plt
-
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    fig, ax = plt.subplots(figsize=(6, 4.4))
-    pruned = [r for r in rows if r["state"] == "PRUNED"]
-    if pruned:
-        ax.scatter([r["params"]["alpha"] for r in pruned], [r["params"]["temperature"] for r in pruned],
-                   marker="x", color="gray", label="pruned")
-        ax.legend(loc="best", fontsize=8)
-    if done:
-        sc = ax.scatter([r["params"]["alpha"] for r in done], [r["params"]["temperature"] for r in done],
-                        c=[r["value"] for r in done], cmap="viridis", s=70, edgecolors="black")
-        fig.colorbar(sc, ax=ax, label="validation accuracy")
-        for r in done:
-            ax.annotate(str(r["number"]), (r["params"]["alpha"], r["params"]["temperature"]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("alpha (weight of the KD term)")
-    ax.set_ylabel("temperature T")
-    ax.grid(alpha=0.3)
-    ax.set_title("validation accuracy over alpha × T")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

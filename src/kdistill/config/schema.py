@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from .. import methods
 from ..engine import TrainConfig
+from ..models import ZOO, option_names, resolve_factory
 
 
 class ConfigError(ValueError):
@@ -226,11 +227,7 @@ class ModelConfig(Section):
 
 def check_model(model: str, options: dict) -> tuple[str, str] | None:
     """``(field, problem)`` unless ``model`` is a built-in model taking ``options``, or an import path."""
-    from ..transfer import ZOO, option_names
-
     if model.count(":") == 1 and all(model.split(":")):
-        from ..transfer import resolve_factory
-
         try:
             resolve_factory(model)
         except ValueError as exc:

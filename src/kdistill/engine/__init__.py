@@ -1,12 +1,14 @@
-"""The training engine: one loop (:func:`fit`), its settings, callbacks, checkpoints,
-Ctrl-C handling and runtime (device, precision, torch.distributed)."""
+"""The training engine: one loop (:func:`fit`), the training step (:class:`Trainer`), its
+settings, callbacks, checkpoints, Ctrl-C handling and runtime (device, precision,
+torch.distributed)."""
 
 from .callbacks import EarlyStopping, History, ProgressBar, State
 from .checkpoint import CHECKPOINT
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .interrupt import TrainingInterrupted
-from .loop import NonFiniteLossError, fit
+from .loop import fit
 from .runtime import PRECISIONS, Runtime
+from .trainer import NonFiniteLossError, Trainer
 
 __all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EarlyStopping", "History", "NonFiniteLossError",
-           "ProgressBar", "Runtime", "State", "TrainConfig", "TrainingInterrupted", "fit"]
+           "ProgressBar", "Runtime", "State", "TrainConfig", "Trainer", "TrainingInterrupted", "fit"]

@@ -6,8 +6,6 @@ import signal
 import threading
 from pathlib import Path
 
-import torch
-
 from .runtime import Runtime
 
 
@@ -44,10 +42,7 @@ class Interrupt:
         signal.signal(signal.SIGINT, self.previous)
 
     def requested(self) -> bool:
-        if not self.runtime.distributed:
-            return self.flag
-        flag = torch.tensor([float(self.flag)], device=self.runtime.device)
-        return bool(self.runtime.all_sum(flag) > 0)  # every rank stops at the same batch
+        return self.runtime.any(self.flag)  # every rank stops at the same batch
 
     def __exit__(self, *exc):
         if self.previous is not None:

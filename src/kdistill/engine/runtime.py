@@ -80,6 +80,33 @@ class Runtime:
         """A gradient scaler for fp16, else ``None``."""
         return torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
 
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This process's share of a global batch of indices."""
+        return batch if self.world_size == 1 else batch[self.rank::self.world_size]
+
+    def share(self, n: int, batch: int) -> float:
+        """Weight of a process's mean loss over ``n`` of a global batch of ``batch`` samples: DDP
+        averages the processes' gradients equally, so an uneven split is weighted by its share,
+        and every sample counts the same as in one process."""
+        return n * self.world_size / batch
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (collective): every rank then acts alike."""
+        if not self.distributed:
+            return flag
+        return bool(self.all_sum(torch.tensor([float(flag)], device=self.device)) > 0)
+
+    def update(self, loss: torch.Tensor, optimizer, scaler) -> None:
+        """One optimizer step on ``loss``: backward (scaled under fp16), step, and update the scaler."""
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
     def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum ``tensor`` over ranks, in place (a no-op in one process)."""
         if self.distributed:

@@ -8,8 +8,10 @@ from torch import Tensor
 
 from .common import _MASK, _check_logits, _kl_rows, check_temperature, check_weight
 
+TEMPERATURE = 4.0  # the default of KD (and of kdistill.distill): Hinton et al. use 1 to 20
 
-def kd_loss(logits_s: Tensor, logits_t: Tensor, temperature: float = 4.0) -> Tensor:
+
+def kd_loss(logits_s: Tensor, logits_t: Tensor, temperature: float = TEMPERATURE) -> Tensor:
     r"""Response-based knowledge distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge
     in a Neural Network", NIPS Deep Learning Workshop, 2015).
 

@@ -14,6 +14,8 @@ from .base import Method, Step, register
 
 @register("at")
 class AT(Method):
+    example = {"student": ["features.3", "features.7"], "teacher": ["features.3", "features.7"]}
+
     def __init__(self, student=None, teacher=None, p: float = 2.0):
         super().__init__()
         self.student_taps, self.teacher_taps = tap_pairs(student, teacher)

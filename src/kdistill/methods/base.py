@@ -3,6 +3,10 @@
 A method is a small ``nn.Module`` registered under a short name. Learnable glue (connectors)
 are its submodules and are trained with the student. The engine sums the terms with their
 weights and never knows which method runs.
+
+Adding a method is one file in this folder: a :class:`Method` subclass under
+``@register("name")``, with its ``example`` options for the contract test suite. The package
+imports every module it holds, so nothing else is edited.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import inspect
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
+
+from ..losses import TEMPERATURE, check_alpha
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -45,6 +51,14 @@ class Method(nn.Module):
     needs_teacher = True
     student_taps: tuple[str, ...] = ()
     teacher_taps: tuple[str, ...] = ()
+    #: Options of the contract suite's case (``tests/methods/test_contract.py``): a student
+    #: ``cnn((1, 8, 8), 3, channels=(4, 8), hidden=8)`` and a teacher ``channels=(8, 16, 16),
+    #: hidden=16``, whose layers ``features.3`` (4x4 maps) and ``features.7`` (2x2) can be tapped.
+    example: dict = {}
+    #: What the contract case trains: ``"model"``, ``"peers"`` (a ``Cohort`` of two such
+    #: students, tapped as ``peers.0``, ``peers.1``) or ``"heads"`` (the student in ``WithHeads``
+    #: on ``features.3`` and ``features.7``, tapped as ``heads.0``, ``heads.1``).
+    example_student = "model"
 
     def setup(self, step: Step) -> None:
         """Called once with a dry-run step before training, to shape connectors."""
@@ -71,18 +85,47 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build(name: str, **kwargs) -> Method:
-    """Instantiate the method registered as ``name`` with ``kwargs``, with clear errors."""
+def describe() -> dict[str, str]:
+    """One line per registered method: the first line of its docstring (or its module's) and
+    its options with their defaults."""
+    out = {}
+    for name in available():
+        cls = method_class(name)
+        doc = inspect.cleandoc(cls.__doc__ or inspect.getmodule(cls).__doc__ or "")
+        params = [p for p in inspect.signature(cls.__init__).parameters.values()
+                  if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        options = ", ".join(f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in params)
+        summary = " ".join(doc.split("\n\n")[0].split()) or cls.__qualname__  # the first paragraph, on one line
+        out[name] = summary + (f" Options: {options}." if options else "")
+    return out
+
+
+def method_class(name: str) -> type[Method]:
+    """The class registered as ``name``; an unknown name is an error listing the registered ones."""
     if name not in _REGISTRY:
         hint = difflib.get_close_matches(name, _REGISTRY, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(f"unknown method {name!r}{extra}; available methods: {', '.join(available())}")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def build(name: str, **kwargs) -> Method:
+    """Instantiate the method registered as ``name`` with ``kwargs``, with clear errors."""
+    cls = method_class(name)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"method {name!r} got unknown option(s) {unknown}; allowed: {allowed or 'none'}")
     return cls(**kwargs)
+
+
+ALONE = (("ce", 1.0),)  # the objective of a model trained on labels alone (a teacher, a baseline)
+
+
+def kd_objective(alpha: float = 0.5, temperature: float = TEMPERATURE) -> list[tuple]:
+    """Hinton et al.'s objective, ``(1 - alpha) * CE + alpha * T^2 KL(teacher || student)``."""
+    alpha = check_alpha(alpha)
+    return [("ce", 1.0 - alpha), ("kd", alpha, {"temperature": temperature})]
 
 
 @dataclass

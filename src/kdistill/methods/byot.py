@@ -28,6 +28,8 @@ from .base import Method, Step, register
 @register("byot")
 class BYOT(Method):
     needs_teacher = False
+    example = {"heads": ["heads.0", "heads.1"]}
+    example_student = "heads"
 
     def __init__(self, heads=("heads.0",), alpha: float = 0.3, temperature: float = 3.0):
         super().__init__()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..losses import check_weight, check_temperature, dist_loss
+from ..losses import check_temperature, check_weight, dist_loss
 from .base import Method, Step, register
 
 
 @register("dist")
 class DIST(Method):
+    example = {"temperature": 2.0}
+
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0):
         super().__init__()
         self.beta, self.gamma = check_weight("beta", beta), check_weight("gamma", gamma)

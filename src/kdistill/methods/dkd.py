@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..losses import check_weight, check_temperature, dkd_loss
+from ..losses import check_temperature, check_weight, dkd_loss
 from .base import Method, Step, register
 
 
 @register("dkd")
 class DKD(Method):
+    example = {"alpha": 1.0, "beta": 2.0}
+
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0):
         super().__init__()
         self.alpha, self.beta = check_weight("alpha", alpha), check_weight("beta", beta)

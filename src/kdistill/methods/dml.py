@@ -26,6 +26,8 @@ from .base import Method, Step, register
 @register("dml")
 class DML(Method):
     needs_teacher = False
+    example = {"peers": ["peers.0", "peers.1"]}
+    example_student = "peers"
 
     def __init__(self, peers=("peers.0", "peers.1"), temperature: float = 1.0):
         super().__init__()

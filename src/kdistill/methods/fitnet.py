@@ -15,6 +15,8 @@ from .base import Method, Step, register
 
 @register("fitnet")
 class FitNet(Method):
+    example = {"student": "features.3", "teacher": "features.7"}  # 4x4 vs 2x2 maps: pooled
+
     def __init__(self, student=None, teacher=None):
         super().__init__()
         self.student_taps, self.teacher_taps = tap_pairs(student, teacher)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..losses import check_temperature, kd_loss
+from ..losses import TEMPERATURE, check_temperature, kd_loss
 from .base import Method, Step, register
 
 
 @register("kd")
 class KD(Method):
-    def __init__(self, temperature: float = 4.0):
+    example = {"temperature": 2.0}
+
+    def __init__(self, temperature: float = TEMPERATURE):
         super().__init__()
         self.temperature = check_temperature(temperature)
 

@@ -12,6 +12,8 @@ from .base import Method, Step, register
 
 @register("pkt")
 class PKT(Method):
+    example = {}  # on the logits
+
     def __init__(self, student=None, teacher=None):
         super().__init__()
         self.student_taps, self.teacher_taps = tap_pairs(student, teacher, allow_none=True)

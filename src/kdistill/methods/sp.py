@@ -15,6 +15,8 @@ from .base import Method, Step, register
 
 @register("sp")
 class SP(Method):
+    example = {"student": "features.7", "teacher": "features.11"}
+
     def __init__(self, student=None, teacher=None):
         super().__init__()
         self.student_taps, self.teacher_taps = tap_pairs(student, teacher, allow_none=True)

@@ -1,0 +1,67 @@
+"""An epoch's running totals: the loss sum of each term, correct predictions and samples seen.
+
+They stay on the device (no host sync per batch); predictions are counted a few batches at a
+time, which is exact for integer counts under any grouping. Under torchrun the totals are
+summed over processes when read.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+PENDING = 16  # batches whose predictions wait to be counted together (bounded memory)
+
+
+class EpochSums:
+    """Totals of one pass over a split, for ``terms`` loss terms, on ``device``."""
+
+    def __init__(self, terms: int, device):
+        self.terms, self.device = terms, device
+        self.losses = torch.zeros(terms, device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+        self._pending: list[tuple[Tensor, Tensor]] = []
+
+    def add(self, values: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """Add one batch: its term values (means over the batch), logits and labels."""
+        n = labels.shape[0]
+        self.losses.add_(values.detach(), alpha=n)
+        self.seen += n
+        self._pending.append((logits.detach(), labels))
+        if len(self._pending) == PENDING:
+            self._count()
+
+    def _count(self) -> None:
+        if self._pending:
+            logits = torch.cat([p[0] for p in self._pending])
+            labels = torch.cat([p[1] for p in self._pending])
+            self.correct.add_((logits.argmax(1) == labels).sum())
+            self._pending.clear()
+
+    def reduced(self, runtime) -> Tensor:
+        """``[loss sums..., correct, seen]`` summed over processes (collective: every rank calls it)."""
+        self._count()
+        return runtime.all_sum(torch.cat([self.losses, self.correct.reshape(1).to(self.losses.dtype),
+                                          torch.tensor([float(self.seen)], device=self.device)]))
+
+    def record(self, prefix: str, names: list[str], weights: list[float], runtime) -> dict:
+        """The epoch's record: the weighted loss, accuracy and each term's mean, keys prefixed."""
+        totals = self.reduced(runtime).tolist()
+        seen = max(totals[-1], 1.0)
+        means = [v / seen for v in totals[:self.terms]]
+        record = {prefix + "loss": sum(w * m for w, m in zip(weights, means)),
+                  prefix + "accuracy": totals[self.terms] / seen}
+        record.update({prefix + name: m for name, m in zip(names, means)})
+        return record
+
+    def state_dict(self, runtime) -> dict:
+        """The totals so far over all processes (collective), for a checkpoint written mid-epoch."""
+        totals = self.reduced(runtime)
+        k = self.terms
+        return {"sums": totals[:k].clone(), "correct": totals[k].round().long(), "seen": int(totals[k + 1])}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.losses = state["sums"].to(self.device)
+        self.correct = state["correct"].to(self.device)
+        self.seen = state["seen"]

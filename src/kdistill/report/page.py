@@ -1,0 +1,167 @@
+"""The report of a run folder: ``report.md`` and a self-contained ``report.html``, from files alone.
+
+Both are rendered from one list of blocks (headings, paragraphs, tables, images, lists), built
+from ``results.json`` and whatever else the folder holds: ``data.json`` (class counts),
+``curves-*.png``, ``confusion.png``, ``predictions.png`` and the sweep's ``trials.json``,
+``tune.json`` and ``tune-*.png``. The HTML embeds every image, so it can be mailed as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from ..weights import atomic_write
+from .tables import slug, table_rows
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
+color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
+th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
+tr:nth-child(even) td{background:#fafbfc}img{max-width:100%;border:1px solid #e5e7eb;margin:.4em 0}
+h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #e5e7eb}
+code{background:#f3f5f7;padding:0 .25em}"""
+
+
+def blocks(folder) -> list[tuple]:
+    """The report's content as ``(kind, ...)`` blocks, read from the run folder ``folder``."""
+    folder = Path(folder)
+    path = folder / "results.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a run folder: it has no results.json")
+    results = json.loads(path.read_text())
+    out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
+    out += _data_blocks(folder)
+    header, rows = table_rows(results)
+    out += [("h2", "Comparison on the test split"), ("table", header, rows),
+            ("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
+    out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in _curves(folder, results)]
+    for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
+        if (folder / name).is_file():
+            out += [("h2", title), ("img", name, title)]
+    out += _per_class_blocks(results)
+    out += _sweep_blocks(folder)
+    return out
+
+
+def _curves(folder: Path, results: dict) -> list[Path]:
+    """Curve plots in the order of the table (the study names them ``curves-<slug of model>.png``)."""
+    order = [slug(m["name"]) for m in results["models"]]
+    found = sorted(folder.glob("curves-*.png"))
+    return sorted(found, key=lambda p: (order.index(p.stem[7:]) if p.stem[7:] in order else len(order), p.name))
+
+
+def _summary(results: dict) -> str:
+    sizes = results.get("split_sizes") or []
+    split = ", ".join(f"{n} {s}" for n, s in zip(sizes, ("train", "val", "test")))
+    return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}); "
+            f"seeds {results['seeds']}" + (", mean ± std over seeds." if len(results["seeds"]) > 1 else "."))
+
+
+def _data_blocks(folder: Path) -> list[tuple]:
+    path = folder / "data.json"
+    if not path.is_file():
+        return []
+    info = json.loads(path.read_text())
+    counts = info.get("class_counts") or {}
+    if not counts:
+        return []
+    classes = info["classes"]
+    rows = [[c, *[str(counts[p].get(c, 0)) for p in counts]] for c in classes]
+    out = [("h2", "Data"), ("table", ["class", *counts], rows)]
+    notes = []
+    if "imbalance" in info:
+        notes.append(f"Class imbalance (largest / smallest class): {info['imbalance']:.2f}.")
+    if info.get("skipped"):
+        notes.append(f"{info['skipped']} unreadable image(s) skipped, e.g. {', '.join(info['skipped_files'][:3])}.")
+    return out + [("p", " ".join(notes))] if notes else out
+
+
+def _per_class_blocks(results: dict) -> list[tuple]:
+    out = [("h2", "Per-class report (test split, first seed)")]
+    for model in results["models"]:
+        rows = [[c, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"]))]
+                for c, r in model["per_class"].items()]
+        out += [("h3", model["name"]), ("table", ["class", "precision", "recall", "F1", "support"], rows)]
+    return out
+
+
+def _sweep_blocks(folder: Path) -> list[tuple]:
+    path = folder / "trials.json"
+    if not path.is_file():
+        return []
+    trials = json.loads(path.read_text())
+    out = [("h2", "Sweep of alpha and temperature")]
+    summary = folder / "tune.json"
+    if summary.is_file():
+        tune = json.loads(summary.read_text())
+        params = ", ".join(f"{k}={v:.4g}" for k, v in tune["best_params"].items())
+        out.append(("p", f"{tune['finished']} finished trial(s) of study {tune['study_name']!r} "
+                         f"(maximizing validation accuracy). Best: trial {tune['best_trial']}, {params}, "
+                         f"validation accuracy {tune['best_value']:.4f}; retrained and evaluated on test as "
+                         f"{tune['best_model']!r} in the comparison above."))
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+             *[f"{t['params'][k]:.4g}" if k in t["params"] else "" for k in keys]] for t in trials]
+    out.append(("table", ["trial", "state", "val accuracy", *keys], rows))
+    for png, title in (("tune-objective.png", "Objective per trial"),
+                       ("tune-alpha-temperature.png", "Validation accuracy over alpha × T")):
+        if (folder / png).is_file():
+            out += [("h3", title), ("img", png, title)]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+def to_markdown(content: list[tuple]) -> str:
+    """Markdown of ``content``; images are linked by their file name in the run folder."""
+    lines: list[str] = []
+    for kind, *args in content:
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + args[0], ""]
+        elif kind == "p":
+            lines += [args[0], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in args[0]] + [""]
+        elif kind == "img":
+            lines += [f"![{args[1]}]({args[0]})", ""]
+        elif kind == "table":
+            header, rows = args
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    return "\n".join(lines)
+
+
+def to_html(content: list[tuple], folder) -> str:
+    """A self-contained HTML page of ``content``: images embedded as base64 data URIs."""
+    folder = Path(folder)
+    parts: list[str] = []
+    for kind, *args in content:
+        if kind in ("h1", "h2", "h3", "p"):
+            parts.append(f"<{kind}>{html.escape(args[0])}</{kind}>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul>")
+        elif kind == "img":
+            data = base64.b64encode((folder / args[0]).read_bytes()).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(args[1])}">')
+        elif kind == "table":
+            header, rows = args
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    title = html.escape(next((a[0] for k, *a in content if k == "h1"), "kdistill report"))
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def write_report(folder) -> tuple[Path, Path]:
+    """(Re)build ``report.md`` and ``report.html`` in the run folder ``folder`` from its files."""
+    folder = Path(folder)
+    content = blocks(folder)
+    md, page = folder / "report.md", folder / "report.html"
+    atomic_write(md, to_markdown(content))
+    atomic_write(page, to_html(content, folder))
+    return md, page

@@ -1,0 +1,180 @@
+"""Plots as Display objects, in the manner of scikit-learn: built from data, drawn with
+``plot(ax=None)`` (a new figure when no axes are given), returning themselves with ``ax_`` and
+``figure_`` set. :func:`save_figure` puts several displays side by side into one PNG file.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..weights import atomic_write  # noqa: E402
+
+
+class _Display:
+    def _axes(self, ax, size=(5, 3.8)):
+        if ax is None:
+            _, ax = plt.subplots(figsize=size)
+        self.ax_, self.figure_ = ax, ax.figure
+        return ax
+
+
+class CurvesDisplay(_Display):
+    """One metric per epoch (``"accuracy"`` or ``"loss"``), train vs validation, from a history."""
+
+    def __init__(self, history: list[dict], metric: str = "accuracy", best_epoch: int | None = None):
+        self.history, self.metric, self.best_epoch = history, metric, best_epoch
+
+    def plot(self, ax=None):
+        ax = self._axes(ax)
+        epochs = [r["epoch"] + 1 for r in self.history]
+        for split, style in (("train", "-o"), ("val", "-s")):
+            key = f"{split}_{self.metric}"
+            if self.history and key in self.history[0]:
+                ax.plot(epochs, [r[key] for r in self.history], style, ms=3, label=split)
+        if self.best_epoch is not None:
+            ax.axvline(self.best_epoch + 1, color="gray", ls=":", label="epoch kept")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(self.metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        return self
+
+
+class ConfusionDisplay(_Display):
+    """A confusion matrix (rows: true class, columns: predicted) with its counts."""
+
+    def __init__(self, matrix, classes: list[str], title: str = ""):
+        self.matrix, self.classes, self.title = np.asarray(matrix), classes, title
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (5, 4.4))
+        cm, classes = self.matrix, self.classes
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            if v:
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                        color="white" if v > cm.max() / 2 else "black")
+        ax.set_xticks(range(len(classes)), classes, fontsize=7, rotation=90 if len(classes) > 12 else 0)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(self.title, fontsize=10)
+        return self
+
+
+class PredictionGridDisplay(_Display):
+    """Images in a ``size`` x ``size`` mosaic, each titled with its predicted and true class
+    (green when right, red when wrong). ``images`` are ``(N, C, H, W)`` in display range."""
+
+    def __init__(self, images, predicted, true, classes: list[str], size: int = 4):
+        self.images, self.predicted, self.true, self.classes, self.size = images, predicted, true, classes, size
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (2.1 * self.size, 2.3 * self.size))
+        images = np.asarray(self.images)[: self.size * self.size]
+        n, c, h, w = images.shape
+        cols = self.size
+        rows = math.ceil(n / cols)
+        pad = max(2, h // 8)
+        canvas = np.ones((rows * (h + 3 * pad), cols * (w + pad), c), dtype=np.float32)
+        for k, img in enumerate(images):
+            r, col = divmod(k, cols)
+            y0, x0 = r * (h + 3 * pad) + 2 * pad, col * (w + pad)
+            if img.min() < 0 or img.max() > 1:  # not in display range: stretch this image to [0, 1]
+                img = (img - img.min()) / max(float(img.max() - img.min()), 1e-12)
+            canvas[y0:y0 + h, x0:x0 + w] = np.transpose(img, (1, 2, 0))
+            right = self.predicted[k] == self.true[k]
+            label = f"pred {self.classes[self.predicted[k]]}\ntrue {self.classes[self.true[k]]}"
+            ax.text(x0 + w / 2, y0 - pad / 2, label, ha="center", va="bottom", fontsize=7,
+                    color="green" if right else "red")
+        ax.imshow(canvas[..., 0] if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+        ax.axis("off")
+        return self
+
+
+class TrialsDisplay(_Display):
+    """A sweep's objective per trial (pruned trials at their last report) and the best so far;
+    ``baseline`` draws a reference line (e.g. the student alone's validation accuracy)."""
+
+    def __init__(self, rows: list[dict], baseline: float | None = None, label: str = "validation accuracy"):
+        self.rows, self.baseline, self.label = rows, baseline, label
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (7, 3.8))
+        rows = self.rows
+        done = [r for r in rows if r["value"] is not None]
+        for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
+            pts = [(r["number"], r["value"]) for r in done if r["state"] == state]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, label=state.lower())
+        best, line = float("-inf"), []
+        for r in sorted((r for r in done if r["state"] == "COMPLETE"), key=lambda r: r["number"]):
+            best = max(best, r["value"])
+            line.append((r["number"], best))
+        if line:
+            line.append((max(r["number"] for r in rows), best))  # carry the best to the last trial
+            ax.step(*zip(*line), where="post", color="gray", alpha=0.6, label="best so far")
+        if self.baseline is not None:
+            ax.axhline(self.baseline, color="black", ls="--", lw=1, label="student alone")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(self.label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("objective per trial")
+        return self
+
+
+class ParamsDisplay(_Display):
+    """The objective of completed trials over two parameters ``x`` and ``y`` (colour), pruned
+    trials as grey crosses: where in the search space the good recipes lie."""
+
+    def __init__(self, rows: list[dict], x: str, y: str, label: str = "validation accuracy"):
+        self.rows, self.x, self.y, self.label = rows, x, y, label
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (6, 4.4))
+        have = [r for r in self.rows if self.x in r["params"] and self.y in r["params"]]
+        pruned = [r for r in have if r["state"] == "PRUNED"]
+        done = [r for r in have if r["state"] == "COMPLETE"]
+        if pruned:
+            ax.scatter([r["params"][self.x] for r in pruned], [r["params"][self.y] for r in pruned],
+                       marker="x", color="gray", label="pruned")
+            ax.legend(loc="best", fontsize=8)
+        if done:
+            sc = ax.scatter([r["params"][self.x] for r in done], [r["params"][self.y] for r in done],
+                            c=[r["value"] for r in done], cmap="viridis", s=70, edgecolors="black")
+            self.figure_.colorbar(sc, ax=ax, label=self.label)
+            for r in done:
+                ax.annotate(str(r["number"]), (r["params"][self.x], r["params"][self.y]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel(self.x)
+        ax.set_ylabel(self.y)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{self.label} over {self.x} × {self.y}")
+        return self
+
+
+def save_figure(path, displays: list, title: str | None = None, cols: int = 2, panel=(5, 4.2)) -> None:
+    """Draw ``displays`` as the panels of one figure (``cols`` per row) and write it to ``path``
+    as PNG, atomically."""
+    cols = max(1, min(cols, len(displays)))
+    rows = math.ceil(len(displays) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False)
+    for ax, display in zip(axes.flat, displays):
+        display.plot(ax=ax)
+    for ax in list(axes.flat)[len(displays):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())

@@ -1,0 +1,65 @@
+"""An experiment file, run: its data source, split per seed, its models as specs, the study and
+the report, in a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import config
+from ..config import Experiment, train_options
+from ..data import Source, read_source, split_source
+from ..engine import Runtime, TrainingInterrupted
+from ..report import write_report
+from ..weights import atomic_write
+from .folders import INCOMPLETE, finish_run_dir, open_run_dir
+from .runner import run_study
+from .specs import student_spec, teacher_spec
+
+
+def load_splits(exp: Experiment, seed: int, source: Source):
+    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks."""
+    data = exp.data
+    return split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
+                        train_fraction=data.train_fraction,
+                        augment=data.augment.model_dump() if data.augment is not None else None)
+
+
+def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quiet: bool = False,
+                   resume: bool = False, cache_dir=None) -> tuple[dict | None, Path]:
+    """Run an experiment (an :class:`~kdistill.config.Experiment`, or the path of its file with
+    ``--set``-style ``overrides``) into a new run folder (``runs/<name>`` unless ``out``; never
+    overwritten) and write its report; with ``resume``, continue the interrupted run in ``out``.
+    The teacher's outputs are cached in ``cache_dir`` (see
+    :func:`~kdistill.study.folders.teacher_cache_dir`). Returns the results (``None`` on ranks
+    other than 0 under torchrun) and the folder."""
+    if not isinstance(exp, Experiment):
+        exp = config.load(exp, overrides)
+    elif overrides:
+        raise ValueError("overrides apply to an experiment file's path; change the Experiment object instead")
+    asked = Path(out) if out is not None else Path("runs") / exp.name
+    rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
+    folder = open_run_dir(asked, resume, rt)
+    source = read_source(exp.data, exp.path)
+    teacher = teacher_spec(exp)
+    students = [student_spec(exp, s) for s in exp.students]
+    try:
+        results = run_study(lambda seed: load_splits(exp, seed, source), teacher, students, out=folder,
+                            seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
+                            config=exp.model_dump(mode="json"), quiet=quiet, resume=resume, cache_dir=cache_dir)
+    except TrainingInterrupted as exc:
+        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "
+                                f"EXPERIMENT.yaml --out {folder} --resume") from exc
+    if rt.is_main:
+        write_data_summary(folder, source)
+        write_report(folder)
+        finish_run_dir(folder)
+    return results, folder
+
+
+def write_data_summary(folder: Path, source: Source) -> None:
+    """``data.json``: class counts, imbalance and skipped files, for the report."""
+    info = {"name": source.name, "classes": source.classes, **source.info}
+    atomic_write(Path(folder) / "data.json", json.dumps(info, indent=2) + "\n")
+

@@ -1,0 +1,181 @@
+"""Teacher adapters: a torch module, a fitted scikit-learn classifier, an ONNX file, a callable;
+:func:`as_teacher` picks the right one."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models import freeze
+from .base import OUTPUTS, Teacher, as_list, check_output, finish_logits, set_classes
+
+
+class TorchTeacher(Teacher):
+    """A frozen ``nn.Module`` teacher; ``output`` says whether the module returns logits or
+    probabilities (e.g. it ends with a softmax). Inputs are moved to the module's device and
+    logits returned on the input's device."""
+
+    def __init__(self, module: nn.Module, output: str = "logits", classes=None):
+        self.module = freeze(module)
+        self.output = check_output(output)
+        set_classes(self, classes)
+
+    def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        weight = next(iter(self.module.parameters()), None)
+        with torch.inference_mode():
+            out = self.module(x if weight is None else x.to(weight.device))
+        # A normal tensor: inference tensors cannot be saved for the student's backward pass.
+        return finish_logits(out.clone(), self.output, x, "the torch teacher")
+
+    def to(self, device) -> TorchTeacher:
+        self.module.to(device)
+        return self
+
+
+class _NumpyTeacher(Teacher):
+    """Base of teachers that run on NumPy arrays on the CPU: inputs are sent as float32."""
+
+    output = "logits"
+    source = "teacher"
+
+    def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        array = x.detach().to("cpu", torch.float32).numpy()
+        return finish_logits(self._scores(array), self.output, x, self.source)
+
+    def _scores(self, x: np.ndarray):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SklearnTeacher(_NumpyTeacher):
+    """A fitted scikit-learn classifier or pipeline with ``predict_proba``. Inputs are
+    flattened to ``(batch, features)``; its ``classes_`` give the class order."""
+
+    output = "probabilities"
+
+    def __init__(self, estimator, classes=None):
+        from sklearn.utils.validation import check_is_fitted
+
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(f"{type(estimator).__name__} has no predict_proba; a scikit-learn teacher must give "
+                            f"class probabilities (e.g. SVC(probability=True))")
+        check_is_fitted(estimator)
+        self.estimator = estimator
+        self.source = f"the scikit-learn teacher {type(estimator).__name__}"
+        own = getattr(estimator, "classes_", None)
+        if own is not None and classes is not None and as_list(own) != as_list(classes):
+            raise ValueError(f"classes={as_list(classes)} differs from the estimator's classes_ {as_list(own)}")
+        set_classes(self, own if own is not None else classes)
+
+    def _scores(self, x: np.ndarray):
+        return self.estimator.predict_proba(x.reshape(len(x), -1))
+
+
+class OnnxTeacher(_NumpyTeacher):
+    """An ONNX model run with onnxruntime on the CPU.
+
+    The batch is fed to the model's first input in its own shape, as float32 (float64 if the
+    model declares a double input). The output
+    used is ``output_name``, or else the first floating-point tensor output (a scikit-learn
+    model converted with ``zipmap=False`` then gives its probabilities, not its labels).
+    """
+
+    def __init__(self, path, output: str = "logits", classes=None, output_name: str | None = None):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"ONNX teacher: no file at {self.path!r}")
+        self.output = check_output(output)
+        self.source = f"the ONNX teacher {self.path}"
+        self.output_name = output_name
+        self._session = None
+        set_classes(self, classes)
+        self._open()
+
+    def _open(self):
+        if self._session is None:
+            import onnxruntime as ort
+
+            try:
+                self._session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+                raise ValueError(f"{self.path!r} is not a readable ONNX model: {exc}") from exc
+            first = self._session.get_inputs()[0]
+            self._input = first.name
+            self._dtype = np.float64 if first.type == "tensor(double)" else np.float32
+            self._output = self._pick_output()
+        return self._session
+
+    def _pick_output(self) -> str:
+        outputs = self._session.get_outputs()
+        names = [o.name for o in outputs]
+        if self.output_name is not None:
+            if self.output_name not in names:
+                raise ValueError(f"output_name={self.output_name!r} is not an output of {self.path}; "
+                                 f"outputs: {', '.join(names)}")
+            return self.output_name
+        for o in outputs:
+            if o.type in ("tensor(float)", "tensor(double)", "tensor(float16)"):
+                return o.name
+        raise ValueError(f"{self.path} has no floating-point tensor output (outputs: "
+                         f"{', '.join(f'{o.name}: {o.type}' for o in outputs)}); for a converted scikit-learn "
+                         f"model, convert with zipmap=False")
+
+    def _scores(self, x: np.ndarray):
+        session = self._open()
+        return session.run([self._output], {self._input: x.astype(self._dtype, copy=False)})[0]
+
+    def __getstate__(self):
+        # An onnxruntime session cannot be copied or pickled; it is reopened from the path.
+        return {**self.__dict__, "_session": None}
+
+
+class CallableTeacher(_NumpyTeacher):
+    """A Python function ``fn(x) -> scores``: ``x`` is a float32 NumPy array of the batch (on
+    the CPU), the result an array or tensor of shape ``(batch, classes)``."""
+
+    def __init__(self, fn, output: str, classes=None):
+        self.fn = fn
+        self.output = check_output(output)
+        self.source = f"the callable teacher {getattr(fn, '__name__', type(fn).__name__)}"
+        set_classes(self, classes)
+
+    def _scores(self, x: np.ndarray):
+        out = self.fn(x)
+        return out.detach().cpu() if isinstance(out, Tensor) else out
+
+
+def as_teacher(obj, *, output: str | None = None, classes=None) -> Teacher:
+    """Wrap ``obj`` as a :class:`Teacher`.
+
+    Parameters
+    ----------
+    obj : Teacher, torch.nn.Module, scikit-learn estimator, str or path, or callable
+        A fitted scikit-learn classifier or pipeline needs ``predict_proba``; a string or path
+        names an ``.onnx`` file; a callable gets a float32 NumPy batch.
+    output : {"logits", "probabilities"}, optional
+        What ``obj`` returns. Required for a callable; ``"logits"`` by default for a module or
+        an ONNX file; scikit-learn estimators always give probabilities.
+    classes : sequence, optional
+        The class of each output column, in order, checked against the data's classes.
+        Taken from ``classes_`` for scikit-learn estimators.
+    """
+    if isinstance(obj, Teacher):
+        if output is not None or classes is not None:
+            raise ValueError("output= and classes= apply when wrapping a model; this object is already a Teacher")
+        return obj
+    if isinstance(obj, nn.Module):
+        return TorchTeacher(obj, output or "logits", classes)
+    if hasattr(obj, "predict_proba") or hasattr(obj, "fit"):
+        if output not in (None, "probabilities"):
+            raise ValueError(f"a scikit-learn teacher gives probabilities, got output={output!r}")
+        return SklearnTeacher(obj, classes)
+    if isinstance(obj, (str, os.PathLike)):
+        return OnnxTeacher(obj, output or "logits", classes)
+    if callable(obj):
+        if output is None:
+            raise ValueError(f"output is required for a callable teacher: one of {', '.join(OUTPUTS)}")
+        return CallableTeacher(obj, output, classes)
+    raise TypeError(f"cannot use {type(obj).__name__} as a teacher; expected a torch.nn.Module, a fitted "
+                    f"scikit-learn classifier, a path to an ONNX file, a callable or a kdistill Teacher")

@@ -1,0 +1,313 @@
+"""The one place that reads and writes model files, and the atomic writer everything uses.
+
+- PyTorch weights are written as safetensors (tied tensors stored once, the model's
+  architecture in the metadata) and read from safetensors or from a PyTorch state dict with
+  ``torch.load(weights_only=True)``. Neither format can run code when read: a pickled object is
+  never unpickled.
+- scikit-learn models are written and read with skops; a file is loaded only when every type it
+  holds beyond skops' own defaults is on ``TRUSTED_TYPES`` or on the caller's ``trusted`` list.
+- :func:`atomic_write` writes a file (or, with :func:`staged`, a folder) beside its target and
+  renames it into place: a failed write (a full disk, a read-only folder) leaves what was there
+  before, and a symbolic link at the target is replaced, never followed.
+
+What a kind of file holds is read from its first bytes, not from its name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import struct
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger("kdistill")
+
+META_KEY = "kdistill"  # safetensors metadata entry holding the architecture spec (JSON)
+
+# Types outside skops' defaults that kdistill's own models and the usual teachers and students
+# hold: trees and forests, gradient boosting, MLPs, nearest neighbours, and DistilledClassifier.
+TRUSTED_TYPES = (
+    "kdistill.sklearn.DistilledClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+)
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+@contextlib.contextmanager
+def staged(path):
+    """Yield a temporary path beside ``path``; when the block succeeds, rename it over ``path``.
+
+    Works for a file or a folder (a folder may only replace a missing or empty one). On failure
+    the temporary path is removed and ``path`` is left as it was. A link at ``path`` is replaced
+    by the rename, so nothing is ever written through it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def atomic_write(path, content: str | bytes | Callable[[Path], object], what: str = "") -> Path:
+    """Write ``content`` (text, bytes, or a function writing to the path it is given) to
+    ``path`` through a temporary file renamed over it. Returns ``path``.
+
+    Raises
+    ------
+    OSError
+        Naming the file, the reason and that an existing file is unchanged.
+    """
+    path = Path(path)
+    existed = path.is_file()
+    try:
+        with staged(path) as tmp:
+            if isinstance(content, str):
+                tmp.write_text(content)
+            elif isinstance(content, bytes):
+                tmp.write_bytes(content)
+            else:
+                content(tmp)
+    except OSError as exc:
+        kept = f"; the existing {path.name} is unchanged" if existed else ""
+        reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+        raise OSError(exc.errno, f"cannot write {what}{str(path)!r}: {reason}{kept}; check that the folder "
+                                 f"exists and is writable and that the disk has free space") from exc
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# What a file holds
+
+
+def file_kind(path) -> str:
+    """``"skops"``, ``"safetensors"`` or ``"unknown"``, read from the file's first bytes."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            return "skops" if "schema.json" in z.namelist() else "unknown"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) == 8:
+            size = struct.unpack("<Q", head)[0]
+            if 0 < size <= min(100_000_000, os.path.getsize(path) - 8):
+                try:
+                    json.loads(f.read(size))
+                    return "safetensors"
+                except ValueError:
+                    pass
+    return "unknown"
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {str(path)!r}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch weights
+
+
+def read_safetensors(path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file.
+
+    Raises
+    ------
+    ValueError
+        If it is not a complete safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except SafetensorError as exc:
+        raise ValueError(f"cannot read weights {path}: not a complete safetensors file ({exc}); it may be "
+                         f"truncated or corrupt, or another format under a .safetensors name") from exc
+
+
+def read_state_dict(path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file, or of a state dict saved with ``torch.save`` (read with
+    ``weights_only=True``; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped)."""
+    path = _existing(path)
+    kind = file_kind(path)
+    if kind == "skops":
+        raise ValueError(f"{str(path)!r} is not a weights file: it holds a scikit-learn model: load it with "
+                         f"load_sklearn")
+    if kind == "safetensors" or path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"cannot read weights {path}: neither a safetensors file nor a state dict readable with "
+                         f"torch.load(weights_only=True) (a truncated or corrupt file, or one holding objects other "
+                         f"than tensors; pickled objects are never unpickled): {str(exc)[:300]}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(blob, dict) and isinstance(blob.get(key), dict):
+            blob = blob[key]
+    if not isinstance(blob, dict) or not all(isinstance(v, Tensor) for v in blob.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return blob
+
+
+def load_weights(model: nn.Module, path, *, partial: bool = False) -> list[str]:
+    """Load the weights in ``path`` (see :func:`read_state_dict`) into ``model``, in place.
+
+    Every tensor must match the model by name and shape unless ``partial``: then the tensors
+    that match are loaded and the rest keep their fresh values. Tensors tied together in the
+    model (one storage) count as loaded when one of them is. Returns the names not loaded.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    tied = _tied(own)
+    fresh = sorted(k for k in set(own) - set(matching) if not tied.get(k, set()) & set(matching))
+    extra = sorted(set(state) - set(matching))
+    if not partial and (fresh or extra):
+        raise ValueError(f"weights {path} do not fit {type(model).__name__} (another architecture or input size?): "
+                         f"{_mismatch(state, own)}; pass partial=True (weights_partial: true in an experiment file) "
+                         f"to load only the tensors that match (e.g. a new classifier head)")
+    if not matching:
+        raise ValueError(f"weights {path}: no tensor matches {type(model).__name__} by name and shape")
+    model.load_state_dict(matching, strict=False)
+    if fresh:
+        log.info("loaded %d tensors from %s; %d keep fresh values (%s)", len(matching), path, len(fresh),
+                 ", ".join(fresh[:5]))
+    return fresh
+
+
+def _tied(own: dict) -> dict[str, set[str]]:
+    """For each tensor sharing its storage with others (tied weights), the names of the group.
+    safetensors writes one tensor per group, and loading it fills every alias."""
+    groups: dict = {}
+    for name, t in own.items():
+        if t.numel():
+            groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+    return {name: set(g) for g in groups.values() if len(g) > 1 for name in g}
+
+
+def _mismatch(state: dict, own: dict) -> str:
+    """The first differences between a file's tensors and a model's, by name and shape."""
+    shapes = [f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+              for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    only_file, only_model = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    return (f"of another shape {shapes[:5] or 'none'}; only in the file {only_file[:5] or 'none'}; "
+            f"only in the model {only_model[:5] or 'none'}")
+
+
+def save_weights(model: nn.Module, path, info: dict | None = None) -> Path:
+    """Write ``model``'s parameters and buffers to ``path`` as safetensors, atomically.
+
+    ``info`` (JSON-serialisable: the architecture spec, input shape, classes...) is stored in
+    the file's metadata, so that :func:`rebuild` can make the model from the file alone.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import save_model
+
+    meta = {META_KEY: json.dumps(info)} if info is not None else None
+
+    def write(tmp: Path) -> None:
+        try:
+            save_model(model, str(tmp), metadata=meta)
+        except SafetensorError as exc:  # an I/O failure inside safetensors' writer
+            raise OSError(str(exc)) from exc
+
+    return atomic_write(path, write)
+
+
+def read_info(path) -> dict:
+    """The kdistill metadata of a weights file written by :func:`save_weights` with ``info``."""
+    return _info(read_safetensors(path)[1], path)
+
+
+def _info(meta: dict, path) -> dict:
+    if META_KEY not in meta:
+        raise ValueError(f"{path} holds no kdistill architecture metadata, so the model cannot be rebuilt; export "
+                         f"it from Python with kdistill.export(model, input_shape, path)")
+    return json.loads(meta[META_KEY])
+
+
+def rebuild(path) -> tuple[nn.Module, dict]:
+    """The model a weights file holds, built from the architecture spec in its metadata (see
+    :func:`save_weights`) and loaded strictly, in eval mode; returns it with the metadata."""
+    from .models import build_model
+
+    state, meta = read_safetensors(path)
+    info = _info(meta, path)
+    arch = info["arch"]
+    model = build_model(arch["model"], arch.get("options", {}), tuple(info["input_shape"]), len(info["classes"]))
+    own = model.state_dict()
+    tied = _tied(own)
+    missing = [k for k in own if k not in state and not tied.get(k, set()) & set(state)]
+    if missing or set(state) - set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in state if k in own):
+        raise ValueError(f"weights {path} do not fit the model their metadata describes: {_mismatch(state, own)}")
+    model.load_state_dict(state, strict=False)
+    return model.eval(), info
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn models
+
+
+def save_sklearn(model, path) -> Path:
+    """Write a scikit-learn model (or :class:`~kdistill.sklearn.DistilledClassifier` with a
+    scikit-learn teacher) to ``path`` with skops, atomically. Returns the path."""
+    import skops.io as sio
+
+    return atomic_write(path, lambda tmp: sio.dump(model, tmp))
+
+
+def load_sklearn(path, trusted: Iterable[str] = ()):
+    """Read a scikit-learn model written by :func:`save_sklearn`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A skops file.
+    trusted : iterable of str
+        Fully qualified type names to trust in addition to ``TRUSTED_TYPES``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a skops file, or holds types that are not trusted (they are named).
+    """
+    import skops.io as sio
+
+    path = _existing(path)
+    found = file_kind(path)
+    if found != "skops":
+        hint = ("torch weights: load them with load_weights" if found == "safetensors" else
+                "neither a skops nor a safetensors file (or one that is truncated or corrupt); pickle files are "
+                "never read")
+        raise ValueError(f"{str(path)!r} is not a skops file: it holds {hint}")
+    allowed = set(TRUSTED_TYPES) | set(trusted)
+    untrusted = sorted(set(sio.get_untrusted_types(file=path)) - allowed)
+    if untrusted:
+        raise ValueError(f"{str(path)!r} holds types that are not trusted: {', '.join(untrusted)}; if you trust "
+                         f"the file's source, pass them in trusted=")
+    return sio.load(path, trusted=sorted(allowed))

@@ -1,0 +1,147 @@
+"""End to end through the command line: run, validate, report, tune (and resume), demo."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kdistill.cli import main
+
+FILES = ["config.json", "history.jsonl", "results.json", "results.md", "report.md", "report.html", "confusion.png",
+         "data.json"]
+
+
+def test_run_writes_run_folder_and_report(tiny, write_experiment, tmp_path, capsys):
+    path = write_experiment(tiny)
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--set", "train.epochs=1", "--quiet"]) == 0
+    assert "Run folder" in capsys.readouterr().out
+    for name in FILES + ["predictions.png", "curves-alone.png", "weights/kd-seed0.safetensors"]:
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and 'src="curves' not in html  # self-contained
+    md = (out / "report.md").read_text()
+    for heading in ("Comparison on the test split", "Training curves", "Confusion matrices",
+                    "Predictions on test images", "Per-class report"):
+        assert f"## {heading}" in md
+    # the report is rebuilt from the folder alone
+    (out / "report.md").unlink()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == md and (out / "report.html").read_text() == html
+    # an existing run is never overwritten
+    assert main(["run", str(path), "--out", str(out), "--set", "train.epochs=1", "--quiet"]) == 0
+    assert (tmp_path / "run-2" / "results.json").is_file()
+
+
+def test_validate_reports_field_path_and_exit_code(tiny, write_experiment, capsys):
+    path = write_experiment(tiny)
+    assert main(["validate", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out
+    assert main(["validate", str(path), "--set", "train.epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epoch" in err and "did you mean 'epochs'" in err
+
+
+def test_report_needs_a_run_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+def test_image_folder_with_augmentation_and_frozen_teacher(tiny, write_experiment, tmp_path, make_folder):
+    make_folder(tmp_path / "imgs", {"cat": 10, "dog": 14}, size=12, corrupt=1)
+    tiny["data"] = {"images": {"path": "imgs", "size": [8, 8]}, "val_size": 0.25, "test_size": 0.25,
+                    "augment": {"rotation": 10, "shear": 5, "zoom": 0.1, "brightness": [0.8, 1.2],
+                                "horizontal_flip": True}}
+    tiny["teacher"] = {"model": "cnn", "options": {"channels": [4, 8], "hidden": 8}, "freeze": {"first_layers": 2}}
+    tiny["student"] = {"model": "cnn", "options": {"channels": [2], "hidden": 4}}
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "data.json").read_text())
+    assert data["skipped"] == 1 and data["class_counts"]["all"] == {"cat": 10, "dog": 14}
+    assert data["imbalance"] == pytest.approx(1.4)
+    md = (out / "report.md").read_text()
+    assert "## Data" in md and "1 unreadable image(s) skipped" in md and "imbalance" in md
+
+
+def test_loaded_teacher_is_used_as_is(tiny, write_experiment, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from kdistill.models import mlp
+
+    torch.manual_seed(0)
+    save_file(mlp((1, 8, 8), 10, hidden=[32]).state_dict(), tmp_path / "teacher.safetensors")
+    tiny["teacher"].update(weights="teacher.safetensors", fit=False)
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
+    teacher = json.loads((out / "results.json").read_text())["models"][0]
+    assert teacher["per_seed"][0]["epochs_trained"] == 0
+    assert teacher["hyperparams"] == {"weights": "teacher.safetensors"}
+
+
+def test_csv_table_run(tiny, write_experiment, tmp_path):
+    rng = np.random.default_rng(0)
+    n = 60
+    label = np.arange(n) % 3
+    pd.DataFrame({"a": label + rng.normal(scale=0.3, size=n), "b": rng.normal(size=n),
+                  "kind": np.where(label == 2, "x", rng.choice(["y", "z"], n)),
+                  "target": [f"class{k}" for k in label]}).to_csv(tmp_path / "t.csv", index=False)
+    tiny["data"] = {"table": {"path": "t.csv", "target": "target"}, "val_size": 0.2, "test_size": 0.3}
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["classes"] == ["class0", "class1", "class2"] and sum(results["split_sizes"]) == n
+    assert not (out / "predictions.png").exists()  # no images in a table
+    counts = json.loads((out / "data.json").read_text())["class_counts"]["all"]
+    assert counts == {"class0": 20, "class1": 20, "class2": 20}
+    assert "## Data" in (out / "report.md").read_text()
+
+
+def test_tune_resumes_and_evaluates_best_on_test(tiny, write_experiment, tmp_path, capsys):
+    import optuna
+
+    tiny["tune"] = {"alpha": [0.2, 0.8], "temperature": [1, 6], "lr": [0.003, 0.03]}
+    path = write_experiment(tiny)
+    out = tmp_path / "sweep"
+    args = ["tune", str(path), "--out", str(out), "--quiet", "--set", "train.epochs=3"]
+    assert main(args + ["--trials", "2"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'tune.db'}")
+    assert len(study.trials) == 2
+    study.ask()  # a trial left running, as by a process killed mid-trial
+    capsys.readouterr()
+    assert main(args + ["--trials", "3"]) == 0
+    printed = capsys.readouterr().out
+    trials = json.loads((out / "trials.json").read_text())
+    finished = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and [t["number"] for t in finished] == [0, 1, 3]  # one new trial
+    assert finished[2]["params"] not in (finished[0]["params"], finished[1]["params"])  # not a replay of trial 0
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["finished"] == 3 and 0 <= summary["test_accuracy"] <= 1
+    assert "Best trial" in printed and "tuned student" in printed
+    names = [m["name"] for m in json.loads((out / "results.json").read_text())["models"]]
+    assert names == ["teacher", "alone", summary["best_model"]]
+    md = (out / "report.md").read_text()
+    assert "## Sweep of alpha and temperature" in md and "tune-alpha-temperature.png" in md
+    assert (out / "tune-objective.png").is_file()
+    # a changed experiment is not silently mixed into the old study
+    assert main(["tune", str(path), "--out", str(out), "--quiet", "--set", "train.epochs=4"]) == 2
+    assert "different experiment" in capsys.readouterr().err
+
+
+def test_demo_is_the_bundled_experiment(tmp_path, monkeypatch):
+    from kdistill import config
+    from kdistill.study import demo_file
+
+    exp = config.load(demo_file())
+    assert exp.name == "demo" and [s.name for s in exp.students][0] == "student alone"
+    calls = {}
+    monkeypatch.setattr("kdistill.study.experiment.run_study", lambda *a, **k: calls.update(k) or {})
+    monkeypatch.setattr("kdistill.study.experiment.write_data_summary", lambda folder, source: None)
+    monkeypatch.setattr("kdistill.study.experiment.write_report", lambda folder: None)
+    from kdistill.study import run_demo
+
+    run_demo(tmp_path / "demo", seeds=2, epochs=3)
+    assert calls["seeds"] == [0, 1] and calls["config"]["train"]["epochs"] == 3
