@@ -23,7 +23,7 @@ import torch
 from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .data import read_source
-from .engine import fit
+from .engine import TrainConfig, fit
 from .report import ParamsDisplay, TrialsDisplay, save_figure, write_report
 from .study import (
     finish_run_dir,
@@ -80,7 +80,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         study = optuna.create_study(
             study_name=cfg.study_name or exp.name, direction="maximize", load_if_exists=True,
             storage=optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30),
-            pruner=_pruner(cfg.pruner, train_options(exp.train).get("epochs", 20)))
+            pruner=_pruner(cfg.pruner, TrainConfig(**train_options(exp.train)).epochs))
         optuna.storages.fail_stale_trials(study)
     # Seeded, but never with the same seed twice for one study: a resumed sweep must not repeat its first trials.
     study.sampler = optuna.samplers.TPESampler(seed=exp.seeds[0] + len(study.trials))

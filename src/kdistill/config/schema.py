@@ -266,7 +266,8 @@ class StudentConfig(Section):
     name: str
     model: str | None = None
     options: dict[str, Any] | None = None
-    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name="ce", weight=1.0)], min_length=1)
+    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name=n, weight=w) for n, w in methods.ALONE],
+                                        min_length=1)
     train: TrainSettings | None = None
 
     @model_validator(mode="after")
