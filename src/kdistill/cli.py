@@ -200,7 +200,8 @@ def _positive(text: str) -> int:
 def _cache_dir_arg(parser) -> None:
     parser.add_argument("--cache-dir", default=None,
                         help="keep the teacher-output cache in this folder, for later runs with the same teacher and "
-                             "data (default $KDISTILL_CACHE_DIR, else RUN_DIR/teacher-cache, removed when the run ends)")
+                             "data (default $KDISTILL_CACHE_DIR, else RUN_DIR/teacher-cache, removed when the run "
+                             "ends)")
 
 
 def _experiment_args(parser) -> None:

@@ -266,8 +266,8 @@ class StudentConfig(Section):
     name: str
     model: str | None = None
     options: dict[str, Any] | None = None
-    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name=n, weight=w) for n, w in methods.ALONE],
-                                        min_length=1)
+    methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
+        MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
     train: TrainSettings | None = None
 
     @model_validator(mode="after")

@@ -69,7 +69,8 @@ class Trainer:
         params = [p for p in [*model.parameters(), *self.losses.parameters()] if p.requires_grad]
         self.optimizer = make_optimizer(params, cfg)
         self.scaler = rt.grad_scaler()
-        self.scheduler = make_schedule(self.optimizer, cfg)
+        self.steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+        self.scheduler, self.per_step = make_schedule(self.optimizer, cfg, self.steps_per_epoch)
         self.sums: EpochSums | None = None
 
     # ----------------------------------------------------------------------------------------
@@ -112,6 +113,8 @@ class Trainer:
                     self._non_finite(epoch, b, values.detach().reshape(-1))
                 if train:
                     self.rt.update(loss if share == 1.0 else loss * share, self.optimizer, self.scaler)
+                    if self.per_step:
+                        self.scheduler.step()
                 self.sums.add(values, step.logits_s, step.y)
                 if train:
                     state.batch = b
