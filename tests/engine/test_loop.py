@@ -273,7 +273,7 @@ def test_empty_split():
     ({"alpha": -0.5}, r"alpha must lie in \[0, 1\] .* got -0.5"),
     ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of adam, adamw, sgd, got 'rmsprop'"),
-    ({"schedule": "linear"}, "schedule must be one of none, cosine, step, got 'linear'"),
+    ({"schedule": "linear"}, "schedule must be one of none, cosine, step, warmup-cosine, got 'linear'"),
     ({"lr": 0}, "lr must be a finite number > 0, got 0"),
     ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
     ({"epochz": 3}, r"unknown training option\(s\) \['epochz'\]"),

@@ -28,6 +28,7 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: decay factor
     warmup: float = 0.05  # warmup-cosine: share of all optimizer steps spent rising linearly to lr
     seed: int = 0
+    labeled_share: float | None = None  # labelled samples per batch when unlabelled ones join (None: as they come)
     patience: int | None = None  # early stopping after this many epochs without improvement
     monitor: str = "val_accuracy"  # what the best epoch is chosen by
     restore_best: bool = True  # end at the best epoch on validation (whether or not early stopping is on)
@@ -50,6 +51,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.labeled_share is not None and not (isinstance(self.labeled_share, (int, float))
+                                                   and 0 < self.labeled_share < 1):
+            raise ValueError(f"labeled_share must lie in (0, 1) (a share of each batch), got {self.labeled_share!r}")
         if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1):
             raise ValueError(f"warmup must be a share of the optimizer steps in [0, 1), got {self.warmup!r}")
         for name in ("weight_decay", "momentum"):

@@ -92,7 +92,7 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
                 t0 = time.perf_counter()
                 record = {"epoch": epoch, "lr": trainer.optimizer.param_groups[0]["lr"]}
                 try:
-                    record.update(trainer.epoch(data.train, epoch, callbacks, state, interrupt, start_batch))
+                    record.update(trainer.epoch(trainer.train_set, epoch, callbacks, state, interrupt, start_batch))
                 except Stop:
                     _interrupted(ckpt, trainer, callbacks, state)
                 start_batch = 0

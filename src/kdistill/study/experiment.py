@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import config
 from ..config import Experiment, train_options
-from ..data import Source, read_source, split_source
+from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..engine import Runtime, TrainingInterrupted
 from ..report import write_report
 from ..weights import atomic_write
@@ -17,12 +17,22 @@ from .runner import run_study
 from .specs import student_spec, teacher_spec
 
 
-def load_splits(exp: Experiment, seed: int, source: Source):
-    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks."""
+def load_splits(exp: Experiment, seed: int, source: Source, unlabeled=None):
+    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks;
+    ``unlabeled`` holds the inputs of ``data.unlabeled`` (see :func:`read_unlabeled`)."""
     data = exp.data
     return split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
-                        train_fraction=data.train_fraction,
-                        augment=data.augment.model_dump() if data.augment is not None else None)
+                        train_fraction=data.train_fraction, unlabeled=unlabeled, unlabeled_rest=data.unlabeled_rest,
+                        augment=data.augment.model_dump(exclude_none=True) if data.augment is not None else None)
+
+
+def read_unlabeled(exp: Experiment, source: Source):
+    """The raw inputs ``data.unlabeled`` names (read once for every seed), or ``None``."""
+    cfg = exp.data.unlabeled
+    if cfg is None:
+        return None
+    strict = exp.data.images.strict if exp.data.images is not None else False
+    return unlabeled_inputs(source, strict=strict, **{cfg.kind: exp.path(getattr(cfg, cfg.kind))})
 
 
 def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quiet: bool = False,
@@ -41,10 +51,11 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
     folder = open_run_dir(asked, resume, rt)
     source = read_source(exp.data, exp.path)
+    unlabeled = read_unlabeled(exp, source)
     teacher = teacher_spec(exp)
     students = [student_spec(exp, s) for s in exp.students]
     try:
-        results = run_study(lambda seed: load_splits(exp, seed, source), teacher, students, out=folder,
+        results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher, students, out=folder,
                             seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
                             config=exp.model_dump(mode="json"), quiet=quiet, resume=resume, cache_dir=cache_dir)
     except TrainingInterrupted as exc:

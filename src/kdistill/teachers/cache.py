@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import batches
+from ..data.fingerprint import dataset_fingerprint, hash_tensor
 from ..weights import staged
 from .adapters import TorchTeacher, as_teacher
 from .base import Teacher
@@ -69,12 +70,6 @@ def clear_cache(path=None) -> tuple[int, int]:
     return entries, freed
 
 
-def _hash_tensor(h, t: Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
-
-
 def teacher_fingerprint(teacher: Teacher) -> str:
     """Hash of a teacher's identity: a PyTorch teacher's class, parameter and buffer values.
 
@@ -91,21 +86,7 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     h = hashlib.sha256(f"{type(teacher.module).__qualname__}\n{teacher.module!r}\n{teacher.output}".encode())
     for name, t in teacher.module.state_dict().items():
         h.update(name.encode())
-        _hash_tensor(h, t)
-    return h.hexdigest()
-
-
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """Hash of the inputs exactly as the teacher receives them, in index order.
-
-    A dataset with a ``fingerprint()`` method (for instance one that hashes its file list and
-    transform instead of decoding every image) is trusted to provide it.
-    """
-    if hasattr(dataset, "fingerprint"):
-        return str(dataset.fingerprint())
-    h = hashlib.sha256(f"n={len(dataset)}".encode())
-    for x, _, _ in batches(dataset, 512):
-        _hash_tensor(h, x)
+        hash_tensor(h, t)
     return h.hexdigest()
 
 
