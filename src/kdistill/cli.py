@@ -89,6 +89,8 @@ def _print_results(results: dict | None, folder) -> None:
     show_table(results["title"], *table_rows(results))
     for c in results["comparisons"]:
         say(c["verdict"])
+    for warning in results.get("warnings", []):
+        say(f"Warning: {warning}")
     say(f"Run folder: {folder} (report.html, report.md, results.json, plots)")
 
 

@@ -36,7 +36,10 @@ def blocks(folder) -> list[tuple]:
     header, rows = table_rows(results)
     out += [("h2", "Comparison on the test split"), ("table", header, rows),
             ("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
-    out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in _curves(folder, results)]
+    out += _teacher_blocks(results)
+    kept = _kept(results)
+    out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
+    out += [("img", p.name, p.stem) for p in _curves(folder, results)]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if (folder / name).is_file():
             out += [("h2", title), ("img", name, title)]
@@ -54,9 +57,37 @@ def _curves(folder: Path, results: dict) -> list[Path]:
 
 def _summary(results: dict) -> str:
     sizes = results.get("split_sizes") or []
-    split = ", ".join(f"{n} {s}" for n, s in zip(sizes, ("train", "val", "test")))
-    return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}); "
+    split = ", ".join(f"{n:,} {s}" for n, s in zip(sizes, ("labelled train", "val", "test")))
+    pool = results.get("unlabeled") or 0
+    extra = (f"; {pool:,} unlabelled training inputs, seen by the distilled students only (their distillation "
+             f"terms; label terms see the labelled samples)" if pool else "")
+    return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}{extra}); "
             f"seeds {results['seeds']}" + (", mean ± std over seeds." if len(results["seeds"]) > 1 else "."))
+
+
+def _teacher_blocks(results: dict) -> list[tuple]:
+    """Was the teacher fit to teach (per seed), and what else the study warned about."""
+    checks = results.get("teacher_checks") or []
+    if not checks:
+        return []
+    rows = [[str(c["seed"]), f"{c['teacher_accuracy']:.3f}",
+             "–" if c["alone_accuracy"] is None else f"{c['alone_accuracy']:.3f}",
+             f"{c['top_class']} ({c['top_share']:.0%})", "collapsed: no distilled students" if c["collapsed"]
+             else ("no better than alone" if c["message"] else "fit to teach")] for c in checks]
+    out = [("h3", "Was the teacher fit to teach?"),
+           ("p", f"Checked on the {checks[0]['split']} split before any student was distilled from it."),
+           ("table", ["seed", "teacher accuracy", "student alone", "most predicted class", "verdict"], rows)]
+    warnings = results.get("warnings") or []
+    return out + ([("h3", "Warnings"), ("ul", warnings)] if warnings else [])
+
+
+def _kept(results: dict) -> str:
+    """Which epoch each model ends at (the best on validation), per seed."""
+    parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
+             f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
+             for m in results["models"] if all("epoch_kept" in s for s in m.get("per_seed", []))]
+    return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
+            "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _data_blocks(folder: Path) -> list[tuple]:
