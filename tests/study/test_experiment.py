@@ -161,6 +161,11 @@ def test_scarce_labels_with_the_unlabeled_rest_views_and_fm(tiny, write_experime
     summary = (out / "report.md").read_text()
     assert f"{results['unlabeled']:,} unlabelled training inputs, seen by the distilled students only" in summary
     assert "Epoch kept of epochs trained" in summary
+    train_entry = results["teacher_checks"][0]["cache"][0]  # the training views of the distilled students
+    assert train_entry["views"] == 2 and train_entry["rows"] == 2 * (labelled + results["unlabeled"])
+    assert len(results["teacher_checks"][0]["cache"]) == 2  # train views and val, shared by both students
+    assert all(e["build_seconds"] is not None for e in results["teacher_checks"][0]["cache"])
+    assert "Teacher-output cache" in summary and "bytes per sample and view" in summary
 
 
 @pytest.mark.parametrize("kind", ["images", "table"])

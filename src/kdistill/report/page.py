@@ -77,6 +77,15 @@ def _teacher_blocks(results: dict) -> list[tuple]:
     out = [("h3", "Was the teacher fit to teach?"),
            ("p", f"Checked on the {checks[0]['split']} split before any student was distilled from it."),
            ("table", ["seed", "teacher accuracy", "student alone", "most predicted class", "verdict"], rows)]
+    entries = [(c["seed"], e) for c in checks for e in c.get("cache", [])]
+    if entries:
+        out += [("h3", "Teacher-output cache"),
+                ("p", "The teacher's outputs are computed once per split (per sample and view) and read back by every "
+                      "distilled student; a build time of – means the entry was already there."),
+                ("table", ["seed", "rows", "samples × views", "MB", "bytes per sample and view", "build s"],
+                 [[str(seed), f"{e['rows']:,}", f"{e['samples']:,} × {e['views']}", f"{e['bytes'] / 1e6:.2f}",
+                   str(e["bytes_per_row"]), "–" if e["build_seconds"] is None else f"{e['build_seconds']:.1f}"]
+                  for seed, e in entries])]
     warnings = results.get("warnings") or []
     return out + ([("h3", "Warnings"), ("ul", warnings)] if warnings else [])
 

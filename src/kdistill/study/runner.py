@@ -124,6 +124,10 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     for spec in students:
         if _distilled(spec):
             student(spec, cached)
+    first_use = {}
+    for entry in cached.entries:
+        first_use.setdefault(entry["entry"], entry)
+    check["cache"] = list(first_use.values())  # what the teacher's cached outputs hold and cost
     return runs, check
 
 
@@ -141,7 +145,7 @@ def check_teacher(seed: int, data: Splits, teacher, alone: list, collapse: float
                      default=None)
     check = {"seed": seed, "split": "val" if data.val is not None else "train", "teacher_accuracy": accuracy,
              "alone_accuracy": best_alone, "top_class": data.classes[top], "top_share": share,
-             "collapsed": share >= collapse and share >= truth + 0.05, "message": None}
+             "collapsed": share >= collapse and share >= truth + 0.05, "message": None, "cache": []}
     if check["collapsed"]:
         check["message"] = (f"seed {seed}: the teacher predicts class {data.classes[top]!r} for {share:.0%} of the "
                             f"{check['split']} split, which holds {truth:.0%} of it: it has collapsed and would teach "

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,7 @@ class CachedTeacher(Teacher):
         self.cache_augmented = bool(cache_augmented)
         self.num_classes, self.classes = self.teacher.num_classes, self.teacher.classes
         self.device = torch.device("cpu")
+        self.entries: list[dict] = []  # what each dataset's entry holds and cost (see for_dataset)
 
     def to(self, device) -> CachedTeacher:
         self.device = torch.device(device)
@@ -160,10 +162,26 @@ class CachedTeacher(Teacher):
             "dtype": self.dtype, "top_k": self.top_k}).encode()).hexdigest()[:32]
         entry = cache_dir(self.cache_dir) / key
         meta = _read_meta(entry, key, len(dataset))
+        seconds = None
         if meta is None:
+            start = time.perf_counter()
             _build(self.teacher, dataset, entry, key, self)
+            seconds = time.perf_counter() - start
             meta = _read_meta(entry, key, len(dataset))
+        self.entries.append(_stats(entry, meta, getattr(dataset, "k", 1), seconds))
+        if seconds is not None:
+            e = self.entries[-1]
+            log.info("teacher cache: %d rows (%d samples x %d views) written to %s in %.1f s: %.1f MB, %d bytes "
+                     "per sample and view", e["rows"], e["samples"], e["views"], entry, seconds, e["bytes"] / 1e6,
+                     e["bytes_per_row"])
         return _CacheView(entry, meta, self.device)
+
+
+def _stats(entry: Path, meta: dict, views: int, seconds: float | None) -> dict:
+    """An entry's size: rows (samples x views), bytes on disk, bytes per row; build time if built."""
+    size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+    return {"entry": entry.name, "rows": meta["rows"], "views": views, "samples": meta["rows"] // views,
+            "bytes": size, "bytes_per_row": round(size / max(meta["rows"], 1)), "build_seconds": seconds}
 
 
 def _read_meta(entry: Path, key: str, rows: int) -> dict | None:
@@ -199,7 +217,6 @@ def _build(teacher: Teacher, dataset: Dataset, entry: Path, key: str, opts: Cach
         if not entry.exists():
             raise
         # Another process finished the same entry first; it is identical to ours.
-    log.info("teacher cache: %d rows written to %s", len(dataset), entry)
 
 
 def _write_parts(source: Teacher, dataset: Dataset, folder: Path, opts: CachedTeacher) -> dict:
