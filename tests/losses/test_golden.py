@@ -232,3 +232,82 @@ def test_pkt_golden():
 def test_bad_inputs_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------- logit standardization
+
+def np_zscore(z):
+    """Sun et al. (CVPR 2024), Algorithm 1: (z - mean) / sigma, sigma over the C classes (1/C)."""
+    centered = z - z.mean(1, keepdims=True)
+    return centered / np.sqrt((centered ** 2).mean(1, keepdims=True))
+
+
+def np_kd(zs, zt, T):
+    return T * T * kl(softmax(zt / T), softmax(zs / T))
+
+
+def step_of(zs, zt, y):
+    from kdistill.methods import Step
+
+    return Step(x=torch.zeros(len(y), 1), y=torch.tensor(y), index=torch.arange(len(y)), logits_s=t(zs), logits_t=t(zt))
+
+
+def test_standardized_logits_golden():
+    z = RNG.normal(size=(5, 7)) * 4 + 3
+    got = L.standardize_logits(t(z)).numpy()
+    assert got == pytest.approx(np_zscore(z), rel=1e-4, abs=1e-5)
+    assert got.mean(1) == pytest.approx(np.zeros(5), abs=1e-5) and got.std(1) == pytest.approx(np.ones(5), rel=1e-4)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 4.0])
+def test_standardized_kd_golden(T):
+    """The paper's loss: KD at temperature T (T² scaled) on each side's z-scored logits."""
+    from kdistill import methods
+
+    zs, zt = RNG.normal(size=(6, 5)) * 3, RNG.normal(size=(6, 5)) * 9 + 2  # the teacher's range far wider
+    expected = np_kd(np_zscore(zs), np_zscore(zt), T)
+    got = methods.build("kd", temperature=T, standardize=True)(step_of(zs, zt, [0] * 6))
+    assert float(got) == pytest.approx(expected, rel=1e-4)
+    plain = methods.build("kd", temperature=T)(step_of(zs, zt, [0] * 6))
+    assert float(plain) == pytest.approx(np_kd(zs, zt, T), rel=1e-4)  # off by default
+    assert abs(float(plain) - expected) > 1e-3
+
+
+def test_standardization_ignores_each_side_s_scale_and_shift():
+    """Only the logits' relations count: a student whose logits are the teacher's, scaled and shifted, has 0 loss."""
+    from kdistill import methods
+
+    zt = RNG.normal(size=(4, 6))
+    for name, options in (("kd", {}), ("dist", {}), ("dkd", {})):
+        method = methods.build(name, standardize=True, **options)
+        loss = method(step_of(zt * 0.2 - 5, zt, [0, 1, 2, 3]))
+        assert float(loss) == pytest.approx(0.0, abs=1e-5), name
+        assert float(methods.build(name, **options)(step_of(zt * 0.2 - 5, zt, [0, 1, 2, 3]))) > 1e-3, name
+
+
+def test_standardized_dkd_and_dist_golden():
+    from kdistill import methods
+
+    zs, zt = RNG.normal(size=(6, 5)) * 2, RNG.normal(size=(6, 5)) * 5
+    y = RNG.integers(0, 5, 6)
+    got = methods.build("dkd", alpha=0.7, beta=3.0, temperature=2.0, standardize=True)(step_of(zs, zt, y))
+    assert float(got) == pytest.approx(np_dkd(np_zscore(zs), np_zscore(zt), y, 0.7, 3.0, 2.0), rel=1e-4)
+    ys, yt = softmax(np_zscore(zs) / 2.0), softmax(np_zscore(zt) / 2.0)
+    inter, intra = 1 - np_pearson_rows(ys, yt).mean(), 1 - np_pearson_rows(ys.T, yt.T).mean()
+    got = methods.build("dist", beta=1.5, gamma=0.5, temperature=2.0, standardize=True)(step_of(zs, zt, y))
+    assert float(got) == pytest.approx(4.0 * (1.5 * inter + 0.5 * intra), rel=1e-4)
+
+
+def test_standardization_of_equal_logits_stays_finite():
+    z = torch.tensor([[2.0, 2.0, 2.0], [1.0, -1.0, 0.0]], requires_grad=True)
+    out = L.standardize_logits(z)
+    assert torch.isfinite(out).all() and out[0].abs().max() == 0
+    L.kd_loss(out, L.standardize_logits(torch.randn(2, 3)), 2.0).backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_standardize_must_be_a_flag():
+    from kdistill import methods
+
+    with pytest.raises(ValueError, match="standardize must be true or false, got 'yes'"):
+        methods.build("kd", standardize="yes")

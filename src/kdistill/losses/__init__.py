@@ -10,7 +10,8 @@ scalar tensor. Probabilities are always handled in log space (``log_softmax``), 
 from .common import check_alpha, check_temperature, check_weight
 from .feature import at_loss, fitnet_loss, fsp_loss, fsp_matrix, pool_to_match
 from .relation import pkt_loss, rkd_loss, sp_loss
-from .response import TEMPERATURE, dist_loss, dkd_loss, kd_loss
+from .response import TEMPERATURE, dist_loss, dkd_loss, kd_loss, standardize_logits
 
 __all__ = ["TEMPERATURE", "at_loss", "check_alpha", "check_temperature", "check_weight", "dist_loss", "dkd_loss",
-           "fitnet_loss", "fsp_loss", "fsp_matrix", "kd_loss", "pkt_loss", "pool_to_match", "rkd_loss", "sp_loss"]
+           "fitnet_loss", "fsp_loss", "fsp_matrix", "kd_loss", "pkt_loss", "pool_to_match", "rkd_loss", "sp_loss",
+           "standardize_logits"]

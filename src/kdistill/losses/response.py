@@ -9,6 +9,32 @@ from torch import Tensor
 from .common import _MASK, _check_logits, _kl_rows, check_temperature, check_weight
 
 TEMPERATURE = 4.0  # the default of KD (and of kdistill.distill): Hinton et al. use 1 to 20
+STD_EPS = 1e-7  # keeps a row of equal logits finite (the authors' code adds 1e-7 to the std)
+
+
+def standardize_logits(logits: Tensor, eps: float = STD_EPS) -> Tensor:
+    r"""Z-score logit standardization (Sun, Ren, Li, Wang & Cao, "Logit Standardization in
+    Knowledge Distillation", CVPR 2024): each sample's logits minus their mean, divided by their
+    standard deviation over the classes,
+
+    .. math::
+
+        \mathcal{Z}(z) = \frac{z - \bar z}{\sigma(z)}, \quad
+        \bar z = \frac{1}{C} \sum_c z_c, \quad
+        \sigma(z) = \sqrt{\frac{1}{C} \sum_c (z_c - \bar z)^2}
+
+    applied to the student's and the teacher's logits separately, *before* the temperature: the
+    paper's loss is the usual KD on :math:`\mathcal{Z}(z) / T`, still scaled by :math:`T^2`. The
+    student then matches the teacher's logit *relations* rather than their range, which a much
+    smaller student may be unable to reach. The paper's :math:`\sigma` divides by :math:`C`, as
+    here; the authors' code uses ``Tensor.std`` (dividing by :math:`C - 1`) plus ``1e-7``, i.e.
+    the same KL at a temperature :math:`\sqrt{C / (C - 1)}` times larger (with the :math:`T^2`
+    factor of the temperature given). The divisor here is :math:`\sqrt{\sigma^2 + \epsilon^2}`, so that
+    a row of equal logits stays finite, and so does its gradient (it becomes zeros).
+    """
+    z = logits.float()
+    centered = z - z.mean(dim=-1, keepdim=True)
+    return centered / (centered.pow(2).mean(dim=-1, keepdim=True) + eps * eps).sqrt()
 
 
 def kd_loss(logits_s: Tensor, logits_t: Tensor, temperature: float = TEMPERATURE) -> Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..losses import TEMPERATURE, check_alpha
+from ..losses import TEMPERATURE, check_alpha, standardize_logits
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -57,6 +57,21 @@ def cross_entropy(logits: Tensor, step: Step) -> Tensor:
     if step.targets is None:
         return F.cross_entropy(logits[labeled].float(), step.y[labeled])
     return -(step.targets[labeled] * F.log_softmax(logits[labeled].float(), dim=1)).sum(1).mean()
+
+
+def response_logits(step: Step, standardize: bool) -> tuple[Tensor, Tensor]:
+    """The student's and the teacher's logits of ``step``, each z-scored per sample when
+    ``standardize`` (logit standardization, :func:`~kdistill.losses.standardize_logits`)."""
+    if not standardize:
+        return step.logits_s, step.logits_t
+    return standardize_logits(step.logits_s), standardize_logits(step.logits_t)
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` if it is a bool, else an error naming the option and the value."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 class Method(nn.Module):
