@@ -73,6 +73,11 @@ def test_a_distilled_student_trains_on_the_unlabeled_inputs_and_the_student_alon
     alone = Probe()  # a plain student: no teacher, so no unlabelled inputs
     fit(_net(1), data, objective=[("ce", 1.0), alone], epochs=1, batch_size=16, quiet=True)
     assert sum(len(y) for y, _ in alone.seen) == len(data.train)
+    without = Probe()  # a distilled student told to leave the unlabelled inputs out (a sweep's pool choice)
+    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), without], epochs=1, batch_size=16,
+            use_unlabeled=False, quiet=True)
+    assert sum(len(y) for y, _ in without.seen) == len(data.train)
+    assert all(bool((y >= 0).all()) for y, _ in without.seen)
 
 
 def test_labeled_share_fixes_the_labelled_samples_per_batch():
