@@ -127,20 +127,33 @@ def _tune(args) -> int:
     import optuna
 
     from . import config
+    from .report import param_text
     from .tune import tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
-                   quiet=args.quiet, cache_dir=args.cache_dir)
-    keys = sorted({k for t in summary["trials"] for k in t["params"]})
-    rows = [[str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
-             *[f"{t['params'][k]:.4g}" if k in t["params"] else "" for k in keys]] for t in summary["trials"]]
-    show_table(f"trials of study {summary['study_name']!r} (validation accuracy)",
-               ["trial", "state", "val accuracy", *keys], rows)
-    params = ", ".join(f"{k}={v:.4g}" for k, v in summary["best_params"].items())
-    say(f"Best trial {summary['best_trial']}: {params}; validation accuracy {summary['best_value']:.4f}. "
-        f"Retrained and evaluated on test:")
+                   quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
+    trials = [t for t in summary["trials"] if t["state"] != "FAIL"]
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[t["study"], str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
+             "" if t["seed"] is None else str(t["seed"]),
+             *[param_text(t["params"].get(k)) for k in keys]] for t in trials]
+    show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)",
+               ["study", "trial", "state", "val accuracy", "seed", *keys], rows)
     _print_results(summary["results"], summary["folder"])
+    gap = summary["gap_recovered"]
+    cost = summary["cost"]
+    say(f"Answer: {summary['answer']}")
+    models = {m["name"]: m["accuracy"] for m in summary["results"]["models"]}
+    shown = [f"{summary['chosen_model']} {summary['test_accuracy']:.4f} (the answer)"]
+    if summary["choice"] == "distilled":
+        shown.append(f"student alone {summary['alone_test_accuracy']:.4f}")
+    elif summary["distilled_model"]:
+        shown.append(f"{summary['distilled_model']} {models[summary['distilled_model']]:.4f}")
+    say(f"On test: {', '.join(shown)}, teacher {summary['teacher_test_accuracy']:.4f}"
+        + ("" if gap is None else f"; {gap:.0%} of the teacher-alone gap recovered")
+        + f". Sweep: {cost['sweep_seconds']:.0f} s, {cost['trainings']} trainings, {cost['teacher_passes']} teacher "
+          f"pass(es).")
     return 0
 
 
@@ -224,9 +237,13 @@ def _experiment_commands(sub) -> None:
     validate = sub.add_parser("validate", help="check an experiment file without running it")
     _experiment_args(validate)
     validate.set_defaults(func=_validate, quiet=False)
-    tune = sub.add_parser("tune", help="Optuna sweep of alpha, temperature and lr; best trial evaluated on test")
+    tune = sub.add_parser("tune", help="Optuna sweep over recipes (methods, options, budgets) with the student alone "
+                                       "as baseline; the answer tested on the test split")
     _experiment_args(tune)
-    tune.add_argument("--trials", type=_positive, default=None, help="finished trials wanted (default: tune.trials)")
+    tune.add_argument("--trials", type=_positive, default=None,
+                      help="finished distilled trials wanted (default: tune.trials)")
+    tune.add_argument("--jobs", type=_positive, default=1,
+                      help="processes running trials at once, sharing the Optuna storage (default 1)")
     tune.add_argument("--out", default=None, help="run folder (default runs/<name>-tune; resumed if it holds "
                                                   "this sweep)")
     tune.add_argument("--storage", default=None, help="Optuna database URL (default sqlite in the run folder)")

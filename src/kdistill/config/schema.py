@@ -11,15 +11,16 @@ import dataclasses
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, PrivateAttr, create_model, field_validator, model_validator
+from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, option_names, resolve_factory
 from .data import DataConfig
 from .section import Section
+from .tune import TuneConfig
 
 
 class MethodConfig(Section):
@@ -149,31 +150,6 @@ class StudentConfig(Section):
         return any(methods.build(m.name.split(":")[0], **m.options).needs_teacher for m in self.methods)
 
 
-class TuneConfig(Section):
-    """Optuna search over alpha, temperature and (optionally) the learning rate."""
-
-    student: str | None = None
-    alpha: list[float] = [0.1, 0.9]
-    temperature: list[float] = [1.0, 8.0]
-    lr: list[float] | None = None
-    trials: int = Field(20, ge=1)
-    storage: str | None = None
-    study_name: str | None = None
-    pruner: Literal["percentile", "median", "none"] = "percentile"
-
-    @field_validator("alpha", "temperature", "lr")
-    @classmethod
-    def _range(cls, v, info):
-        if v is None:
-            return v
-        low_ok = {"alpha": lambda a: a >= 0, "temperature": lambda a: a > 0, "lr": lambda a: a > 0}[info.field_name]
-        high_ok = (lambda b: b <= 1) if info.field_name == "alpha" else (lambda b: True)
-        if len(v) != 2 or not (low_ok(v[0]) and high_ok(v[1]) and v[0] < v[1]):
-            bound = {"alpha": "0 <= low < high <= 1", "temperature": "0 < low < high", "lr": "0 < low < high"}
-            raise ValueError(f"must be [low, high] with {bound[info.field_name]}, got {v}")
-        return v
-
-
 class Experiment(Section):
     """The whole experiment file."""
 
@@ -205,10 +181,6 @@ class Experiment(Section):
                 _raise_at(check_model(self.student.model, s.options), f"students.{i}.")
         if self.tune is not None and self.tune.student is not None and self.tune.student not in names:
             raise _at("tune.student", f"{self.tune.student!r} is not a student; students: {names}")
-        kd = [s.name for s in self.students if any(m.name == "kd" for m in s.methods)]
-        if self.tune is not None and not (kd if self.tune.student is None else self.tune.student in kd):
-            raise _at("tune.student" if self.tune.student else "tune",
-                      f"tuning alpha and temperature needs a student with a kd term; students with one: {kd}")
         return self
 
     def student_model(self, s: StudentConfig) -> ModelConfig:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..weights import atomic_write
-from .tables import slug, table_rows
+from .tables import param_text, slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
@@ -128,28 +128,47 @@ def _per_class_blocks(results: dict) -> list[tuple]:
 
 
 def _sweep_blocks(folder: Path) -> list[tuple]:
-    path = folder / "trials.json"
-    if not path.is_file():
+    """After ``kdistill tune``: the answer, what it bought on test and cost, the re-runs it was
+    decided on, every trial, and the plots of the search."""
+    path, summary = folder / "trials.json", folder / "tune.json"
+    if not path.is_file() or not summary.is_file():
         return []
-    trials = json.loads(path.read_text())
-    out = [("h2", "Sweep of alpha and temperature")]
-    summary = folder / "tune.json"
-    if summary.is_file():
-        tune = json.loads(summary.read_text())
-        params = ", ".join(f"{k}={v:.4g}" for k, v in tune["best_params"].items())
-        out.append(("p", f"{tune['finished']} finished trial(s) of study {tune['study_name']!r} "
-                         f"(maximizing validation accuracy). Best: trial {tune['best_trial']}, {params}, "
-                         f"validation accuracy {tune['best_value']:.4f}; retrained and evaluated on test as "
-                         f"{tune['best_model']!r} in the comparison above."))
+    trials, tune = json.loads(path.read_text()), json.loads(summary.read_text())
+    out = [("h2", "Sweep of recipes"), ("p", tune["answer"])] + _answer_blocks(tune)
+    rows = [[c["recipe"], f"trial {c['trial']}", f"{c['sweep_value']:.4f}", ", ".join(f"{v:.4f}" for v in c["values"]),
+             f"{c['mean']:.4f} ± {c['std']:.4f}"] for c in tune["decision"]["candidates"]]
+    d = tune["decision"]
+    out += [("h3", "How the answer was decided (validation only)"),
+            ("p", f"The best candidates were trained again with {d['seeds']} other seeds on the same split. A distilled "
+                  f"recipe is the answer only if its mean beats the student alone's by more than "
+                  f"{d['margin']:.4f}: a one-sided t-test at {d['level']:.0%} (Bonferroni over the distilled "
+                  f"candidates) with the pooled seed-to-seed standard deviation {d['pooled_std']:.4f}."),
+            ("table", ["candidate", "sweep trial", "sweep val accuracy", "re-runs", "mean ± std"], rows)]
     keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
-             *[f"{t['params'][k]:.4g}" if k in t["params"] else "" for k in keys]] for t in trials]
-    out.append(("table", ["trial", "state", "val accuracy", *keys], rows))
-    for png, title in (("tune-objective.png", "Objective per trial"),
-                       ("tune-alpha-temperature.png", "Validation accuracy over alpha × T")):
+    rows = [[t["study"], str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
+             "" if t["seed"] is None else str(t["seed"]),
+             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
+    out += [("h3", "Every trial"), ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
+    for png, title in (("tune-objective.png", "Objective per trial (dashed: the student alone's best)"),
+                       ("tune-space.png", "The search space")):
         if (folder / png).is_file():
             out += [("h3", title), ("img", png, title)]
     return out
+
+
+def _answer_blocks(tune: dict) -> list[tuple]:
+    gap = tune["gap_recovered"]
+    cost = tune["cost"]
+    rows = [[tune["chosen_model"], f"{tune['test_accuracy']:.4f}", f"{tune['alone_test_accuracy']:.4f}",
+             f"{tune['teacher_test_accuracy']:.4f}", "–" if gap is None else f"{gap:.0%}",
+             f"{cost['sweep_seconds']:.0f} s", str(cost["teacher_passes"]), str(cost["trainings"])]]
+    verdicts = [c["verdict"] for c in tune["comparisons"]]
+    return [("table", ["answer", "test accuracy", "student alone", "teacher", "teacher–alone gap recovered",
+                       "sweep wall time", "teacher passes", "trainings"], rows),
+            ("p", f"Test accuracy is the mean over the experiment's seeds, on the sweep's split with the sweep's "
+                  f"teacher (never trained again; teacher passes count its passes over a dataset to fill the output "
+                  f"cache, plus epochs it ran live). The final evaluation took {cost.get('final_seconds', 0):.0f} s."),
+            ("ul", verdicts)]
 
 
 # --------------------------------------------------------------------------------------------

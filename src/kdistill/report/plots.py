@@ -131,33 +131,47 @@ class TrialsDisplay(_Display):
         return self
 
 
-class ParamsDisplay(_Display):
-    """The objective of completed trials over two parameters ``x`` and ``y`` (colour), pruned
-    trials as grey crosses: where in the search space the good recipes lie."""
+class SpaceDisplay(_Display):
+    """Where in the search space the good recipes lie: each trial's validation accuracy over one
+    searched parameter ``param`` (finished trials as dots coloured by method, pruned ones as grey
+    crosses at their last report), with the student alone's trials (``alone``, grey squares, on
+    the parameters they share) and its best (``baseline``) as a reference line."""
 
-    def __init__(self, rows: list[dict], x: str, y: str, label: str = "validation accuracy"):
-        self.rows, self.x, self.y, self.label = rows, x, y, label
+    def __init__(self, rows: list[dict], param: str, baseline: float | None = None, alone: list[dict] = (),
+                 label: str = "validation accuracy"):
+        self.rows, self.param, self.baseline, self.alone, self.label = rows, param, baseline, list(alone), label
 
     def plot(self, ax=None):
-        ax = self._axes(ax, (6, 4.4))
-        have = [r for r in self.rows if self.x in r["params"] and self.y in r["params"]]
+        ax = self._axes(ax, (4.6, 3.6))
+        have = [r for r in self.rows if self.param in r["params"] and r["value"] is not None]
+        values = [r["params"][self.param] for r in have] + [r["params"][self.param] for r in self.alone
+                                                             if self.param in r["params"]]
+        categories = sorted({str(v) for v in values}) if any(isinstance(v, (str, bool)) for v in values) else None
+        x = (lambda v: categories.index(str(v))) if categories else (lambda v: v)
+        methods = sorted({r["params"].get("method", "") for r in have})
+        for i, method in enumerate(methods):
+            done = [r for r in have if r["state"] == "COMPLETE" and r["params"].get("method", "") == method]
+            if done:
+                ax.scatter([x(r["params"][self.param]) for r in done], [r["value"] for r in done],
+                           color=plt.cm.tab10(i % 10), edgecolors="black", s=36, label=method or "trials")
         pruned = [r for r in have if r["state"] == "PRUNED"]
-        done = [r for r in have if r["state"] == "COMPLETE"]
         if pruned:
-            ax.scatter([r["params"][self.x] for r in pruned], [r["params"][self.y] for r in pruned],
-                       marker="x", color="gray", label="pruned")
-            ax.legend(loc="best", fontsize=8)
-        if done:
-            sc = ax.scatter([r["params"][self.x] for r in done], [r["params"][self.y] for r in done],
-                            c=[r["value"] for r in done], cmap="viridis", s=70, edgecolors="black")
-            self.figure_.colorbar(sc, ax=ax, label=self.label)
-            for r in done:
-                ax.annotate(str(r["number"]), (r["params"][self.x], r["params"][self.y]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
-        ax.set_xlabel(self.x)
-        ax.set_ylabel(self.y)
+            ax.scatter([x(r["params"][self.param]) for r in pruned], [r["value"] for r in pruned], marker="x",
+                       color="gray", label="pruned")
+        shared = [r for r in self.alone if self.param in r["params"] and r["value"] is not None]
+        if shared:
+            ax.scatter([x(r["params"][self.param]) for r in shared], [r["value"] for r in shared], marker="s",
+                       color="lightgray", edgecolors="gray", label="student alone")
+        if self.baseline is not None:
+            ax.axhline(self.baseline, color="black", ls="--", lw=1, label="best alone")
+        if categories:
+            ax.set_xticks(range(len(categories)), categories)
+        elif self.param in ("lr", "steps") and values and min(values) > 0:
+            ax.set_xscale("log")
+        ax.set_xlabel(self.param)
+        ax.set_ylabel(self.label)
         ax.grid(alpha=0.3)
-        ax.set_title(f"{self.label} over {self.x} × {self.y}")
+        ax.legend(fontsize=7)
         return self
 
 

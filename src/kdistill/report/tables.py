@@ -51,3 +51,10 @@ def results_markdown(results: dict) -> str:
 def slug(name: str) -> str:
     """A model's name as it appears in file names (``curves-<slug>.png``, ``weights/<slug>-seed0...``)."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def param_text(value) -> str:
+    """A sweep parameter as a table shows it: floats to 4 significant digits, nothing for ``None``."""
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

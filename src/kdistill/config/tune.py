@@ -1,0 +1,125 @@
+"""The ``tune`` section of an experiment file: what ``kdistill tune`` searches, and how much.
+
+A range is ``[low, high]`` (two numbers), a list of choices (true/false, names) or one fixed
+value. Every method and option is checked against the method registry, so a misspelt name is an
+error before any training.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from .. import methods
+from .section import Section
+
+#: Options searched for a method unless ``tune.options`` says otherwise: the ranges its paper
+#: explores, narrowed to what a small student can use (DKD's beta of 8 is tuned for CIFAR-100).
+DEFAULT_OPTIONS = {
+    "dkd": {"alpha": [0.5, 2.0], "beta": [0.5, 8.0]},
+    "dist": {"beta": [0.5, 2.0], "gamma": [0.5, 2.0]},
+}
+#: Methods whose temperature is searched over ``tune.temperature`` (fm stays at T = 1).
+TEMPERED = ("kd", "dkd", "dist")
+#: Methods without a label term: their recipes have no ``alpha``.
+NO_LABEL_TERM = ("fm",)
+
+
+def is_range(value) -> bool:
+    """``[low, high]``: two numbers (not booleans)."""
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+
+
+def _option_problem(method: str, option: str, value) -> str | None:
+    allowed = [p for p in inspect.signature(methods.method_class(method).__init__).parameters if p != "self"]
+    if option not in allowed:
+        return f"{option!r} is not an option of method {method!r}; allowed: {allowed or 'none'}"
+    if isinstance(value, list) and not value:
+        return f"{method}.{option}: an empty list; give [low, high], a list of choices or one value"
+    if is_range(value) and not value[0] < value[1]:
+        return f"{method}.{option}: a range must be [low, high] with low < high, got {value}"
+    for probe in (value if isinstance(value, list) else [value]):
+        try:
+            methods.build(method, **{option: probe})
+        except (TypeError, ValueError) as exc:
+            return f"{method}.{option}: {probe!r} cannot be used: {exc}"
+    return None
+
+
+class TuneConfig(Section):
+    """Optuna search over recipes: a registered method with its options, the weight of the label
+    term, the temperature, the learning rate, the optimizer-step budget and the unlabelled pool;
+    the student alone gets its own search over the learning rate and the budget."""
+
+    student: str | None = None
+    methods: list[str] = ["kd"]
+    alpha: list[float] = [0.1, 1.0]
+    temperature: list[float] = [1.0, 8.0]
+    options: dict[str, dict[str, Any]] = {}
+    lr: list[float] | None = None
+    steps: list[int] | None = None
+    unlabeled: list[bool] | None = None
+    labeled_share: list[float] | None = None
+    trials: int = Field(20, ge=1)
+    baseline_trials: int | None = Field(None, ge=1)
+    top: int = Field(3, ge=1)
+    repeats: int = Field(3, ge=2)
+    storage: str | None = None
+    study_name: str | None = None
+    pruner: Literal["percentile", "median", "none"] = "percentile"
+
+    @field_validator("alpha", "temperature", "lr", "steps", "labeled_share")
+    @classmethod
+    def _range(cls, v, info):
+        if v is None:
+            return v
+        field = info.field_name
+        low_ok = {"alpha": lambda a: a >= 0, "steps": lambda a: a >= 1}.get(field, lambda a: a > 0)
+        high_ok = {"alpha": lambda b: b <= 1, "labeled_share": lambda b: b < 1}.get(field, lambda b: True)
+        if len(v) != 2 or not (low_ok(v[0]) and high_ok(v[1]) and v[0] < v[1]):
+            bound = {"alpha": "0 <= low < high <= 1", "steps": "1 <= low < high (optimizer steps)",
+                     "labeled_share": "0 < low < high < 1"}.get(field, "0 < low < high")
+            raise ValueError(f"must be [low, high] with {bound}, got {v}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name one or more distinct registered methods, got {v}")
+        for name in v:
+            method = methods.build(name)  # an unknown name: the registry's error, with a did-you-mean
+            if not method.needs_teacher:
+                raise ValueError(f"{name!r} learns without a teacher; the student alone is always searched as the "
+                                 f"baseline, so list distillation methods only (e.g. kd, dist, dkd, fm)")
+        return v
+
+    @field_validator("unlabeled")
+    @classmethod
+    def _choices(cls, v):
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"must be [true], [false] or [true, false], got {v}")
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v, info):
+        listed = info.data.get("methods") or []
+        for method, ranges in v.items():
+            if method not in listed:
+                raise ValueError(f"{method!r} is not among tune.methods {listed}; its options would never be used")
+            for option, value in ranges.items():
+                problem = _option_problem(method, option, value)
+                if problem:
+                    raise ValueError(problem)
+        return v
+
+    def option_ranges(self, method: str) -> dict:
+        """The options searched (or fixed) for ``method``: defaults, then the file's ``options``."""
+        ranges = dict(DEFAULT_OPTIONS.get(method, {}))
+        if method in TEMPERED:
+            ranges["temperature"] = self.temperature
+        return {**ranges, **self.options.get(method, {})}

@@ -1,0 +1,122 @@
+"""Never worse than alone: the sweep's answer, decided on validation with its noise measured.
+
+A sweep's best trial is the best of many noisy draws, so its validation accuracy flatters it
+(the winner's curse). The candidates — the best ``top`` distilled recipes and the best recipe of
+the student alone — are therefore trained again with ``repeats`` other seeds (initial weights
+and batch order; the split stays the sweep's), and only those re-runs are compared:
+
+- the seed-to-seed standard deviation ``s`` is pooled over every candidate's re-runs
+  (``top + 1`` candidates, ``repeats - 1`` degrees of freedom each);
+- the best distilled candidate by mean re-run accuracy must beat the student alone's mean by
+  more than ``t · s · sqrt(2 / repeats)``, with ``t`` the one-sided 5% quantile of Student's t,
+  Bonferroni-corrected for the ``top`` distilled candidates it was picked from;
+- otherwise the answer is the student alone.
+
+The re-runs are trials of a third Optuna study (``<name>:repeats``), enqueued with their
+recipe and seed, so they run in parallel with ``--jobs`` and survive an interrupted sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.stats import t as student_t
+
+LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sweep trial to re-run: ``kind`` is ``"distilled"`` or ``"alone"``."""
+
+    kind: str
+    number: int
+    value: float
+    params: dict
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.number}"
+
+
+def candidates(distilled, alone, top: int) -> list[Candidate]:
+    """The best ``top`` finished distilled trials (distinct recipes) and the best trial of the
+    student alone, best first."""
+    out = []
+    for study, kind, count in ((distilled, "distilled", top), (alone, "alone", 1)):
+        seen = []
+        for trial in sorted(_complete(study), key=lambda t: (-t.value, t.number)):
+            if trial.params not in seen and len(seen) < count:
+                seen.append(trial.params)
+                out.append(Candidate(kind, trial.number, trial.value, dict(trial.params)))
+    return out
+
+
+def _complete(study):
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def enqueue(repeats, cands: list[Candidate], seeds: list[int]) -> int:
+    """Queue every (candidate, seed) re-run the ``repeats`` study does not hold yet; returns how many."""
+    from optuna.trial import TrialState
+
+    held = {(t.user_attrs.get("candidate"), t.user_attrs.get("seed"))
+            for t in repeats.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
+                                                                 TrialState.COMPLETE))}
+    queued = 0
+    for c in cands:
+        for seed in seeds:
+            if (c.key, seed) not in held:
+                repeats.enqueue_trial(c.params, user_attrs={"candidate": c.key, "seed": seed,
+                                                            "distilled": c.kind == "distilled"})
+                queued += 1
+    return queued
+
+
+def decide(repeats, cands: list[Candidate], seeds: list[int], labels: dict[str, str]) -> dict:
+    """The sweep's answer from the finished re-runs; ``labels`` names each candidate's recipe."""
+    runs = {}
+    for t in _complete(repeats):
+        key, seed = t.user_attrs.get("candidate"), t.user_attrs.get("seed")
+        if seed in seeds:
+            runs.setdefault(key, {})[seed] = t.value
+    rows = []
+    for c in cands:
+        values = [runs.get(c.key, {}).get(s) for s in seeds]
+        if None in values:
+            raise RuntimeError(f"the re-runs of {c.key} are unfinished; run the sweep again to finish them")
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        rows.append({"candidate": c.key, "kind": c.kind, "trial": c.number, "recipe": labels[c.key],
+                     "sweep_value": c.value, "values": values, "mean": mean, "std": math.sqrt(var)})
+    return _verdict(rows, len(seeds))
+
+
+def _verdict(rows: list[dict], n: int) -> dict:
+    alone = next(r for r in rows if r["kind"] == "alone")
+    distilled = [r for r in rows if r["kind"] == "distilled"]
+    df = len(rows) * (n - 1)
+    pooled = math.sqrt(sum(r["std"] ** 2 for r in rows) / len(rows))
+    k = max(1, len(distilled))
+    margin = float(student_t.ppf(1 - LEVEL / k, df)) * pooled * math.sqrt(2 / n)
+    out = {"candidates": rows, "baseline": alone["candidate"], "pooled_std": pooled, "df": df, "margin": margin,
+           "seeds": n, "level": LEVEL}
+    if not distilled:
+        return {**out, "choice": "alone", "chosen": alone["candidate"], "difference": None,
+                "sentence": "Train it alone: no distilled recipe finished its trial, so the sweep's answer is the "
+                            "student alone."}
+    best = max(distilled, key=lambda r: r["mean"])
+    diff = best["mean"] - alone["mean"]
+    out.update(difference=diff, best_distilled=best["candidate"])
+    if diff > margin:
+        return {**out, "choice": "distilled", "chosen": best["candidate"],
+                "sentence": f"Distil: {best['recipe']} reached {best['mean']:.4f} validation accuracy over {n} "
+                            f"re-run seeds against {alone['mean']:.4f} for the student alone ({diff:+.4f}), more "
+                            f"than the validation noise allows by chance (margin {margin:.4f})."}
+    return {**out, "choice": "alone", "chosen": alone["candidate"],
+            "sentence": f"Train it alone: no distilled recipe beat the student alone on validation by more than the "
+                        f"noise (the best, {best['recipe']}, by {diff:+.4f} over {n} re-run seeds; margin "
+                        f"{margin:.4f}), so the sweep's answer is the student alone."}

@@ -1,0 +1,234 @@
+"""``kdistill tune``: the sweep, its answer, and the answer tested.
+
+1. The teacher is trained once (or loaded) and its outputs cached for every split a trial trains
+   or validates on (views included) before any trial runs.
+2. The student alone is searched over learning rates and budgets; the distilled recipes over
+   methods, their options, the label term's weight, learning rates, budgets and the pool
+   (:mod:`.space`), all scored on validation (:mod:`.trials`).
+3. The best candidates are re-run with other seeds, and a distilled recipe is the answer only if
+   it beats the student alone by more than that noise (:mod:`.decide`).
+4. The answer and the student alone are trained on every seed of the experiment (on the sweep's
+   split, with the sweep's teacher) and compared on test by the study's paired verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ..config import Experiment
+from ..config.tune import TuneConfig
+from ..report import SpaceDisplay, TrialsDisplay, save_figure, write_report
+from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
+from ..weights import atomic_write, load_weights
+from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, run
+from .decide import candidates, decide, enqueue
+from .trials import recipe_spec
+
+log = logging.getLogger("kdistill")
+
+MARKER = "tune-experiment.json"
+ALONE = "student alone"
+
+
+def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | None = None, quiet: bool = False,
+         cache_dir=None, jobs: int = 1, teacher=None) -> dict:
+    """Run (or resume) the sweep of ``exp``, decide its answer on validation, and test it.
+
+    Parameters
+    ----------
+    exp : Experiment
+        The experiment; its ``tune`` section gives the search (defaults apply without one).
+    trials : int, optional
+        Finished distilled trials wanted (overrides ``tune.trials``); a resumed sweep runs only the
+        missing ones.
+    out : path, optional
+        Run folder, ``runs/<name>-tune`` by default. A folder holding a sweep of the same
+        experiment is resumed; any other existing folder is left alone (``out-2`` is used).
+    storage : str, optional
+        Optuna database URL (overrides ``tune.storage``); default ``sqlite:///<out>/tune.db``.
+    cache_dir : path, optional
+        Teacher-output cache folder (see :func:`~kdistill.study.teacher_cache_dir`).
+    jobs : int
+        Processes running trials at once, sharing the storage.
+    teacher : optional
+        A trained teacher (anything :func:`~kdistill.as_teacher` takes, with a ``fingerprint()``
+        unless it is a PyTorch module) used instead of the experiment's, as it is.
+
+    Returns
+    -------
+    dict
+        The summary also written to ``tune.json`` (the answer, its test accuracy, the share of the
+        teacher-alone gap it recovers, the sweep's cost), with the trials and the study's results.
+    """
+    cfg = exp.tune or TuneConfig()
+    wanted = _count("trials", trials if trials is not None else cfg.trials)
+    jobs = _count("jobs", jobs)
+    folder = _folder(exp, out)
+    url = storage or cfg.storage or f"sqlite:///{(folder / 'tune.db').resolve()}"
+    ctx = Context(exp, folder, url, cfg.study_name or exp.name, quiet, None if cache_dir is None else str(cache_dir),
+                  teacher)
+    start = time.perf_counter()
+    opened = ctx.open()
+    data, cached, space, source = opened
+    builds = _prime(cached, data, cfg)
+    for kind, count in (("alone", default_baseline_trials(cfg, wanted)), ("distilled", wanted)):
+        run(ctx, kind, count, jobs, opened)
+    studies = {kind: ctx.study(kind) for kind in KINDS}
+    cands = candidates(studies["distilled"], studies["alone"], cfg.top)
+    seeds = [exp.seeds[0] + 1 + i for i in range(cfg.repeats)]
+    if enqueue(studies["repeats"], cands, seeds):
+        run(ctx, "repeats", 0, jobs, opened)
+    labels = {c.key: space.recipe(c.params, c.kind == "distilled").label() for c in cands}
+    decision = decide(studies["repeats"], cands, seeds, labels)
+    log.info("%s", decision["sentence"])
+    cost = _cost(folder, time.perf_counter() - start, builds, studies)
+    rows = trial_rows(studies)
+    _plots(folder, rows)
+    final_start = time.perf_counter()
+    results, names = _final(ctx, data, space, {c.key: c for c in cands}, decision)
+    cost["final_seconds"] = round(time.perf_counter() - final_start, 1)
+    summary = _summary(ctx, decision, results, names, cost, studies)
+    atomic_write(folder / "trials.json", json.dumps(rows, indent=2) + "\n")
+    atomic_write(folder / "tune.json", json.dumps(summary, indent=2) + "\n")
+    write_data_summary(folder, source)
+    write_report(folder)
+    finish_run_dir(folder)
+    return {**summary, "folder": str(folder), "trials": rows, "results": results}
+
+
+def _count(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _folder(exp: Experiment, out) -> Path:
+    """The run folder: resumed when it holds a sweep of this experiment, else a fresh one."""
+    asked = Path(out) if out is not None else Path("runs") / f"{exp.name}-tune"
+    marker = _fingerprint(exp)
+    if (asked / MARKER).is_file():
+        if json.loads((asked / MARKER).read_text()) != marker:
+            raise ValueError(f"{asked} holds a sweep of a different experiment (or other data or ranges); "
+                             f"choose another --out, or undo the changes to resume it")
+        return asked
+    folder, moved = free_dir(asked)
+    if moved:
+        log.warning("%s already holds another run; writing to %s instead", asked, folder)
+    (folder / "weights").mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / MARKER, json.dumps(marker, indent=2) + "\n")
+    return folder
+
+
+def _fingerprint(exp: Experiment) -> dict:
+    """What must not change for a sweep to resume: everything but how many trials and re-runs
+    are wanted, and where the storage is."""
+    dump = exp.model_dump(mode="json")
+    for key in ("trials", "baseline_trials", "top", "repeats", "storage"):
+        (dump.get("tune") or {}).pop(key, None)
+    return dump
+
+
+def _prime(cached, data, cfg: TuneConfig) -> int:
+    """Build the teacher's cache entries every trial will read — the training sets with and
+    without the pool, and the validation split — before any trial (and any worker) starts, so
+    the teacher passes over each once. Returns how many entries were built now."""
+    pool = data.unlabeled is not None
+    uses = set(cfg.unlabeled if cfg.unlabeled is not None else [True, False]) if pool else {False}
+    before = len(cached.entries)
+    for dataset in [data.training(distilled=use) for use in sorted(uses)] + [data.val]:
+        cached.for_dataset(dataset, augmented=dataset is not data.val and data.augment is not None)
+    return sum(e["build_seconds"] is not None for e in cached.entries[before:])
+
+
+def _cost(folder: Path, seconds: float, builds: int, studies: dict) -> dict:
+    """The sweep's cost so far, summed over every (resumed) run of it: wall time, teacher passes
+    over a dataset (cache builds, plus epochs a live teacher ran on every batch), and the
+    trials' own training time."""
+    path = folder / "tune-cost.json"
+    before = json.loads(path.read_text()) if path.is_file() else {"sweep_seconds": 0.0, "cache_builds": 0}
+    cost = {"sweep_seconds": round(before["sweep_seconds"] + seconds, 1), "cache_builds": before["cache_builds"] + builds}
+    attrs = [t.user_attrs for s in studies.values() for t in s.get_trials(deepcopy=False)]
+    cost["live_teacher_epochs"] = sum(a.get("live_teacher_epochs", 0) for a in attrs)
+    cost["teacher_passes"] = cost["cache_builds"] + cost["live_teacher_epochs"]
+    cost["trial_seconds"] = round(sum(a.get("seconds", 0.0) for a in attrs), 1)
+    cost["trainings"] = sum(1 for a in attrs if "seconds" in a)
+    atomic_write(path, json.dumps({k: cost[k] for k in ("sweep_seconds", "cache_builds")}) + "\n")
+    return cost
+
+
+def trial_rows(studies: dict) -> list[dict]:
+    """Every trial of the sweep as a plain dict (study, number, state, value, params, seed)."""
+    return [{"study": kind, "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "seed": t.user_attrs.get("seed"), "candidate": t.user_attrs.get("candidate"),
+             "seconds": t.user_attrs.get("seconds")}
+            for kind, study in studies.items() for t in study.get_trials(deepcopy=False)]
+
+
+def _plots(folder: Path, rows: list[dict]) -> None:
+    distilled = [r for r in rows if r["study"] == "distilled"]
+    alone = [r for r in rows if r["study"] == "alone" and r["state"] == "COMPLETE"]
+    baseline = max((r["value"] for r in alone), default=None)
+    save_figure(folder / "tune-objective.png", [TrialsDisplay(distilled, baseline=baseline)], panel=(7, 3.8))
+    params = [p for p in ("method", "alpha", "lr", "steps", "use_unlabeled", "labeled_share")
+              if any(p in r["params"] for r in distilled)]
+    params += sorted({p for r in distilled for p in r["params"] if "." in p})
+    if params:
+        panels = [SpaceDisplay(distilled, p, baseline, alone=alone) for p in params]
+        save_figure(folder / "tune-space.png", panels, cols=3, panel=(4.6, 3.6),
+                    title="validation accuracy of each trial over each searched parameter")
+
+
+def _final(ctx: Context, data, space, by_key: dict, decision: dict) -> tuple[dict, dict]:
+    """The student alone's best recipe and the best distilled one, trained on every seed of the
+    experiment on the sweep's split with the sweep's teacher, compared on test."""
+    exp = ctx.exp
+    specs = [recipe_spec(exp, space.recipe(by_key[decision["baseline"]].params, False), data, name=ALONE)]
+    names = {"alone": ALONE, "chosen": ALONE, "distilled": None}
+    best = decision.get("best_distilled")
+    if best is not None:
+        recipe = space.recipe(by_key[best].params, True)
+        chosen = decision["choice"] == "distilled"
+        names["distilled"] = f"tuned {recipe.method} ({'chosen' if chosen else 'not chosen'})"
+        names["chosen"] = names["distilled"] if chosen else ALONE
+        specs.append(recipe_spec(exp, recipe, data, name=names["distilled"]))
+    if len(exp.seeds) > 1:
+        log.info("final evaluation: every seed uses the sweep's split (the teacher was trained on it); seeds vary "
+                 "initial weights and batch order")
+    results = run_study(lambda seed: data, _teacher_spec(ctx), specs, out=ctx.folder, seeds=exp.seeds,
+                        config=exp.model_dump(mode="json"), quiet=ctx.quiet, resume=True, cache_dir=ctx.cache_dir,
+                        title=f"{exp.title or exp.name}: the sweep's answer on test")
+    return results, names
+
+
+def _teacher_spec(ctx: Context) -> ModelSpec:
+    """The sweep's teacher as the final study's: used as loaded, never trained again."""
+    spec = teacher_spec(ctx.exp)
+    if ctx.teacher is not None:
+        return ModelSpec(spec.name, lambda shape, k: ctx.teacher, fit=False, hyperparams={"teacher": "given"})
+    if not spec.fit:
+        return spec
+    path = ctx.folder / "weights" / TEACHER_FILE
+
+    def build(shape, k):
+        model = spec.build(shape, k)
+        load_weights(model, path)
+        return model
+
+    return ModelSpec(spec.name, build, fit=False, arch=spec.arch,
+                     hyperparams={**spec.hyperparams, "trained": "once, by the sweep"})
+
+
+def _summary(ctx: Context, decision: dict, results: dict, names: dict, cost: dict, studies: dict) -> dict:
+    models = {m["name"]: m for m in results["models"]}
+    teacher = models[teacher_spec(ctx.exp).name]["accuracy"]
+    alone = models[ALONE]["accuracy"]
+    chosen = models[names["chosen"]]["accuracy"]
+    gap = (chosen - alone) / (teacher - alone) if teacher > alone else None
+    return {"study_name": ctx.base_name, "answer": decision["sentence"], "choice": decision["choice"],
+            "chosen_model": names["chosen"], "distilled_model": names["distilled"], "test_accuracy": chosen,
+            "alone_test_accuracy": alone, "teacher_test_accuracy": teacher, "gap_recovered": gap,
+            "decision": decision, "cost": cost, "finished": {k: finished(s) for k, s in studies.items()},
+            "comparisons": results["comparisons"]}
