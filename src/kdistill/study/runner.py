@@ -30,6 +30,7 @@ from .verdicts import verdicts
 
 log = logging.getLogger("kdistill")
 
+ONNX = ("onnx_ms_b1", "onnx_ms_b64", "onnx_mb")
 METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb",
            "speedup")
 
@@ -168,11 +169,13 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
         log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
         logits, _ = predict_logits(model, data.test)
         m = classification_metrics(logits, labels, data.classes)
-        m.update(fidelity(logits, logits_t), params=count_params(model), size_mb=size_mb(model))
-        m["latency_ms"] = latency_ms(model, shape)
         m["epochs_trained"] = len(history.epochs)
         m["epoch_kept"] = history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs)
-        m.update(_onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
+        m.update(fidelity(logits, logits_t), **dict.fromkeys(("params", "size_mb", "latency_ms", *ONNX)))
+        module = isinstance(model, torch.nn.Module)  # else a teacher used as loaded (e.g. scikit-learn): run only
+        if module:
+            m.update(params=count_params(model), size_mb=size_mb(model), latency_ms=latency_ms(model, shape))
+            m.update(_onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
         classes = logits.argmax(1).unique()
         warning = (f"seed {seed}: {name} predicts one class ({data.classes[int(classes[0])]!r}) for every test "
                    f"sample" if len(classes) == 1 else None)
@@ -183,9 +186,11 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
         info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
             "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
             "split": data.info}
-        save_weights(model, out / "weights" / f"{slug(name)}-seed{seed}.safetensors", info)
+        if module:
+            save_weights(model, out / "weights" / f"{slug(name)}-seed{seed}.safetensors", info)
     for r in measured.values():
-        r["metrics"]["speedup"] = measured[teacher_name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
+        fast, slow = r["metrics"]["onnx_ms_b64"], measured[teacher_name]["metrics"]["onnx_ms_b64"]
+        r["metrics"]["speedup"] = slow / fast if slow is not None and fast is not None else None
     return measured
 
 
@@ -202,7 +207,8 @@ def _summary(spec: ModelSpec, seeds: list[dict]) -> dict:
     entry = {"name": spec.name, "params": seeds[0]["params"], "size_mb": seeds[0]["size_mb"],
              "hyperparams": spec.hyperparams, "std": {}}
     for key in METRICS:
-        entry[key], entry["std"][key] = mean_std([m[key] for m in seeds])
+        values = [m[key] for m in seeds]
+        entry[key], entry["std"][key] = (None, None) if None in values else mean_std(values)
     entry["per_class"] = seeds[0]["per_class"]
     entry["per_seed"] = [{k: m[k] for k in ("seed", *METRICS, "epochs_trained", "epoch_kept")} for m in seeds]
     return entry
