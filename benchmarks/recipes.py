@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import pickle
 import shutil
@@ -193,6 +194,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     np.random.seed(0)
+    logging.getLogger("kdistill").setLevel(logging.INFO)  # one line per trial (and per worker's trial)
+    logging.getLogger("kdistill").addHandler(logging.StreamHandler())
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="kdistill-recipes-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []

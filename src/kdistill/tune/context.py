@@ -135,7 +135,7 @@ def _work(ctx: Context, kind: str, wanted: int, worker: int, opened) -> None:
 
     data, teacher, space, _ = opened or ctx.open()
     study = ctx.study(kind, seed_offset=1000 * worker)
-    objective = Trials(ctx.exp, space, data, teacher, ctx.quiet, kind)
+    objective = Trials(ctx.exp, space, data, teacher, ctx.quiet, kind, worker)
     if kind == "repeats":
         _run_queued(study, objective)
         return

@@ -163,7 +163,7 @@ def trial_rows(studies: dict) -> list[dict]:
     """Every trial of the sweep as a plain dict (study, number, state, value, params, seed)."""
     return [{"study": kind, "number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
              "seed": t.user_attrs.get("seed"), "candidate": t.user_attrs.get("candidate"),
-             "seconds": t.user_attrs.get("seconds")}
+             "seconds": t.user_attrs.get("seconds"), "worker": t.user_attrs.get("worker")}
             for kind, study in studies.items() for t in study.get_trials(deepcopy=False)]
 
 
