@@ -1,4 +1,4 @@
-"""End to end through the command line: run, validate, report, tune (and resume), demo."""
+"""End to end through the command line: run, validate, report, demo (tune: tests/tune/test_sweep.py)."""
 
 import json
 
@@ -98,37 +98,6 @@ def test_csv_table_run(tiny, write_experiment, tmp_path):
     counts = json.loads((out / "data.json").read_text())["class_counts"]["all"]
     assert counts == {"class0": 20, "class1": 20, "class2": 20}
     assert "## Data" in (out / "report.md").read_text()
-
-
-def test_tune_resumes_and_evaluates_best_on_test(tiny, write_experiment, tmp_path, capsys):
-    import optuna
-
-    tiny["tune"] = {"alpha": [0.2, 0.8], "temperature": [1, 6], "lr": [0.003, 0.03]}
-    path = write_experiment(tiny)
-    out = tmp_path / "sweep"
-    args = ["tune", str(path), "--out", str(out), "--quiet", "--set", "train.epochs=3"]
-    assert main(args + ["--trials", "2"]) == 0
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'tune.db'}")
-    assert len(study.trials) == 2
-    study.ask()  # a trial left running, as by a process killed mid-trial
-    capsys.readouterr()
-    assert main(args + ["--trials", "3"]) == 0
-    printed = capsys.readouterr().out
-    trials = json.loads((out / "trials.json").read_text())
-    finished = [t for t in trials if t["state"] in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 3 and [t["number"] for t in finished] == [0, 1, 3]  # one new trial
-    assert finished[2]["params"] not in (finished[0]["params"], finished[1]["params"])  # not a replay of trial 0
-    summary = json.loads((out / "tune.json").read_text())
-    assert summary["finished"] == 3 and 0 <= summary["test_accuracy"] <= 1
-    assert "Best trial" in printed and "tuned student" in printed
-    names = [m["name"] for m in json.loads((out / "results.json").read_text())["models"]]
-    assert names == ["teacher", "alone", summary["best_model"]]
-    md = (out / "report.md").read_text()
-    assert "## Sweep of alpha and temperature" in md and "tune-alpha-temperature.png" in md
-    assert (out / "tune-objective.png").is_file()
-    # a changed experiment is not silently mixed into the old study
-    assert main(["tune", str(path), "--out", str(out), "--quiet", "--set", "train.epochs=4"]) == 2
-    assert "different experiment" in capsys.readouterr().err
 
 
 def test_demo_is_the_bundled_experiment(tmp_path, monkeypatch):

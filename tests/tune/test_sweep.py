@@ -13,8 +13,8 @@ pytestmark = pytest.mark.slow
 
 def _sweep(tiny, **tune):
     tiny["data"].update({"train_fraction": 0.25, "unlabeled_rest": True})
-    tiny["teacher"]["train"] = {"epochs": 15}
-    tiny["tune"] = {"methods": ["kd", "fm"], "lr": [0.003, 0.03], "steps": [15, 45], "baseline_trials": 2,
+    tiny["teacher"]["train"] = {"epochs": 8}
+    tiny["tune"] = {"methods": ["kd", "fm"], "lr": [0.003, 0.03], "steps": [10, 30], "baseline_trials": 2,
                     "top": 1, "repeats": 2, **tune}
     return tiny
 
@@ -72,7 +72,7 @@ def test_a_teacher_that_teaches_nothing_gets_the_answer_train_it_alone(tiny, wri
 
     torch.manual_seed(0)
     save_file(mlp((1, 8, 8), 10, hidden=[32]).state_dict(), tmp_path / "noise.safetensors")
-    tiny = _sweep(tiny, alpha=[0.9, 1.0], steps=[30, 60])
+    tiny = _sweep(tiny, alpha=[0.9, 1.0], steps=[20, 40])
     tiny["teacher"].update(weights="noise.safetensors", fit=False)
     out = tmp_path / "sweep"
     assert main(["tune", str(write_experiment(tiny)), "--out", str(out), "--quiet", "--trials", "3"]) == 0
