@@ -55,7 +55,7 @@ def test_tune_answers_tests_the_answer_and_resumes(tiny, write_experiment, tmp_p
     assert f"Answer: {summary['answer']}" in printed and "of the teacher-alone gap recovered" in printed
     md = (out / "report.md").read_text()
     for text in ("## Sweep of recipes", summary["answer"], "teacher–alone gap recovered",
-                 "How the answer was decided", "tune-space.png", "tune-objective.png"):
+                 "How the answer was decided", "tune-space.png", "tune-objective.png", "## Every trial of the sweep"):
         assert text in md, text
     # a changed experiment is not silently mixed into the old study
     assert main(args + ["--set", "tune.steps=[20,40]"]) == 2

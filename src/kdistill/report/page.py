@@ -32,6 +32,8 @@ def blocks(folder) -> list[tuple]:
         raise ValueError(f"{folder} is not a run folder: it has no results.json")
     results = json.loads(path.read_text())
     out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
+    sweep, trials = _sweep_blocks(folder)
+    out += sweep  # after a sweep, its answer comes first: it is what a user acts on
     out += _data_blocks(folder)
     header, rows = table_rows(results)
     out += [("h2", "Comparison on the test split"), ("table", header, rows),
@@ -44,8 +46,7 @@ def blocks(folder) -> list[tuple]:
         if (folder / name).is_file():
             out += [("h2", title), ("img", name, title)]
     out += _per_class_blocks(results)
-    out += _sweep_blocks(folder)
-    return out
+    return out + trials
 
 
 def _curves(folder: Path, results: dict) -> list[Path]:
@@ -127,12 +128,12 @@ def _per_class_blocks(results: dict) -> list[tuple]:
     return out
 
 
-def _sweep_blocks(folder: Path) -> list[tuple]:
+def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
     """After ``kdistill tune``: the answer, what it bought on test and cost, the re-runs it was
-    decided on, every trial, and the plots of the search."""
+    decided on and the plots of the search; and (for the end of the page) every trial."""
     path, summary = folder / "trials.json", folder / "tune.json"
     if not path.is_file() or not summary.is_file():
-        return []
+        return [], []
     trials, tune = json.loads(path.read_text()), json.loads(summary.read_text())
     out = [("h2", "Sweep of recipes"), ("p", tune["answer"])] + _answer_blocks(tune)
     rows = [[c["recipe"], f"trial {c['trial']}", f"{c['sweep_value']:.4f}", ", ".join(f"{v:.4f}" for v in c["values"]),
@@ -144,16 +145,16 @@ def _sweep_blocks(folder: Path) -> list[tuple]:
                   f"{d['margin']:.4f}: a one-sided t-test at {d['level']:.0%} (Bonferroni over the distilled "
                   f"candidates) with the pooled seed-to-seed standard deviation {d['pooled_std']:.4f}."),
             ("table", ["candidate", "sweep trial", "sweep val accuracy", "re-runs", "mean ± std"], rows)]
-    keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t["study"], str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
-             "" if t["seed"] is None else str(t["seed"]),
-             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
-    out += [("h3", "Every trial"), ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
     for png, title in (("tune-objective.png", "Objective per trial (dashed: the student alone's best)"),
                        ("tune-space.png", "The search space")):
         if (folder / png).is_file():
             out += [("h3", title), ("img", png, title)]
-    return out
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[t["study"], str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
+             "" if t["seed"] is None else str(t["seed"]),
+             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
+    return out, [("h2", "Every trial of the sweep"),
+                 ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
 
 
 def _answer_blocks(tune: dict) -> list[tuple]:
