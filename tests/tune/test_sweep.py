@@ -90,3 +90,13 @@ def test_jobs_run_trials_in_parallel_processes_sharing_the_storage(tiny, write_e
     assert {t["worker"] for t in trials} == {1, 2}  # both worker processes trained, none in the parent
     distilled = [t for t in trials if t["study"] == "distilled"]
     assert 3 <= len(distilled) <= 4  # the shared count stops both (a trial under way may finish)
+
+
+def test_a_storage_that_cannot_be_opened_is_a_clear_error_before_any_training(tiny, write_experiment, tmp_path,
+                                                                               capsys):
+    path = write_experiment(_sweep(tiny))
+    out = tmp_path / "sweep"
+    assert main(["tune", str(path), "--out", str(out), "--quiet", "--storage", "nosuchdb://x"]) == 2
+    err = capsys.readouterr().err
+    assert "storage 'nosuchdb://x' (--storage or tune.storage) cannot be opened as an Optuna database" in err
+    assert not (out / "weights" / "tune-teacher.safetensors").exists()  # no teacher was trained

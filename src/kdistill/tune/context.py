@@ -57,7 +57,11 @@ class Context:
 
         with warnings.catch_warnings():  # heartbeats are experimental; they fail trials of killed processes
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(self.url, heartbeat_interval=10, grace_period=30)
+            try:
+                return optuna.storages.RDBStorage(self.url, heartbeat_interval=10, grace_period=30)
+            except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one message
+                raise ValueError(f"storage {self.url!r} (--storage or tune.storage) cannot be opened as an Optuna "
+                                 f"database: {exc}; give a database URL such as sqlite:///path/to/tune.db") from None
 
     def study(self, kind: str, seed_offset: int = 0):
         """The ``kind`` study, created when missing, with its pruner and a seeded TPE sampler (never
@@ -108,7 +112,6 @@ def run(ctx: Context, kind: str, wanted: int, jobs: int, opened=None) -> None:
     if jobs <= 1:
         _work(ctx, kind, wanted, 0, opened)
         return
-    ctx.study(kind)  # the storage's tables and the study exist before the workers race to open them
     spawn = get_context("spawn")  # a fresh interpreter: no forked torch or SQLite state
     level = logging.getLogger("kdistill").getEffectiveLevel()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:

@@ -70,13 +70,13 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     url = storage or cfg.storage or f"sqlite:///{(folder / 'tune.db').resolve()}"
     ctx = Context(exp, folder, url, cfg.study_name or exp.name, quiet, None if cache_dir is None else str(cache_dir),
                   teacher)
+    studies = {kind: ctx.study(kind) for kind in KINDS}  # a bad storage fails here, before any training
     start = time.perf_counter()
     opened = ctx.open()
     data, cached, space, source = opened
     builds = _prime(cached, data, cfg)
     for kind, count in (("alone", default_baseline_trials(cfg, wanted)), ("distilled", wanted)):
         run(ctx, kind, count, jobs, opened)
-    studies = {kind: ctx.study(kind) for kind in KINDS}
     cands = candidates(studies["distilled"], studies["alone"], cfg.top)
     seeds = [exp.seeds[0] + 1 + i for i in range(cfg.repeats)]
     if enqueue(studies["repeats"], cands, seeds):
