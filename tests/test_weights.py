@@ -128,7 +128,8 @@ def test_another_architecture_needs_its_factory_named_by_the_caller(tmp_path, mo
     ({"classes": ["a"]}, r"metadata field 'classes' is \['a'\]; it must be a list of at least 2 class names"),
     ({"arch": {"model": "mlp", "options": {"hidden": "abc"}}},
      r"the model its metadata describes \('mlp' with options \{'hidden': 'abc'\}\) cannot be built: hidden must be"),
-    ({"arch": {"model": "mlp", "options": {"depth": 3}}}, r"the model .* cannot be built: .*unexpected keyword argument"),
+    ({"arch": {"model": "mlp", "options": {"depth": 3}}},
+     r"the model .* cannot be built: .*unexpected keyword argument"),
     ({"arch": {"model": "mlp", "options": {"hidden": [10**9]}}},
      r"the weights do not fit the model their metadata describes: of another shape"),
 ])

@@ -332,9 +332,9 @@ def main(argv=None) -> int:
         if user:
             _error("error:", "bold red", explain(exc))
             return 2
-        _error("bug:", "bold red", f"kdistill stopped on an internal error ({type(exc).__name__}: {str(exc)[:300]}); "
-                                   f"this is a bug, not a problem with your input: please report it with the "
-                                   f"traceback above")
+        _error("bug:", "bold red", f"kdistill stopped on an internal error ({type(exc).__name__}: "
+                                   f"{str(exc)[:300]}); this is a bug, not a problem with your input: please report "
+                                   f"it with the traceback above")
         return 1
 
 

@@ -8,7 +8,8 @@ import pytest
 from kdistill.cli import main
 
 CNN = {"model": "cnn", "options": {"channels": [4], "hidden": 8}}
-KD = [{"name": "ce", "weight": 0.5}, {"name": "kd", "weight": 0.5}]
+FITNET = {"name": "fitnet", "methods": [{"name": "ce"}, {"name": "fitnet", "options": {"student": "feature.0",
+                                                                                   "teacher": "features.3"}}]}
 
 
 def _student(tiny, **changes):
@@ -31,10 +32,9 @@ CASES = {
                               r"students.0 \('alone'\): cannot build model 'cnn' .* for inputs of shape \(4,\) and 3 "
                               r"classes: cnn needs input_shape \(channels, height, width\)"),
     "a misspelt layer name": (lambda t: {**t, "teacher": {"model": "cnn", "options": {"channels": [4, 8]}},
-                                         "student": CNN, "students": [t["students"][0], {"name": "fitnet", "methods": [
-                                             {"name": "ce"}, {"name": "fitnet", "options": {"student": "feature.0",
-                                                                                           "teacher": "features.3"}}]}]},
-                              r"students.1 \('fitnet'\): .*feature.0"),
+                                         "student": CNN, "students": [t["students"][0], FITNET]},
+                              r"students.1 \('fitnet'\): Sequential has no submodule named 'feature.0' \(did you mean "
+                              r"'features.0'\?\)"),
 }
 
 

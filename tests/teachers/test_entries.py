@@ -63,7 +63,8 @@ def test_an_intact_entry_is_read_without_a_rebuild(data, cached, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="kdistill"):
         cached.for_dataset(data.train)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING] and (entry / "values.npy").stat().st_mtime_ns == written
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert (entry / "values.npy").stat().st_mtime_ns == written
 
 
 def test_a_link_at_an_entry_name_is_refused(data, cached, tmp_path):
