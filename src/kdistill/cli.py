@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_errors() -> tuple:
+def user_errors() -> tuple:
     """Failures caused by the user's input, files or machine (exit status 2), not by a bug."""
     import torch
 
@@ -326,7 +326,7 @@ def main(argv=None) -> int:
         _error("stopped:", "bold yellow", str(exc) or "interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one error boundary of the command line
-        user = isinstance(exc, _user_errors())
+        user = isinstance(exc, user_errors())
         if debug or not user:
             traceback.print_exc()
         if user:

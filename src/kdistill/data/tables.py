@@ -31,12 +31,7 @@ def read_table(path, target: str, features=None):
     if not path.exists():
         raise ValueError(f"table {str(path)!r} does not exist")
     regular_file(path, "table").close()  # a FIFO or device would hang the parser
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-        frame = pd.read_csv(path)
-    else:
-        raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    frame = _parse(path)
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     _check_columns(path, [target], columns, "target")
@@ -54,6 +49,21 @@ def read_table(path, target: str, features=None):
     classes, y = np.unique(frame[target].astype(str).to_numpy(), return_inverse=True)
     _check_classes(path, target, [str(c) for c in classes], np.bincount(y))
     return frame[features], y, [str(c) for c in classes]
+
+
+def _parse(path: Path):
+    """The table in ``path`` as a frame; a file the parser cannot read is an error naming it."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
+        raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    try:
+        return pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except (ValueError, OSError, EOFError) as exc:  # parser errors, bad encodings, truncated or corrupt files
+        raise ValueError(f"cannot read table {path}: {str(exc).strip()[:300] or type(exc).__name__} (a truncated "
+                         f"or corrupt file, or not a {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
+                         f"file?)") from exc
 
 
 def _check_classes(path, target: str, classes: list[str], counts) -> None:

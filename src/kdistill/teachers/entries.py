@@ -110,7 +110,7 @@ def verified(entry: Path, key: str, rows: int) -> dict | None:
     try:
         meta = json.loads((entry / META).read_text())
         problem = _problem(entry, meta, key, rows)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:  # whatever a damaged file makes numpy raise
         problem = f"unreadable: {type(exc).__name__}: {exc}"[:300]
     if problem is None:
         return meta
