@@ -111,3 +111,14 @@ def test_the_incomplete_marker_replaces_a_link_instead_of_writing_through_it(int
     assert open_run_dir(folder, resume=True) == folder
     release_run_dir(folder)
     assert outside.read_text() == "precious" and not (folder / INCOMPLETE).is_symlink()
+
+
+def test_a_new_run_that_fails_its_checks_leaves_no_folder(tiny, write_experiment, tmp_path, capsys):
+    tiny["students"][1]["train"] = {"device": "tpu"}
+    out = tmp_path / "runs" / "x"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()  # nothing to resume, and the next run is not pushed to x-2
+    mine = tmp_path / "mine"
+    mine.mkdir()  # an empty folder the user made is kept
+    assert main(["run", str(write_experiment(tiny)), "--out", str(mine), "--quiet"]) == 2
+    assert mine.is_dir() and not any(mine.iterdir())

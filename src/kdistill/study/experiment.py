@@ -11,10 +11,10 @@ from .. import config
 from ..config import Experiment, train_options
 from ..data import Source, read_source, split_source
 from ..engine import Runtime, TrainingInterrupted
-from ..report import write_report
 from ..files import atomic_write
+from ..report import write_report
 from .check import check_models
-from .folders import INCOMPLETE, check_same_experiment, finish_run_dir, open_run_dir, release_run_dir
+from .folders import INCOMPLETE, abandon_run_dir, check_same_experiment, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import student_spec, teacher_spec
 
@@ -44,10 +44,13 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
     folder = open_run_dir(asked, resume, rt)
     try:
-        if resume:  # every rank reads it, so that all refuse together
-            check_same_experiment(folder, exp.model_dump(mode="json"))
-        source = read_source(exp.data, exp.path)
-        check_models(exp, load_splits(exp, exp.seeds[0], source))  # before the teacher spends any time
+        source = _checked_source(exp, folder, resume)
+    except BaseException:
+        if not resume and rt.is_main:
+            abandon_run_dir(folder)  # a new run that never began leaves no folder behind
+        release_run_dir(folder)
+        raise
+    try:
         results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp),
                             [student_spec(exp, s) for s in exp.students], out=folder, seeds=exp.seeds,
                             title=exp.title or f"{exp.name}: teacher -> student", config=exp.model_dump(mode="json"),
@@ -63,6 +66,16 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     finally:
         release_run_dir(folder)
     return results, folder
+
+
+def _checked_source(exp: Experiment, folder: Path, resume: bool) -> Source:
+    """The experiment's data, read once all is checked that can be before the teacher trains:
+    a resumed run's settings, and every model's dry step on the data."""
+    if resume:  # every rank reads it, so that all refuse together
+        check_same_experiment(folder, exp.model_dump(mode="json"))
+    source = read_source(exp.data, exp.path)
+    check_models(exp, load_splits(exp, exp.seeds[0], source))
+    return source
 
 
 def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:

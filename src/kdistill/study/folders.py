@@ -33,6 +33,7 @@ CACHE = "teacher-cache"  # inside the run folder: shared by the students (and sw
 LOCK = ".kdistill.lock"
 CONFIG = "config.json"
 _HELD: dict[Path, int] = {}  # run folders this process has claimed -> the locked file descriptor
+_MADE: set[Path] = set()  # run folders this process created (removed again if their run never starts)
 
 
 def free_dir(path) -> tuple[Path, bool]:
@@ -79,6 +80,8 @@ def _fresh(asked: Path) -> Path:
         n += 1
         if folder in _HELD or (folder.exists() and not _unused(folder)):
             continue
+        if not folder.exists():
+            _MADE.add(folder)
         if _claim(folder) and _unused(folder):
             break
         release_run_dir(folder)  # another process claimed it first
@@ -183,6 +186,17 @@ def teacher_cache_dir(out: Path, cache_dir=None) -> Path:
     (created here, and refused if it is a link out of the run folder)."""
     chosen = cache_dir or os.environ.get(ENV_VAR)
     return Path(chosen) if chosen else make_dir(Path(out) / CACHE, inside=out)
+
+
+def abandon_run_dir(folder: Path) -> None:
+    """Undo :func:`open_run_dir` for a new run that failed before it started training: its
+    marker and lock go, and the folder too when this process created it and it is empty."""
+    for name in (INCOMPLETE, LOCK):
+        (folder / name).unlink(missing_ok=True)
+    release_run_dir(folder)
+    if folder in _MADE and not any(folder.iterdir()):
+        folder.rmdir()
+    _MADE.discard(folder)
 
 
 def finish_run_dir(folder: Path) -> None:
