@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..engine import TrainConfig
-from .schema import ConfigError, Experiment, train_options
+from .schema import Experiment, train_options
+from .section import ConfigError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -114,6 +115,10 @@ def _check_paths(exp: Experiment, source: str) -> None:
     if data.idx is not None:
         wanted += [(f"data.idx.{k}", getattr(data.idx, k), "file")
                    for k in ("train_images", "train_labels", "test_images", "test_labels")]
+    if data.unlabeled is not None:
+        kind = data.unlabeled.kind
+        wanted.append((f"data.unlabeled.{kind}", getattr(data.unlabeled, kind),
+                       "folder" if kind == "images" else "file"))
     problems = []
     for where, value, kind in wanted:
         if value is None:

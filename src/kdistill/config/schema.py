@@ -13,146 +13,14 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, PrivateAttr, create_model, field_validator, model_validator
 
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, option_names, resolve_factory
 from ..report.tables import slug
-
-
-class ConfigError(ValueError):
-    """An experiment file or override is invalid. ``problems`` lists ``(path, message)`` pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]], source: str = "experiment"):
-        self.problems, self.source = problems, source
-        lines = [f"  {path or '(top level)'}: {msg}" for path, msg in problems]
-        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(lines))
-
-
-class Section(BaseModel):
-    """Base of every section: strict types, and unknown keys rejected with a did-you-mean."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data):
-        if isinstance(data, dict):
-            allowed = list(cls.model_fields)
-            for key in data:
-                if key not in allowed:
-                    hint = difflib.get_close_matches(str(key), allowed, n=1)
-                    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-                    raise PydanticCustomError("unknown_key", "unknown key{hint}; allowed keys: {allowed}",
-                                              {"key": str(key), "hint": extra, "allowed": ", ".join(allowed)})
-        return data
-
-
-class AugmentConfig(Section):
-    """Random augmentation of training images (see :class:`kdistill.augment.Augment`)."""
-
-    rotation: float = Field(0.0, ge=0.0, le=180.0)
-    shear: float = Field(0.0, ge=0.0, lt=60.0)
-    zoom: float = Field(0.0, ge=0.0, lt=1.0)
-    brightness: list[float] | None = None
-    horizontal_flip: bool = False
-    vertical_flip: bool = False
-
-    @field_validator("brightness")
-    @classmethod
-    def _range(cls, v):
-        if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1]):
-            raise ValueError(f"must be [low, high] with 0 < low <= high, got {v}")
-        return v
-
-
-class BuiltinData(Section):
-    name: Literal["digits", "iris", "wine", "breast_cancer"]
-
-
-class ImageData(Section):
-    path: str
-    size: list[int] = [64, 64]
-    color: Literal["grayscale", "rgb"] = "grayscale"
-    normalize: Literal["none", "dataset", "fixed"] = "dataset"
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    strict: bool = False
-    extensions: list[str] = [".png", ".jpg", ".jpeg", ".bmp"]
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v):
-        if len(v) != 2 or min(v) < 1:
-            raise ValueError(f"must be [height, width] of positive integers, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _fixed(self):
-        channels = 1 if self.color == "grayscale" else 3
-        if self.normalize == "fixed":
-            for key in ("mean", "std"):
-                v = getattr(self, key)
-                if v is None or len(v) != channels or (key == "std" and min(v) <= 0):
-                    raise ValueError(f"normalize: fixed needs {key} as a list of {channels} number(s)"
-                                     f"{' > 0' if key == 'std' else ''} for color {self.color}, got {v}")
-        return self
-
-
-class IdxData(Section):
-    train_images: str
-    train_labels: str
-    test_images: str | None = None
-    test_labels: str | None = None
-    classes: list[str] | None = None
-    max_train: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _pairs(self):
-        if (self.test_images is None) != (self.test_labels is None):
-            raise ValueError("give both test_images and test_labels, or neither (the test split is then carved "
-                             "from train)")
-        return self
-
-
-class TableData(Section):
-    path: str
-    target: str
-    features: list[str] | None = None
-    categorical: list[str] | None = None
-
-
-SOURCES = ("builtin", "images", "idx", "table")
-
-
-class DataConfig(Section):
-    """Exactly one source, plus split sizes and augmentation."""
-
-    builtin: BuiltinData | None = None
-    images: ImageData | None = None
-    idx: IdxData | None = None
-    table: TableData | None = None
-    val_size: float = Field(0.15, ge=0.0, lt=1.0)
-    test_size: float = Field(0.2, ge=0.0, lt=1.0)
-    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    augment: AugmentConfig | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        given = [s for s in SOURCES if getattr(self, s) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one data source out of {', '.join(SOURCES)}; got "
-                             f"{', '.join(given) or 'none'}")
-        if self.augment is not None and given[0] == "table":
-            raise ValueError("augment applies to images; a table source cannot be augmented")
-        return self
-
-    @property
-    def source(self) -> str:
-        return next(s for s in SOURCES if getattr(self, s) is not None)
+from .data import DataConfig
+from .section import Section
 
 
 class MethodConfig(Section):
@@ -267,8 +135,8 @@ class StudentConfig(Section):
     name: str
     model: str | None = None
     options: dict[str, Any] | None = None
-    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name=n, weight=w) for n, w in methods.ALONE],
-                                        min_length=1)
+    methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
+        MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
     train: TrainSettings | None = None
 
     @model_validator(mode="after")

@@ -57,23 +57,27 @@ def _read(fh, limit: int) -> bytes:
     return b"".join(blocks)
 
 
-def idx_images(images_path, labels_path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, 1, H, W)`` (or ``(N, C, H, W)`` as stored) and labels from IDX files.
-    ``limit`` keeps the first ``limit`` samples.
-
-    Pixels are scaled by their type: unsigned bytes by 255, other integers by their type's
-    largest value (127, 32767, 2**31 - 1), floats kept as they are.
-    """
-    x, y = read_idx(images_path), read_idx(labels_path)
+def idx_inputs(path, limit: int | None = None) -> np.ndarray:
+    """Images of an IDX file as ``(N, 1, H, W)`` (or ``(N, C, H, W)`` as stored) float32;
+    ``limit`` keeps the first ``limit``. Pixels are scaled by their type: unsigned bytes by 255,
+    other integers by their type's largest value (127, 32767, 2**31 - 1), floats kept as they are."""
+    x = read_idx(path)
     if x.ndim not in (3, 4):
-        raise ValueError(f"{images_path}: IDX images must have 3 dimensions (N, H, W) or 4 (N, C, H, W), got shape "
+        raise ValueError(f"{path}: IDX images must have 3 dimensions (N, H, W) or 4 (N, C, H, W), got shape "
                          f"{x.shape}")
+    x = x[:limit]
+    scale = float(np.iinfo(x.dtype).max) if x.dtype.kind in "iu" else 1.0
+    x = x.astype(np.float32) / scale
+    return x[:, None] if x.ndim == 3 else x
+
+
+def idx_images(images_path, labels_path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (see :func:`idx_inputs`) and labels from IDX files; ``limit`` keeps the first ``limit`` samples."""
+    y = read_idx(labels_path)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError(f"{labels_path}: IDX labels must be a 1-d array of integers, got {y.dtype} of shape "
                          f"{y.shape}")
+    x = idx_inputs(images_path)
     if len(x) != len(y):
         raise ValueError(f"{images_path} holds {len(x)} images but {labels_path} holds {len(y)} labels")
-    x, y = x[:limit], y[:limit].astype(np.int64)
-    scale = float(np.iinfo(x.dtype).max) if x.dtype.kind in "iu" else 1.0
-    x = x.astype(np.float32) / scale
-    return (x[:, None] if x.ndim == 3 else x), y
+    return x[:limit], y[:limit].astype(np.int64)

@@ -25,15 +25,8 @@ def read_table(path, target: str, features=None):
     around them (``" pos"`` and ``"pos"``), no feature column, infinite numbers. Labels that
     differ only in case are kept apart with a warning.
     """
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"table {str(path)!r} does not exist")
-    regular_file(path, "table").close()  # a FIFO or device would hang the parser
-    frame = _parse(path)
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
+    path, frame = _frame(path)
+    columns = list(frame.columns)
     _check_columns(path, [target], columns, "target")
     features = [c for c in columns if c != target] if features is None else list(features)
     _check_columns(path, features, columns, "features")
@@ -51,19 +44,34 @@ def read_table(path, target: str, features=None):
     return frame[features], y, [str(c) for c in classes]
 
 
-def _parse(path: Path):
+def read_inputs(path, features: list[str]):
+    """The ``features`` columns of a table without labels (a transfer set); any other column,
+    a target included, is ignored."""
+    path, frame = _frame(path)
+    _check_columns(path, features, list(frame.columns), "features")
+    _check_finite(path, frame[features])
+    return frame[features]
+
+
+def _frame(path):
     """The table in ``path`` as a frame; a file the parser cannot read is an error naming it."""
     import pandas as pd
 
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"table {str(path)!r} does not exist")
+    regular_file(path, "table").close()  # a FIFO or device would hang the parser
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
         raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
     try:
-        return pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
+        frame = pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
     except (ValueError, OSError, EOFError) as exc:  # parser errors, bad encodings, truncated or corrupt files
         raise ValueError(f"cannot read table {path}: {str(exc).strip()[:300] or type(exc).__name__} (a truncated "
                          f"or corrupt file, or not a {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
                          f"file?)") from exc
+    frame.columns = [str(c) for c in frame.columns]
+    return path, frame
 
 
 def _check_classes(path, target: str, classes: list[str], counts) -> None:

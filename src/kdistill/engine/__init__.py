@@ -2,7 +2,7 @@
 settings, callbacks, checkpoints, Ctrl-C handling and runtime (device, precision,
 torch.distributed)."""
 
-from .callbacks import EarlyStopping, History, ProgressBar, State
+from .callbacks import BestEpoch, EarlyStopping, History, ProgressBar, State
 from .checkpoint import CHECKPOINT
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .interrupt import TrainingInterrupted
@@ -10,5 +10,6 @@ from .loop import fit
 from .runtime import PRECISIONS, Runtime
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EarlyStopping", "History", "NonFiniteLossError",
-           "ProgressBar", "Runtime", "State", "TrainConfig", "Trainer", "TrainingInterrupted", "fit"]
+__all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "BestEpoch", "EarlyStopping", "History",
+           "NonFiniteLossError", "ProgressBar", "Runtime", "State", "TrainConfig", "Trainer", "TrainingInterrupted",
+           "fit"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import config
 from ..config import Experiment, train_options
-from ..data import Source, read_source, split_source
+from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..engine import Runtime, TrainingInterrupted
 from ..files import atomic_write
 from ..report import write_report
@@ -19,12 +19,22 @@ from .runner import run_study
 from .specs import student_spec, teacher_spec
 
 
-def load_splits(exp: Experiment, seed: int, source: Source):
-    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks."""
+def load_splits(exp: Experiment, seed: int, source: Source, unlabeled=None):
+    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks;
+    ``unlabeled`` holds the inputs of ``data.unlabeled`` (see :func:`read_unlabeled`)."""
     data = exp.data
     return split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
-                        train_fraction=data.train_fraction,
-                        augment=data.augment.model_dump() if data.augment is not None else None)
+                        train_fraction=data.train_fraction, unlabeled=unlabeled, unlabeled_rest=data.unlabeled_rest,
+                        augment=data.augment.model_dump(exclude_none=True) if data.augment is not None else None)
+
+
+def read_unlabeled(exp: Experiment, source: Source):
+    """The raw inputs ``data.unlabeled`` names (read once for every seed), or ``None``."""
+    cfg = exp.data.unlabeled
+    if cfg is None:
+        return None
+    strict = exp.data.images.strict if exp.data.images is not None else False
+    return unlabeled_inputs(source, strict=strict, **{cfg.kind: exp.path(getattr(cfg, cfg.kind))})
 
 
 def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quiet: bool = False,
@@ -44,14 +54,14 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
     folder = open_run_dir(asked, resume, rt)
     try:
-        source = _checked_source(exp, folder, resume)
+        source, unlabeled = _checked_source(exp, folder, resume)
     except BaseException:
         if not resume and rt.is_main:
             abandon_run_dir(folder)  # a new run that never began leaves no folder behind
         release_run_dir(folder)
         raise
     try:
-        results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp),
+        results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher_spec(exp),
                             [student_spec(exp, s) for s in exp.students], out=folder, seeds=exp.seeds,
                             title=exp.title or f"{exp.name}: teacher -> student", config=exp.model_dump(mode="json"),
                             quiet=quiet, resume=resume, cache_dir=cache_dir)
@@ -68,14 +78,15 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     return results, folder
 
 
-def _checked_source(exp: Experiment, folder: Path, resume: bool) -> Source:
-    """The experiment's data, read once all is checked that can be before the teacher trains:
-    a resumed run's settings, and every model's dry step on the data."""
+def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
+    """The experiment's data and unlabelled inputs, read once all is checked that can be before
+    the teacher trains: a resumed run's settings, and every model's dry step on the data."""
     if resume:  # every rank reads it, so that all refuse together
         check_same_experiment(folder, exp.model_dump(mode="json"))
     source = read_source(exp.data, exp.path)
-    check_models(exp, load_splits(exp, exp.seeds[0], source))
-    return source
+    unlabeled = read_unlabeled(exp, source)
+    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
+    return source, unlabeled
 
 
 def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
@@ -89,10 +100,11 @@ def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
 
 
 def validate_experiment(exp: Experiment) -> list[str]:
-    """What ``kdistill validate`` checks beyond the file: its data source is read and split
-    (the first seed), and every model is built and takes one dry step on it (see
-    :func:`~kdistill.study.check.check_models`). Returns one line per model."""
-    return check_models(exp, load_splits(exp, exp.seeds[0], read_source(exp.data, exp.path)))
+    """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
+    is read and split (the first seed), and every model is built and takes one dry step on it
+    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
+    source = read_source(exp.data, exp.path)
+    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
 
 
 def write_data_summary(folder: Path, source: Source) -> None:

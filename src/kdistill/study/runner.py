@@ -55,37 +55,47 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
             make_dir(out / sub, inside=out)  # never a link out of the run folder
         atomic_write(out / "config.json", json.dumps(config or {}, indent=2, default=str) + "\n")
     per_seed: dict[str, list[dict]] = {}
-    histories, first = [], None
+    histories, checks, warnings, first = [], [], [], None
     for seed in seeds:
         data = load(seed)
-        runs = _train_seed(seed, data, teacher, students, out, quiet, resume, cache_dir)
+        runs, check = _train_seed(seed, data, teacher, students, out, quiet, resume, cache_dir)
         if not is_main:
             continue
         measured = _measure_seed(seed, data, runs, specs, out)
+        checks.append(check)
+        warnings += [w for w in [check["message"]] + [r["warning"] for r in measured.values()] if w]
         for name, r in measured.items():
-            per_seed.setdefault(name, []).append(r["metrics"])
+            per_seed.setdefault(name, []).append({"seed": seed, **r["metrics"]})
             histories += [json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"]]
         first = first or (data, measured)
     if not is_main:
         return None
     atomic_write(out / "history.jsonl", "".join(histories))
     data, measured = first
-    alone = next(s.name for s in students if not any(t.method.needs_teacher for t in objective(s.objective)))
+    alone = next(s.name for s in students if not _distilled(s))
     distilled = [s.name for s in students if s.name != alone]
     results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),
-               "split_sizes": data.info.get("sizes"),
-               "models": [_summary(spec, measured[spec.name]["model"], per_seed[spec.name]) for spec in specs.values()],
-               "comparisons": verdicts(per_seed, alone, distilled)}
+               "split_sizes": data.info.get("sizes"), "unlabeled": data.info.get("unlabeled", 0),
+               "models": [_summary(spec, per_seed[name]) for name, spec in specs.items() if name in per_seed],
+               "comparisons": verdicts(per_seed, alone, distilled), "teacher_checks": checks,
+               "warnings": warnings}
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
-    _plots(out, data, measured, list(specs), distilled or [alone])
+    _plots(out, data, measured, [n for n in specs if n in measured],
+           [n for n in distilled if n in measured] or [alone])
     return results
 
 
+def _distilled(spec: ModelSpec) -> bool:
+    return any(t.method.needs_teacher for t in objective(spec.objective))
+
+
 def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path,
-                quiet: bool, resume: bool, cache_dir=None) -> dict:
+                quiet: bool, resume: bool, cache_dir=None) -> tuple[dict, dict]:
     """Train every model for one seed (on every rank under torchrun), each with a checkpoint
-    in the run folder so that an interrupted run can be resumed."""
+    in the run folder so that an interrupted run can be resumed: the teacher, the students
+    trained alone, then — unless the teacher is unfit to teach (:func:`check_teacher`) — the
+    distilled students. Returns the runs and the teacher's check."""
     shape, k = data.input_shape, data.num_classes
 
     def train(spec: ModelSpec, model, teacher=None) -> History:
@@ -98,15 +108,59 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
                    "checkpoint_dir": str(folder)}
         return fit(model, data, objective=spec.objective, teacher=teacher, **options)
 
+    def student(spec: ModelSpec, teacher=None):
+        torch.manual_seed(seed)  # every student starts from the same weights within a seed
+        model = spec.build(shape, k)
+        runs[spec.name] = (model, train(spec, model, teacher))
+
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
     runs = {teacher_spec.name: (teacher, train(teacher_spec, teacher))}
+    for spec in students:
+        if not _distilled(spec):
+            student(spec)
+    check = check_teacher(seed, data, teacher, [runs[s.name][0] for s in students if not _distilled(s)])
+    if check["collapsed"]:
+        log.error("%s", check["message"])
+        return runs, check
+    if check["message"]:
+        log.warning("%s", check["message"])
     cached = CachedTeacher(teacher, cache_dir=teacher_cache_dir(out, cache_dir))  # one pass per split, all students
     for spec in students:
-        torch.manual_seed(seed)  # every student starts from the same weights within a seed
-        student = spec.build(shape, k)
-        runs[spec.name] = (student, train(spec, student, cached))
-    return runs
+        if _distilled(spec):
+            student(spec, cached)
+    first_use = {}
+    for entry in cached.entries:
+        first_use.setdefault(entry["entry"], entry)
+    check["cache"] = list(first_use.values())  # what the teacher's cached outputs hold and cost
+    return runs, check
+
+
+def check_teacher(seed: int, data: Splits, teacher, alone: list, collapse: float = 0.95) -> dict:
+    """Is the teacher fit to teach? On the validation split: has it collapsed onto (nearly) one
+    class — at least ``collapse`` of its predictions in one class that holds at least 5 points
+    less of the labels — and is it better than the students trained alone?"""
+    split = data.val if data.val is not None else data.train
+    logits, labels = predict_logits(teacher, split)
+    pred = logits.argmax(1)
+    top = int(pred.mode().values)
+    share, truth = float((pred == top).float().mean()), float((labels == top).float().mean())
+    accuracy = float((pred == labels).float().mean())
+    best_alone = max((float((predict_logits(m, split)[0].argmax(1) == labels).float().mean()) for m in alone),
+                     default=None)
+    check = {"seed": seed, "split": "val" if data.val is not None else "train", "teacher_accuracy": accuracy,
+             "alone_accuracy": best_alone, "top_class": data.classes[top], "top_share": share,
+             "collapsed": share >= collapse and share >= truth + 0.05, "message": None, "cache": []}
+    if check["collapsed"]:
+        check["message"] = (f"seed {seed}: the teacher predicts class {data.classes[top]!r} for {share:.0%} of the "
+                            f"{check['split']} split, which holds {truth:.0%} of it: it has collapsed and would teach "
+                            f"only that class, so no student is distilled from it on this seed. Retrain it (e.g. "
+                            f"a lower learning rate or more epochs) or load a better one.")
+    elif best_alone is not None and accuracy <= best_alone:
+        check["message"] = (f"seed {seed}: the teacher's {check['split']} accuracy ({accuracy:.3f}) is no better than "
+                            f"the student alone's ({best_alone:.3f}): distilling it can pass on little but its "
+                            f"mistakes. Train the teacher longer or larger, or use a better one.")
+    return check
 
 
 def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpec], out: Path) -> dict:
@@ -119,11 +173,18 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
         log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
         logits, _ = predict_logits(model, data.test)
         m = classification_metrics(logits, labels, data.classes)
-        m.update(fidelity(logits, logits_t))
+        m.update(fidelity(logits, logits_t), params=count_params(model), size_mb=size_mb(model))
         m["latency_ms"] = latency_ms(model, shape)
         m["epochs_trained"] = len(history.epochs)
+        m["epoch_kept"] = history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs)
         m.update(_onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
-        measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
+        classes = logits.argmax(1).unique()
+        warning = (f"seed {seed}: {name} predicts one class ({data.classes[int(classes[0])]!r}) for every test "
+                   f"sample" if len(classes) == 1 else None)
+        if warning:
+            log.warning("%s", warning)
+        measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
+                          "warning": warning}
         info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
             "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
             "split": data.info}
@@ -140,14 +201,15 @@ def _onnx_metrics(model, shape, path: Path) -> dict:
             "onnx_mb": r["size_mb"]}
 
 
-def _summary(spec: ModelSpec, model, seeds: list[dict]) -> dict:
-    """A model's entry of ``results.json``: sizes, hyperparameters, mean and std of every metric."""
-    entry = {"name": spec.name, "params": count_params(model), "size_mb": size_mb(model),
+def _summary(spec: ModelSpec, seeds: list[dict]) -> dict:
+    """A model's entry of ``results.json``: sizes, hyperparameters, mean and std of every metric
+    over the seeds it was trained on."""
+    entry = {"name": spec.name, "params": seeds[0]["params"], "size_mb": seeds[0]["size_mb"],
              "hyperparams": spec.hyperparams, "std": {}}
     for key in METRICS:
         entry[key], entry["std"][key] = mean_std([m[key] for m in seeds])
     entry["per_class"] = seeds[0]["per_class"]
-    entry["per_seed"] = [{k: m[k] for k in (*METRICS, "epochs_trained")} for m in seeds]
+    entry["per_seed"] = [{k: m[k] for k in ("seed", *METRICS, "epochs_trained", "epoch_kept")} for m in seeds]
     return entry
 
 

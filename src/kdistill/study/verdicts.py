@@ -8,10 +8,15 @@ from ..metrics import mean_std
 
 
 def verdicts(per_seed: dict[str, list[dict]], alone: str, students: list[str]) -> list[dict]:
-    """Paired comparison of each distilled student with the student trained alone."""
+    """Paired comparison of each distilled student with the student trained alone, seed by seed
+    (``per_seed`` entries carry their ``seed``; a seed a student skipped is left out of its pairs)."""
     out = []
+    baseline = {m.get("seed", i): m["accuracy"] for i, m in enumerate(per_seed[alone])}
     for name in students:
-        diffs = [a["accuracy"] - b["accuracy"] for a, b in zip(per_seed[name], per_seed[alone])]
+        runs = [(m.get("seed", i), m["accuracy"]) for i, m in enumerate(per_seed.get(name, []))]
+        diffs = [acc - baseline[seed] for seed, acc in runs if seed in baseline]  # paired by seed
+        if not diffs:
+            continue  # trained on no seed (its teacher was unfit on every one): nothing to compare
         mean, std = mean_std(diffs)
         n = len(diffs)
         if n < 2:
