@@ -12,7 +12,9 @@ from kdistill.cli import main
 from kdistill.report import write_report
 
 RESULTS = {"title": "a study", "dataset": "d", "classes": ["a", "b"], "seeds": [0], "split_sizes": [4, 2, 2],
-           "models": [{"name": "m", "params": 10, "per_class": {}}], "comparisons": []}
+           "models": [{"name": "m", "params": 10, "per_class": {}, "per_seed": [{"epoch_kept": 1,
+                                                                                  "epochs_trained": 2}]}],
+           "comparisons": []}
 
 
 def _png(color=0) -> bytes:

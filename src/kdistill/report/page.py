@@ -140,7 +140,7 @@ def _kept(results: dict) -> str:
     """Which epoch each model ends at (the best on validation), per seed."""
     parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
              f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
-             for m in results["models"] if all("epoch_kept" in s for s in m.get("per_seed", []))]
+             for m in results["models"] if m.get("per_seed") and all("epoch_kept" in s for s in m["per_seed"])]
     return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
             "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
