@@ -116,6 +116,8 @@ def test_another_architecture_needs_its_factory_named_by_the_caller(tmp_path, mo
     x = torch.randn(3, 4)
     torch.testing.assert_close(model(x), net.eval()(x))
     assert info["arch"]["model"] == "mynets:make"
+    assert main(["export", str(path), "--model", "mynets:make", "--out", str(tmp_path / "onnx")]) == 0
+    assert (tmp_path / "onnx" / "w.onnx").is_file()
 
 
 @pytest.mark.parametrize("change, message", [
