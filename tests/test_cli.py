@@ -96,3 +96,39 @@ def test_methods_lists_every_registered_method(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split(" | ")[0][2:] for r in rows[1:]] == methods.available()
     assert any("Hinton" in r and "temperature=4.0" in r for r in rows)
+
+
+def _failing_report(monkeypatch, exc):
+    def fail(folder):
+        raise exc
+
+    monkeypatch.setattr("kdistill.report.write_report", fail)
+
+
+@pytest.mark.parametrize("exc, words", [
+    (MemoryError(), "out of memory; lower train.batch_size"),
+    (__import__("kdistill").NonFiniteLossError("the loss became non-finite at epoch 3"), "non-finite at epoch 3"),
+    (OSError(28, "No space left on device", "runs/x/last.pt"), "No space left on device: 'runs/x/last.pt'; free some "
+                                                               "disk space"),
+    (PermissionError(13, "Permission denied", "/data/x.csv"), "Permission denied: '/data/x.csv'; check the "
+                                                              "permissions"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "can't decode byte 0xff"),
+    (EOFError("Compressed file ended"), "Compressed file ended"),
+])
+def test_failures_of_input_files_or_machine_exit_2_with_one_message(tmp_path, monkeypatch, capsys, exc, words):
+    _failing_report(monkeypatch, exc)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["report", str(tmp_path), "--debug"]) == 2  # --debug anywhere adds the traceback
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and words in err.splitlines()[-1]
+
+
+def test_an_internal_error_is_said_to_be_a_bug_with_its_traceback(tmp_path, monkeypatch, capsys):
+    _failing_report(monkeypatch, KeyError("models"))
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError" in err
+    assert err.splitlines()[-1] == ("bug: kdistill stopped on an internal error (KeyError: 'models'); this is a bug, "
+                                    "not a problem with your input: please report it with the traceback above")
