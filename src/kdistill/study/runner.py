@@ -18,12 +18,12 @@ import torch
 from ..data import Splits
 from ..engine import History, Runtime, fit
 from ..export import export
+from ..files import atomic_write, make_dir
 from ..methods import objective
 from ..metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from ..models import count_params, size_mb
 from ..report import ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, results_markdown, save_figure, slug
 from ..teachers import CachedTeacher
-from ..files import atomic_write, make_dir
 from ..weights import save_weights
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
