@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import BUILTIN, batches, load_dataset
-from .weights import atomic_write, rebuild
+from .files import atomic_write, make_dir
+from .weights import rebuild
 
 log = logging.getLogger("kdistill")
 
@@ -43,12 +44,15 @@ def export_onnx(model: nn.Module, input_shape, path, opset: int = 17) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     dummy = torch.zeros(2, *input_shape, device=_device(model))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    onnx.checker.check_model(str(path))
-    return path
+
+    def write(tmp: Path) -> None:  # atomically: a link at ``path`` is replaced, never written through
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        onnx.checker.check_model(str(tmp))
+
+    return atomic_write(path, write)
 
 
 def _device(model: nn.Module):
@@ -114,8 +118,8 @@ def quantize_int8(path, out) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+            atomic_write(out, lambda tmp: quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8,
+                                                           op_types_to_quantize=["MatMul", "Gemm"]))
     finally:
         logging.disable(previous)
     return Path(out)
@@ -200,36 +204,43 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
 
 def _test_split(info: dict, where) -> Dataset | None:
     """The test split recorded in ``info`` if it is a built-in dataset that reloads identically."""
-    split = info.get("split", {})
-    if info.get("dataset") in BUILTIN and "seed" in split:
-        data = load_dataset(info["dataset"], seed=split["seed"], train_fraction=split.get("train_fraction", 1.0))
+    split = info.get("split") if isinstance(info.get("split"), dict) else {}
+    if info.get("dataset") in BUILTIN and type(split.get("seed")) is int:
+        try:
+            data = load_dataset(info["dataset"], seed=split["seed"], train_fraction=split.get("train_fraction", 1.0))
+        except (TypeError, ValueError) as exc:  # a changed file: the split it records cannot be made
+            log.warning("%s: the split its metadata records cannot be made (%s)", where, exc)
+            return None
         if split.get("sizes") in (None, [len(data.train), len(data.val or []), len(data.test or [])]):
             return data.test
     log.warning("%s: its test split cannot be rebuilt here, so accuracy is not measured", where)
     return None
 
 
-def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None) -> list[dict]:
+def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None,
+                   model: str | None = None) -> list[dict]:
     """Export a run folder's weights (every ``weights/*.safetensors``) or one weights file.
 
     ONNX files go to ``out`` (default ``RUN_DIR/onnx`` for a run folder, else beside the weights
     file), with ``export.json`` holding every report (see :func:`export`). Accuracy is measured
-    on the test split when the weights record a built-in dataset.
+    on the test split when the weights record a built-in dataset. Models are rebuilt from the
+    files' metadata, which may only name a zoo model; ``model`` (``"package.module:factory"``)
+    names the factory of any other architecture (see :func:`kdistill.weights.rebuild`).
     """
     path = Path(path)
     if path.is_dir():
         files = sorted((path / "weights").glob("*.safetensors"))
         if not files:
             raise ValueError(f"{path} is a folder without weights/*.safetensors; give a run folder or a weights file")
-        folder = Path(out) if out else path / "onnx"
+        folder = Path(out) if out else make_dir(path / "onnx", inside=path)
     elif path.suffix == ".safetensors" and path.is_file():
         files, folder = [path], Path(out) if out else path.parent
     else:
         raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
     reports = []
     for file in files:
-        model, info = rebuild(file)
-        report = export(model, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
+        net, info = rebuild(file, factory=model)
+        report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
                         test=_test_split(info, file), threads=threads)
         reports.append({"weights": str(file), **report})
     atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")

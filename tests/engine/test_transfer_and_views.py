@@ -9,8 +9,7 @@ from kdistill import CachedTeacher, distill, fit, models
 from kdistill.data import Augment, split_parts
 from kdistill.data.views import ViewDataset
 from kdistill.methods import Method
-from kdistill.teachers import Teacher, TorchTeacher
-from kdistill.teachers.cache import teacher_fingerprint
+from kdistill.teachers import TorchTeacher
 
 K = 3
 
@@ -31,18 +30,6 @@ def _data(unlabeled=40, views=None, mixup=None):
 def _net(seed, channels=(4,)):
     torch.manual_seed(seed)
     return models.cnn((1, 8, 8), K, channels=list(channels), hidden=8, dropout=0.0)
-
-
-class Counting(Teacher):
-    def __init__(self, module):
-        self.inner, self.samples = TorchTeacher(module), 0
-
-    def logits(self, x, index=None):
-        self.samples += len(x)
-        return self.inner.logits(x, index)
-
-    def fingerprint(self):
-        return teacher_fingerprint(self.inner)
 
 
 class Probe(Method):
@@ -73,11 +60,6 @@ def test_a_distilled_student_trains_on_the_unlabeled_inputs_and_the_student_alon
     alone = Probe()  # a plain student: no teacher, so no unlabelled inputs
     fit(_net(1), data, objective=[("ce", 1.0), alone], epochs=1, batch_size=16, quiet=True)
     assert sum(len(y) for y, _ in alone.seen) == len(data.train)
-    without = Probe()  # a distilled student told to leave the unlabelled inputs out (a sweep's pool choice)
-    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), without], epochs=1, batch_size=16,
-            use_unlabeled=False, quiet=True)
-    assert sum(len(y) for y, _ in without.seen) == len(data.train)
-    assert all(bool((y >= 0).all()) for y, _ in without.seen)
 
 
 def test_labeled_share_fixes_the_labelled_samples_per_batch():
@@ -90,7 +72,7 @@ def test_labeled_share_fixes_the_labelled_samples_per_batch():
 
 
 @pytest.mark.parametrize("mixup", [None, 0.4])
-def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_path, mixup):
+def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_path, mixup, counting_teacher):
     data = _data(views=4, mixup=mixup)
     teacher = _net(0, (8,))
     reference = TorchTeacher(teacher)
@@ -98,7 +80,7 @@ def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_pa
     def same_view(step):  # the output served is the teacher's on the very input the student sees
         torch.testing.assert_close(step.logits_t, reference.logits(step.x), rtol=0, atol=1e-5)
 
-    counting = Counting(teacher)
+    counting = counting_teacher(teacher)
     cached = CachedTeacher(counting, cache_dir=tmp_path, dtype="float32")
     probes = [Probe(same_view), Probe(same_view)]
     for probe in probes:  # two students share the cache
@@ -122,3 +104,17 @@ def test_views_with_mixup_give_label_terms_the_mixed_labels(tmp_path):
     fit(_net(1), data, objective=[("ce", 1.0), Probe(record)], epochs=1, batch_size=16, quiet=True)
     assert all(t is not None and t.shape[1] == K for t in seen)
     assert any(bool(((t > 0) & (t < 1)).any()) for t in seen)
+
+
+def test_a_student_can_opt_out_of_the_unlabeled_inputs_and_of_the_views():
+    data = _data(views=2)
+    labelled_only = Probe()
+    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), labelled_only], epochs=1, batch_size=16,
+            unlabeled=False, views=False, quiet=True)
+    served = torch.cat([idx for _, idx in labelled_only.seen])
+    assert sorted(served.tolist()) == list(range(len(data.train)))  # plain samples, no views, no pool
+    viewed = Probe()
+    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), viewed], epochs=1, batch_size=16,
+            unlabeled=False, quiet=True)
+    assert len(torch.cat([idx for _, idx in viewed.seen])) == len(data.train)
+    assert int(torch.cat([idx for _, idx in viewed.seen]).max()) >= len(data.train)  # flat indices of 2 views

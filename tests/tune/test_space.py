@@ -9,9 +9,9 @@ from kdistill.tune import Recipe, Space
 
 def test_a_recipe_is_an_objective_and_training_settings():
     assert Recipe().objective() == [("ce", 1.0)]  # the student alone
-    kd = Recipe("kd", {"temperature": 2.0}, alpha=0.75, lr=0.01, steps=500, use_unlabeled=False)
+    kd = Recipe("kd", {"temperature": 2.0}, alpha=0.75, lr=0.01, steps=500, unlabeled=False)
     assert kd.objective() == [("ce", 0.25), ("kd", 0.75, {"temperature": 2.0})]
-    assert kd.train_changes() == {"lr": 0.01, "use_unlabeled": False}
+    assert kd.train_changes() == {"lr": 0.01, "unlabeled": False}
     assert Recipe("kd", {}, alpha=1.0).objective() == [("kd", 1.0, {})]  # no label term left at alpha = 1
     assert Recipe("fm", {}, alpha=None).objective() == [("fm", 1.0, {})]
     assert kd.label() == "kd T=2 α=0.75 lr=0.01 500 steps no pool"
@@ -22,12 +22,12 @@ def test_each_method_samples_its_own_options():
                      options={"kd": {"standardize": [False, True]}, "dkd": {"beta": 2.0}})
     space = Space(cfg, has_pool=True)
     kd = space.recipe({"method": "kd", "kd.temperature": 3.0, "kd.standardize": True, "alpha": 0.5,
-                       "use_unlabeled": True, "lr": 0.01, "steps": 50}, distilled=True)
+                       "unlabeled": True, "lr": 0.01, "steps": 50}, distilled=True)
     assert kd == Recipe("kd", {"temperature": 3.0, "standardize": True}, 0.5, 0.01, 50, True)
     dkd = space.recipe({"method": "dkd", "dkd.alpha": 1.0, "dkd.temperature": 2.0, "alpha": 0.5,
-                        "use_unlabeled": False, "lr": 0.01, "steps": 50}, distilled=True)
+                        "unlabeled": False, "lr": 0.01, "steps": 50}, distilled=True)
     assert dkd.options == {"alpha": 1.0, "beta": 2.0, "temperature": 2.0}  # beta fixed by the file
-    fm = space.recipe({"method": "fm", "use_unlabeled": True, "lr": 0.01, "steps": 50}, distilled=True)
+    fm = space.recipe({"method": "fm", "unlabeled": True, "lr": 0.01, "steps": 50}, distilled=True)
     assert fm.alpha is None and fm.options == {}  # function matching: no label term, T = 1
     alone = space.recipe({"lr": 0.02, "steps": 20}, distilled=False)
     assert alone == Recipe(None, {}, None, 0.02, 20)
@@ -42,7 +42,7 @@ def test_sampled_trials_stay_in_their_method_s_space():
         recipe = space.distilled(trial)
         assert all(k.split(".")[0] == recipe.method for k in trial.params if "." in k)
         assert 1.0 <= recipe.options["temperature"] <= 4.0 and 0.1 <= recipe.alpha <= 1.0
-        assert recipe.use_unlabeled is None and "use_unlabeled" not in trial.params  # no pool in the data
+        assert recipe.unlabeled is None and "unlabeled" not in trial.params  # no pool in the data
         study.tell(trial, 0.5)
     assert {t.params["method"] for t in study.trials} == {"kd", "dist"}
 

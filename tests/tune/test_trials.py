@@ -19,7 +19,7 @@ def test_a_budget_in_steps_is_the_same_for_every_training_set(tiny):
     labelled, pool = len(data.train), len(data.train) + len(data.unlabeled)
     steps = 300
     for recipe, n in ((Recipe(steps=steps), labelled), (Recipe("kd", {}, 0.5, steps=steps), pool),
-                      (Recipe("kd", {}, 0.5, steps=steps, use_unlabeled=False), labelled)):
+                      (Recipe("kd", {}, 0.5, steps=steps, unlabeled=False), labelled)):
         spec = recipe_spec(exp, recipe, data)
         per_epoch = -(-n // 32)
         assert spec.train["epochs"] == max(1, round(steps / per_epoch))

@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, create_model, model_validator
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, option_names, resolve_factory
+from ..report.tables import slug
 from .data import DataConfig
 from .section import Section
 from .tune import TuneConfig
@@ -170,6 +171,7 @@ class Experiment(Section):
         dupes = sorted({n for n in names if names.count(n) > 1} | ({self.teacher.name} & set(names)))
         if dupes:
             raise _at("students", f"model names must be unique (teacher and students), repeated: {dupes}")
+        _check_file_names([self.teacher.name, *names])
         if all(s.distilled for s in self.students):
             raise _at("students", "one entry must train without a teacher (methods: [{name: ce}]): the baseline "
                                   "that distillation is compared with")
@@ -193,6 +195,22 @@ class Experiment(Section):
         """``value`` resolved against the folder of the experiment file."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self._base / p
+
+
+def _check_file_names(names: list[str]) -> None:
+    """Model names become file names (weights, checkpoints, plots): two that become the same
+    one would share a checkpoint, so that one model could continue the other's training."""
+    by_file: dict[str, list[str]] = {}
+    for name in names:
+        by_file.setdefault(slug(name), []).append(name)
+    if "" in by_file:
+        raise _at("students", f"model name {by_file[''][0]!r} has no letter or digit, so it cannot name its files "
+                              f"(weights, checkpoints, plots); give it one")
+    clash = next((same for same in by_file.values() if len(same) > 1), None)
+    if clash:
+        raise _at("students", f"model names {' and '.join(map(repr, clash))} both become the file name "
+                              f"{slug(clash[0])!r} (weights, checkpoints, plots: lowercase letters and digits, other "
+                              f"characters become '-'); rename one")
 
 
 def _at(path: str, message: str) -> ValueError:

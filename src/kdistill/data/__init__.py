@@ -10,7 +10,7 @@ Python users read data exactly as ``kdistill run`` does with :func:`load_images`
 from .augment import Augment
 from .batching import batches, epoch_plan, fetch, global_batches
 from .builtin import BUILTIN, load_dataset
-from .idx import idx_images, read_idx
+from .idx import idx_images, idx_inputs, read_idx
 from .images import ImageFolder
 from .normalize import Normalize
 from .sources import Source, load_idx, load_images, load_table, read_source, split_source, unlabeled_inputs
@@ -19,6 +19,6 @@ from .tables import read_table, table_encoder
 from .views import ViewDataset
 
 __all__ = ["BUILTIN", "ArrayDataset", "Augment", "ImageFolder", "Normalize", "Source", "Splits", "ViewDataset",
-           "batches", "check_labels", "combine", "epoch_plan", "fetch", "global_batches", "idx_images", "load_dataset",
-           "load_idx", "load_images", "load_table", "read_idx", "read_source", "read_table", "split_arrays",
-           "split_parts", "split_source", "table_encoder", "unlabeled_inputs", "unlabeled_set"]
+           "batches", "check_labels", "combine", "epoch_plan", "fetch", "global_batches", "idx_images", "idx_inputs",
+           "load_dataset", "load_idx", "load_images", "load_table", "read_idx", "read_source", "read_table",
+           "split_arrays", "split_parts", "split_source", "table_encoder", "unlabeled_inputs", "unlabeled_set"]

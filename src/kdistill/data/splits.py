@@ -77,15 +77,15 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train[0][0].shape)
 
-    def training(self, distilled: bool = False) -> Dataset:
+    def training(self, distilled: bool = False, views: bool = True) -> Dataset:
         """The training set of a model: the train split (with ``unlabeled`` after it for a
-        distilled one), as fixed views when ``views`` is set. Built once and reused, so every
-        student of a study reads the same cached teacher outputs."""
-        with_pool = distilled and self.unlabeled is not None
-        if with_pool not in self._training:
-            base = combine(self.train, self.unlabeled) if with_pool else self.train
-            self._training[with_pool] = self.views(base, len(self.train)) if self.views is not None else base
-        return self._training[with_pool]
+        distilled one), as fixed views when the splits have ``views`` (unless ``views=False``).
+        Built once and reused, so every student of a study reads the same cached teacher outputs."""
+        key = (distilled and self.unlabeled is not None, views and self.views is not None)
+        if key not in self._training:
+            base = combine(self.train, self.unlabeled) if key[0] else self.train
+            self._training[key] = self.views(base, len(self.train)) if key[1] else base
+        return self._training[key]
 
     def __post_init__(self):
         if self.num_classes < 2:
@@ -205,15 +205,18 @@ def _check_fraction(name: str, value: float, low_open: bool = True) -> float:
 
 
 def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2,
-                 train_fraction=1.0, standardize=False) -> Splits:
+                 train_fraction=1.0, standardize=False, unlabeled=None, unlabeled_rest=False) -> Splits:
     """Stratified, seeded train/val/test split of in-memory arrays.
 
     ``train_fraction`` keeps a stratified share of the train split (scarce labels); validation
     and test stay whole so that scores remain comparable. ``standardize`` scales features with
-    the train split's mean and standard deviation (tabular data).
+    the train split's mean and standard deviation (tabular data). ``unlabeled`` (inputs without
+    labels) and ``unlabeled_rest`` (keep the inputs ``train_fraction`` drops) give the splits
+    unlabelled inputs for distillation (see :func:`split_parts`).
     """
     return split_parts({"all": (x, y)}, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
-                       train_fraction=train_fraction, prepare=standardizer if standardize else None)
+                       train_fraction=train_fraction, prepare=standardizer if standardize else None,
+                       unlabeled=unlabeled, unlabeled_rest=unlabeled_rest)
 
 
 def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2, train_fraction=1.0,
@@ -235,6 +238,7 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     if unknown or ("all" in parts) == ("train" in parts):
         raise ValueError(f"parts must be {{'all': ...}} or {{'train': ...[, 'val'][, 'test']}}, "
                          f"got keys {sorted(parts)}")
+    _check_lengths(parts, name)
     source = parts.get("all", parts.get("train"))
     x, y = source[0], np.asarray(source[1])
     idx = np.arange(len(y))
@@ -265,6 +269,14 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name, unlabeled=extra,
                   info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes,
                         "unlabeled": len(extra) if extra is not None else 0})
+
+
+def _check_lengths(parts: dict, name: str) -> None:
+    """One label per sample in every part: slicing by index would otherwise drop rows silently."""
+    for part, (x, y) in parts.items():
+        if len(x) != len(y):
+            raise ValueError(f"{name}: x has {len(x)} samples but y has {len(y)} labels (part {part!r}); they "
+                             f"must match, one label per sample")
 
 
 def _take(x, idx):

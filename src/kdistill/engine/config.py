@@ -28,8 +28,9 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: decay factor
     warmup: float = 0.05  # warmup-cosine: share of all optimizer steps spent rising linearly to lr
     seed: int = 0
+    unlabeled: bool = True  # a distilled model trains on the data's unlabelled inputs too (False: labelled only)
+    views: bool = True  # train on the data's fixed views when it has them (False: the samples as they are)
     labeled_share: float | None = None  # labelled samples per batch when unlabelled ones join (None: as they come)
-    use_unlabeled: bool = True  # a distilled model also trains on the data's unlabelled inputs
     patience: int | None = None  # early stopping after this many epochs without improvement
     monitor: str = "val_accuracy"  # what the best epoch is chosen by
     restore_best: bool = True  # end at the best epoch on validation (whether or not early stopping is on)
@@ -55,8 +56,6 @@ class TrainConfig:
         if self.labeled_share is not None and not (isinstance(self.labeled_share, (int, float))
                                                    and 0 < self.labeled_share < 1):
             raise ValueError(f"labeled_share must lie in (0, 1) (a share of each batch), got {self.labeled_share!r}")
-        if not isinstance(self.use_unlabeled, bool):
-            raise ValueError(f"use_unlabeled must be true or false, got {self.use_unlabeled!r}")
         if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1):
             raise ValueError(f"warmup must be a share of the optimizer steps in [0, 1), got {self.warmup!r}")
         for name in ("weight_decay", "momentum"):

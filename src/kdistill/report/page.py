@@ -4,6 +4,10 @@ Both are rendered from one list of blocks (headings, paragraphs, tables, images,
 from ``results.json`` and whatever else the folder holds: ``data.json`` (class counts),
 ``curves-*.png``, ``confusion.png``, ``predictions.png`` and the sweep's ``trials.json``,
 ``tune.json`` and ``tune-*.png``. The HTML embeds every image, so it can be mailed as one file.
+
+A run folder may come from elsewhere: only regular files directly inside it that really are
+PNG images (by their signature) are embedded; links, other files under a ``.png`` name and
+anything outside the folder are left out with a warning, and every text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
+import os
+import stat
 from pathlib import Path
 
-from ..weights import atomic_write
+from ..files import atomic_write
 from .tables import param_text, slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
@@ -24,13 +31,52 @@ h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;borde
 code{background:#f3f5f7;padding:0 .25em}"""
 
 
+log = logging.getLogger("kdistill")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png(folder: Path, name: str) -> bytes | None:
+    """The bytes of image ``name`` if it is a regular file directly inside ``folder`` (not a
+    link) that starts with the PNG signature; ``None``, with a warning, otherwise."""
+    path = Path(folder) / name
+    try:
+        info = os.lstat(path)
+        if Path(name).name != name or not stat.S_ISREG(info.st_mode):
+            problem = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file in the run folder"
+        else:
+            with open(path, "rb") as fh:  # a regular file, not a link: nothing else is opened
+                data = fh.read()
+            problem = None if data.startswith(PNG_SIGNATURE) else "not a PNG image"
+    except OSError as exc:
+        problem = f"unreadable ({exc})"
+    if problem is None:
+        return data
+    log.warning("report: left out %s: it is %s", path, problem)
+    return None
+
+
 def blocks(folder) -> list[tuple]:
-    """The report's content as ``(kind, ...)`` blocks, read from the run folder ``folder``."""
+    """The report's content as ``(kind, ...)`` blocks, read from the run folder ``folder``.
+
+    Raises
+    ------
+    ValueError
+        If the folder has no ``results.json``, or its JSON files are not what kdistill writes.
+    """
     folder = Path(folder)
     path = folder / "results.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a run folder: it has no results.json")
-    results = json.loads(path.read_text())
+    try:
+        return _blocks(folder, json.loads(path.read_text()))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{folder}: its results.json, data.json or trials.json is not what kdistill writes "
+                         f"({type(exc).__name__}: {str(exc)[:200]}); restore the files or run the experiment "
+                         f"again") from exc
+
+
+def _blocks(folder: Path, results: dict) -> list[tuple]:
     out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
     sweep, trials = _sweep_blocks(folder)
     out += sweep  # after a sweep, its answer comes first: it is what a user acts on
@@ -41,9 +87,9 @@ def blocks(folder) -> list[tuple]:
     out += _teacher_blocks(results)
     kept = _kept(results)
     out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
-    out += [("img", p.name, p.stem) for p in _curves(folder, results)]
+    out += [("img", p.name, p.stem) for p in _curves(folder, results) if png(folder, p.name) is not None]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name) and png(folder, name) is not None:
             out += [("h2", title), ("img", name, title)]
     out += _per_class_blocks(results)
     return out + trials
@@ -95,7 +141,7 @@ def _kept(results: dict) -> str:
     """Which epoch each model ends at (the best on validation), per seed."""
     parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
              f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
-             for m in results["models"] if all("epoch_kept" in s for s in m.get("per_seed", []))]
+             for m in results["models"] if m.get("per_seed") and all("epoch_kept" in s for s in m["per_seed"])]
     return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
             "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
@@ -132,29 +178,36 @@ def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
     """After ``kdistill tune``: the answer, what it bought on test and cost, the re-runs it was
     decided on and the plots of the search; and (for the end of the page) every trial."""
     path, summary = folder / "trials.json", folder / "tune.json"
-    if not path.is_file() or not summary.is_file():
+    if not path.is_file():
         return [], []
-    trials, tune = json.loads(path.read_text()), json.loads(summary.read_text())
-    out = [("h2", "Sweep of recipes"), ("p", tune["answer"])] + _answer_blocks(tune)
+    trials = json.loads(path.read_text())
+    out = [("h2", "Sweep of recipes")]
+    if summary.is_file():  # written once the answer is decided and tested
+        out += _decision_blocks(json.loads(summary.read_text()))
+    for image, title in (("tune-objective.png", "Objective per trial (dashed: the student alone's best)"),
+                         ("tune-space.png", "The search space")):
+        if os.path.lexists(folder / image) and png(folder, image) is not None:
+            out += [("h3", title), ("img", image, title)]
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
+             "" if t.get("seed") is None else str(t["seed"]),
+             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
+    return out, [("h2", "Every trial of the sweep"),
+                 ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
+
+
+def _decision_blocks(tune: dict) -> list[tuple]:
+    """The answer, what it bought on test and cost, and the re-runs it was decided on."""
+    out = [("p", tune["answer"])] + _answer_blocks(tune)
     rows = [[c["recipe"], f"trial {c['trial']}", f"{c['sweep_value']:.4f}", ", ".join(f"{v:.4f}" for v in c["values"]),
              f"{c['mean']:.4f} ± {c['std']:.4f}"] for c in tune["decision"]["candidates"]]
     d = tune["decision"]
-    out += [("h3", "How the answer was decided (validation only)"),
+    return out + [("h3", "How the answer was decided (validation only)"),
             ("p", f"The best candidates were trained again with {d['seeds']} other seeds on the same split. A distilled "
                   f"recipe is the answer only if its mean beats the student alone's by more than "
                   f"{d['margin']:.4f}: a one-sided t-test at {d['level']:.0%} (Bonferroni over the distilled "
                   f"candidates) with the pooled seed-to-seed standard deviation {d['pooled_std']:.4f}."),
             ("table", ["candidate", "sweep trial", "sweep val accuracy", "re-runs", "mean ± std"], rows)]
-    for png, title in (("tune-objective.png", "Objective per trial (dashed: the student alone's best)"),
-                       ("tune-space.png", "The search space")):
-        if (folder / png).is_file():
-            out += [("h3", title), ("img", png, title)]
-    keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t["study"], str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
-             "" if t["seed"] is None else str(t["seed"]),
-             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
-    return out, [("h2", "Every trial of the sweep"),
-                 ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
 
 
 def _answer_blocks(tune: dict) -> list[tuple]:
@@ -205,7 +258,7 @@ def to_html(content: list[tuple], folder) -> str:
         elif kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul>")
         elif kind == "img":
-            data = base64.b64encode((folder / args[0]).read_bytes()).decode("ascii")
+            data = base64.b64encode(png(folder, args[0]) or b"").decode("ascii")
             parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(args[1])}">')
         elif kind == "table":
             header, rows = args

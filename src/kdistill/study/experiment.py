@@ -4,15 +4,17 @@ the report, in a run folder."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from .. import config
 from ..config import Experiment, train_options
 from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..engine import Runtime, TrainingInterrupted
+from ..files import atomic_write
 from ..report import write_report
-from ..weights import atomic_write
-from .folders import INCOMPLETE, finish_run_dir, open_run_dir
+from .check import check_models
+from .folders import INCOMPLETE, abandon_run_dir, check_same_experiment, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import student_spec, teacher_spec
 
@@ -43,6 +45,7 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     The teacher's outputs are cached in ``cache_dir`` (see
     :func:`~kdistill.study.folders.teacher_cache_dir`). Returns the results (``None`` on ranks
     other than 0 under torchrun) and the folder."""
+    given = exp
     if not isinstance(exp, Experiment):
         exp = config.load(exp, overrides)
     elif overrides:
@@ -50,23 +53,58 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     asked = Path(out) if out is not None else Path("runs") / exp.name
     rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
     folder = open_run_dir(asked, resume, rt)
-    source = read_source(exp.data, exp.path)
-    unlabeled = read_unlabeled(exp, source)
-    teacher = teacher_spec(exp)
-    students = [student_spec(exp, s) for s in exp.students]
     try:
-        results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher, students, out=folder,
-                            seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
-                            config=exp.model_dump(mode="json"), quiet=quiet, resume=resume, cache_dir=cache_dir)
+        source, unlabeled = _checked_source(exp, folder, resume)
+    except BaseException:
+        if not resume and rt.is_main:
+            abandon_run_dir(folder)  # a new run that never began leaves no folder behind
+        release_run_dir(folder)
+        raise
+    try:
+        results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher_spec(exp),
+                            [student_spec(exp, s) for s in exp.students], out=folder, seeds=exp.seeds,
+                            title=exp.title or f"{exp.name}: teacher -> student", config=exp.model_dump(mode="json"),
+                            quiet=quiet, resume=resume, cache_dir=cache_dir)
+        if rt.is_main:
+            write_data_summary(folder, source)
+            write_report(folder)
+            finish_run_dir(folder)
     except TrainingInterrupted as exc:
         raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
-                                f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "
-                                f"EXPERIMENT.yaml --out {folder} --resume") from exc
-    if rt.is_main:
-        write_data_summary(folder, source)
-        write_report(folder)
-        finish_run_dir(folder)
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with "
+                                f"{_resume_command(given, overrides, folder, cache_dir)}") from exc
+    finally:
+        release_run_dir(folder)
     return results, folder
+
+
+def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
+    """The experiment's data and unlabelled inputs, read once all is checked that can be before
+    the teacher trains: a resumed run's settings, and every model's dry step on the data."""
+    if resume:  # every rank reads it, so that all refuse together
+        check_same_experiment(folder, exp.model_dump(mode="json"))
+    source = read_source(exp.data, exp.path)
+    unlabeled = read_unlabeled(exp, source)
+    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
+    return source, unlabeled
+
+
+def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
+    """The command that continues an interrupted run, with the same file, ``--set`` values and
+    cache folder."""
+    path = "EXPERIMENT.yaml" if isinstance(exp, Experiment) else str(exp)
+    words = ["kdistill", "run", path, "--out", str(folder), "--resume"]
+    words += [w for o in overrides or () for w in ("--set", o)]
+    words += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+    return shlex.join(words)
+
+
+def validate_experiment(exp: Experiment) -> list[str]:
+    """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
+    is read and split (the first seed), and every model is built and takes one dry step on it
+    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
+    source = read_source(exp.data, exp.path)
+    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
 
 
 def write_data_summary(folder: Path, source: Source) -> None:

@@ -18,12 +18,13 @@ import torch
 from ..data import Splits
 from ..engine import History, Runtime, fit
 from ..export import export
+from ..files import atomic_write, make_dir
 from ..methods import objective
 from ..metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
 from ..models import count_params, size_mb
 from ..report import ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, results_markdown, save_figure, slug
 from ..teachers import CachedTeacher
-from ..weights import atomic_write, save_weights
+from ..weights import save_weights
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
 from .verdicts import verdicts
@@ -51,7 +52,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     is_main = Runtime.current().is_main
     specs = {s.name: s for s in (teacher, *students)}
     if is_main:
-        (out / "weights").mkdir(parents=True, exist_ok=True)
+        for sub in ("weights", "onnx", "checkpoints"):
+            make_dir(out / sub, inside=out)  # never a link out of the run folder
         atomic_write(out / "config.json", json.dumps(config or {}, indent=2, default=str) + "\n")
     per_seed: dict[str, list[dict]] = {}
     histories, checks, warnings, first = [], [], [], None
@@ -100,8 +102,11 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     def train(spec: ModelSpec, model, teacher=None) -> History:
         if not spec.fit:
             return History([])
+        folder = out / "checkpoints" / f"{slug(spec.name)}-seed{seed}"
+        if Runtime.current().is_main:
+            make_dir(folder, inside=out)
         options = {**spec.train, "seed": seed, "quiet": quiet, "resume": resume,  # the study's own settings win
-                   "checkpoint_dir": str(out / "checkpoints" / f"{slug(spec.name)}-seed{seed}")}
+                   "checkpoint_dir": str(folder)}
         return fit(model, data, objective=spec.objective, teacher=teacher, **options)
 
     def student(spec: ModelSpec, teacher=None):

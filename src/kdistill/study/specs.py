@@ -55,8 +55,11 @@ def _arch(model: ModelConfig) -> dict:
     return {"model": model.model, "options": dict(model.options)}
 
 
-def _hyperparams(student: StudentConfig | None, train: dict, options: dict) -> dict:
+def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data=None) -> dict:
+    """What the results table shows of a model: its size options, its objective, the inputs it
+    trained on (unlabelled ones, fixed views) and its budget."""
     shown = {k: v for k, v in options.items() if k in ("channels", "hidden")}
+    cfg = TrainConfig(**train)
     if student is not None:
         terms = {m.name: m for m in student.methods}
         if set(terms) == {"ce", "kd"} and abs(terms["ce"].weight + terms["kd"].weight - 1) < 1e-9:
@@ -64,7 +67,10 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict) -> d
             shown["T"] = build("kd", **terms["kd"].options).temperature
         elif student.distilled:
             shown["objective"] = " + ".join(f"{m.weight:g}·{m.name}" for m in student.methods)
-    cfg = TrainConfig(**train)
+        if student.distilled and cfg.unlabeled and (data.unlabeled is not None or data.unlabeled_rest):
+            shown["inputs"] = "labelled + unlabelled"
+    if data is not None and data.augment is not None and data.augment.views and cfg.views:
+        shown["views"] = data.augment.views
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
 
 
@@ -73,7 +79,7 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     t = exp.teacher
     train = train_options(exp.train, t.train)
     return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
-                     hyperparams=_hyperparams(None, train, t.options) if t.fit else {"weights": t.weights})
+                     hyperparams=_hyperparams(None, train, t.options, exp.data) if t.fit else {"weights": t.weights})
 
 
 def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_changes) -> ModelSpec:
@@ -81,4 +87,4 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
     return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or [m.term() for m in s.methods],
-                     train=train, hyperparams=_hyperparams(s, train, model.options), arch=_arch(model))
+                     train=train, hyperparams=_hyperparams(s, train, model.options, exp.data), arch=_arch(model))

@@ -7,7 +7,7 @@ alone is a recipe too, without a method: it is searched over the same learning r
 
 Parameter names in the Optuna study: ``method``, ``<method>.<option>`` (each method's options
 are its own, so TPE never mixes DKD's temperatures with KD's), ``alpha``, ``lr``, ``steps``,
-``use_unlabeled``, ``labeled_share``.
+``unlabeled``, ``labeled_share``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Recipe:
     alpha: float | None = None
     lr: float | None = None
     steps: int | None = None
-    use_unlabeled: bool | None = None
+    unlabeled: bool | None = None
     labeled_share: float | None = None
 
     @property
@@ -47,7 +47,7 @@ class Recipe:
 
     def train_changes(self) -> dict:
         """Training settings the recipe sets (the budget is converted to epochs by the caller)."""
-        changes = {"lr": self.lr, "use_unlabeled": self.use_unlabeled, "labeled_share": self.labeled_share}
+        changes = {"lr": self.lr, "unlabeled": self.unlabeled, "labeled_share": self.labeled_share}
         return {k: v for k, v in changes.items() if v is not None}
 
     def label(self) -> str:
@@ -60,9 +60,9 @@ class Recipe:
             parts += [f"α={_short(self.alpha)}"] if self.alpha is not None else []
         parts += [f"lr={_short(self.lr)}"] if self.lr is not None else []
         parts += [f"{self.steps} steps"] if self.steps is not None else []
-        if self.use_unlabeled is not None:
-            parts.append("pool" if self.use_unlabeled else "no pool")
-        parts += [f"share={_short(self.labeled_share)}"] if self.labeled_share is not None and self.use_unlabeled else []
+        if self.unlabeled is not None:
+            parts.append("pool" if self.unlabeled else "no pool")
+        parts += [f"share={_short(self.labeled_share)}"] if self.labeled_share is not None and self.unlabeled else []
         return " ".join(parts)
 
 
@@ -86,10 +86,10 @@ class Space:
         alpha = None if method in NO_LABEL_TERM else trial.suggest_float("alpha", *cfg.alpha)
         pool, share = None, None
         if self.has_pool:
-            pool = _suggest(trial, "use_unlabeled", cfg.unlabeled if cfg.unlabeled is not None else [True, False])
+            pool = _suggest(trial, "unlabeled", cfg.unlabeled if cfg.unlabeled is not None else [True, False])
             if pool and cfg.labeled_share is not None:
                 share = trial.suggest_float("labeled_share", *cfg.labeled_share)
-        return Recipe(method, options, alpha, *self._budget(trial), use_unlabeled=pool, labeled_share=share)
+        return Recipe(method, options, alpha, *self._budget(trial), unlabeled=pool, labeled_share=share)
 
     def alone(self, trial) -> Recipe:
         """Sample the student alone's recipe: the same learning rates and budgets."""

@@ -22,7 +22,8 @@ from ..config import Experiment
 from ..config.tune import TuneConfig
 from ..report import SpaceDisplay, TrialsDisplay, save_figure, write_report
 from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
-from ..weights import atomic_write, load_weights
+from ..files import atomic_write, make_dir
+from ..weights import load_weights
 from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, run
 from .decide import candidates, decide, enqueue
 from .trials import recipe_spec
@@ -67,7 +68,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     wanted = _count("trials", trials if trials is not None else cfg.trials)
     jobs = _count("jobs", jobs)
     folder = _folder(exp, out)
-    url = storage or cfg.storage or f"sqlite:///{(folder / 'tune.db').resolve()}"
+    url = storage or cfg.storage or f"sqlite:///{_database(folder)}"
     ctx = Context(exp, folder, url, cfg.study_name or exp.name, quiet, None if cache_dir is None else str(cache_dir),
                   teacher)
     studies = {kind: ctx.study(kind) for kind in KINDS}  # a bad storage fails here, before any training
@@ -113,13 +114,23 @@ def _folder(exp: Experiment, out) -> Path:
         if json.loads((asked / MARKER).read_text()) != marker:
             raise ValueError(f"{asked} holds a sweep of a different experiment (or other data or ranges); "
                              f"choose another --out, or undo the changes to resume it")
+        make_dir(asked / "weights", inside=asked)
         return asked
     folder, moved = free_dir(asked)
     if moved:
         log.warning("%s already holds another run; writing to %s instead", asked, folder)
-    (folder / "weights").mkdir(parents=True, exist_ok=True)
+    make_dir(folder / "weights", inside=folder)
     atomic_write(folder / MARKER, json.dumps(marker, indent=2) + "\n")
     return folder
+
+
+def _database(folder: Path) -> Path:
+    """The sweep's own SQLite file in its folder; a link there is refused, never followed."""
+    path = folder.absolute() / "tune.db"
+    if path.is_symlink():
+        raise OSError(f"{path} is a symbolic link; kdistill writes the sweep's database only into a file of its own: "
+                      f"remove the link, or give --storage")
+    return path
 
 
 def _fingerprint(exp: Experiment) -> dict:
@@ -172,7 +183,7 @@ def _plots(folder: Path, rows: list[dict]) -> None:
     alone = [r for r in rows if r["study"] == "alone" and r["state"] == "COMPLETE"]
     baseline = max((r["value"] for r in alone), default=None)
     save_figure(folder / "tune-objective.png", [TrialsDisplay(distilled, baseline=baseline)], panel=(7, 3.8))
-    params = [p for p in ("method", "alpha", "lr", "steps", "use_unlabeled", "labeled_share")
+    params = [p for p in ("method", "alpha", "lr", "steps", "unlabeled", "labeled_share")
               if any(p in r["params"] for r in distilled)]
     params += sorted({p for r in distilled for p in r["params"] if "." in p})
     if params:

@@ -59,7 +59,7 @@ def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) 
 def steps_per_epoch(data, recipe: Recipe, train: dict) -> int:
     """Optimizer steps in one epoch of the set ``recipe`` trains on."""
     cfg = TrainConfig(**{k: v for k, v in train.items() if k != "epochs"})
-    dataset = data.training(distilled=recipe.distilled and cfg.use_unlabeled)
+    dataset = data.training(distilled=recipe.distilled and cfg.unlabeled, views=cfg.views)
     return len(epoch_plan(dataset, cfg.batch_size, True, 0, cfg.labeled_share))
 
 
