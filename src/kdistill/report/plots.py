@@ -148,7 +148,7 @@ class SpaceDisplay(_Display):
                                                              if self.param in r["params"]]
         categories = sorted({str(v) for v in values}) if any(isinstance(v, (str, bool)) for v in values) else None
         x = (lambda v: categories.index(str(v))) if categories else (lambda v: v)
-        methods = sorted({r["params"].get("method", "") for r in have})
+        methods = sorted({r["params"].get("method", "") for r in self.rows})  # one colour per method in every panel
         for i, method in enumerate(methods):
             done = [r for r in have if r["state"] == "COMPLETE" and r["params"].get("method", "") == method]
             if done:

@@ -188,8 +188,7 @@ def _plots(folder: Path, rows: list[dict]) -> None:
     params += sorted({p for r in distilled for p in r["params"] if "." in p})
     if params:
         panels = [SpaceDisplay(distilled, p, baseline, alone=alone) for p in params]
-        save_figure(folder / "tune-space.png", panels, cols=3, panel=(4.6, 3.6),
-                    title="validation accuracy of each trial over each searched parameter")
+        save_figure(folder / "tune-space.png", panels, cols=3, panel=(4.6, 3.6))
 
 
 def _final(ctx: Context, data, space, by_key: dict, decision: dict) -> tuple[dict, dict]:
