@@ -13,11 +13,11 @@ from .builtin import BUILTIN, load_dataset
 from .idx import idx_images, read_idx
 from .images import ImageFolder
 from .normalize import Normalize
-from .sources import Source, load_idx, load_images, load_table, read_source, split_source
+from .sources import Source, class_summary, load_idx, load_images, load_table, read_source, split_source
 from .splits import ArrayDataset, Splits, check_labels, split_arrays, split_parts
 from .tables import read_table, table_encoder
 
 __all__ = ["BUILTIN", "ArrayDataset", "Augment", "ImageFolder", "Normalize", "Source", "Splits", "batches",
-           "check_labels", "fetch", "global_batches", "idx_images", "load_dataset", "load_idx", "load_images",
-           "load_table", "read_idx", "read_source", "read_table", "split_arrays", "split_parts", "split_source",
-           "table_encoder"]
+           "check_labels", "class_summary", "fetch", "global_batches", "idx_images", "load_dataset", "load_idx",
+           "load_images", "load_table", "read_idx", "read_source", "read_table", "split_arrays", "split_parts",
+           "split_source", "table_encoder"]

@@ -21,7 +21,7 @@ from .. import methods
 from ..data import Splits
 from ..teachers import as_teacher
 from . import checkpoint
-from .callbacks import EarlyStopping, History, ProgressBar, State, call
+from .callbacks import EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State, call, in_notebook
 from .config import TrainConfig
 from .interrupt import Interrupt, Stop, TrainingInterrupted
 from .runtime import Runtime
@@ -118,14 +118,15 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
 
 
 def _callbacks(given, cfg: TrainConfig, data: Splits, rt: Runtime) -> tuple[list, EarlyStopping | None]:
-    """The user's callbacks plus early stopping (with ``patience`` and a val split) and, on an
-    interactive terminal, a progress bar."""
+    """The user's callbacks plus early stopping (with ``patience`` and a val split) and progress
+    (unless ``quiet``): a bar on an interactive terminal, a live line in a Jupyter notebook, one
+    line per epoch anywhere else."""
     callbacks, early = list(given), None
     if cfg.patience is not None and data.val is not None:
         early = EarlyStopping(cfg.monitor, cfg.patience, cfg.restore_best)
         callbacks.append(early)
-    if not cfg.quiet and rt.is_main and sys.stderr.isatty():
-        callbacks.append(ProgressBar())
+    if not cfg.quiet and rt.is_main:
+        callbacks.append(ProgressBar() if sys.stderr.isatty() else NotebookProgress() if in_notebook() else EpochLog())
     return callbacks, early
 
 

@@ -2,8 +2,10 @@
 report page of a run folder, ``report.md`` and a self-contained ``report.html`` (:mod:`.page`)."""
 
 from .page import write_report
-from .plots import ConfusionDisplay, CurvesDisplay, ParamsDisplay, PredictionGridDisplay, TrialsDisplay, save_figure
+from .plots import (CalibrationDisplay, ConfusionDisplay, CurvesDisplay, ParamsDisplay, PredictionGridDisplay,
+                    TradeoffDisplay, TrialsDisplay, display_images, save_figure)
 from .tables import results_markdown, slug, table_rows
 
-__all__ = ["ConfusionDisplay", "CurvesDisplay", "ParamsDisplay", "PredictionGridDisplay", "TrialsDisplay",
-           "results_markdown", "save_figure", "slug", "table_rows", "write_report"]
+__all__ = ["CalibrationDisplay", "ConfusionDisplay", "CurvesDisplay", "ParamsDisplay", "PredictionGridDisplay",
+           "TradeoffDisplay", "TrialsDisplay", "display_images", "results_markdown", "save_figure", "slug",
+           "table_rows", "write_report"]

@@ -2,7 +2,8 @@
 
 Both are rendered from one list of blocks (headings, paragraphs, tables, images, lists), built
 from ``results.json`` and whatever else the folder holds: ``data.json`` (class counts),
-``curves-*.png``, ``confusion.png``, ``predictions.png`` and the sweep's ``trials.json``,
+``curves-*.png``, ``confusion.png``, ``predictions.png``, ``tradeoff.png``, ``calibration.png``,
+``onnx/export.json`` (written by ``kdistill export``) and the sweep's ``trials.json``,
 ``tune.json`` and ``tune-*.png``. The HTML embeds every image, so it can be mailed as one file.
 """
 
@@ -34,12 +35,17 @@ def blocks(folder) -> list[tuple]:
     out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
     out += _data_blocks(folder)
     header, rows = table_rows(results)
-    out += [("h2", "Comparison on the test split"), ("table", header, rows),
-            ("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
+    out += [("h2", "Comparison on the test split"), ("table", header, rows)]
+    out += _table_notes(results)
+    out += [("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
+    if (folder / "tradeoff.png").is_file():
+        out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
     out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in _curves(folder, results)]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if (folder / name).is_file():
             out += [("h2", title), ("img", name, title)]
+    out += _calibration_blocks(folder, results)
+    out += deployment_blocks(folder)
     out += _per_class_blocks(results)
     out += _sweep_blocks(folder)
     return out
@@ -76,6 +82,50 @@ def _data_blocks(folder: Path) -> list[tuple]:
     if info.get("skipped"):
         notes.append(f"{info['skipped']} unreadable image(s) skipped, e.g. {', '.join(info['skipped_files'][:3])}.")
     return out + [("p", " ".join(notes))] if notes else out
+
+
+def _table_notes(results: dict) -> list[tuple]:
+    notes = []
+    if len(results["seeds"]) > 1:
+        notes.append("Table cells are mean ± standard deviation over seeds; a verdict's ± is the standard error "
+                     "of the paired mean difference.")
+    if results.get("split_seed") is not None and len(results["seeds"]) > 1:
+        notes.append(f"The teacher was used as loaded, so every seed used the split of seed {results['split_seed']}.")
+    if any(m.get("onnx_mb") is None for m in results["models"]):
+        notes.append("ONNX columns show – for models kdistill cannot convert to ONNX here (scikit-learn models, "
+                     "transformers teachers, callables); their latency is measured in Python.")
+    return [("p", " ".join(notes))] if notes else []
+
+
+def _calibration_blocks(folder: Path, results: dict) -> list[tuple]:
+    models = [m for m in results["models"] if m.get("ece") is not None]
+    if not models:
+        return []
+    rows = [[m["name"], f"{m['ece']:.4f}" + (f" ± {m['std']['ece']:.4f}" if m["std"].get("ece") else "")]
+            for m in models]
+    out = [("h2", "Calibration"), ("p", "Expected calibration error (ECE, 15 equal-width confidence bins; 0 is "
+                                        "perfectly calibrated) on the test split, and each model's reliability "
+                                        "diagram (first seed)."), ("table", ["model", "ECE"], rows)]
+    return out + ([("img", "calibration.png", "reliability diagrams")] if (folder / "calibration.png").is_file()
+                  else [])
+
+
+def deployment_blocks(folder: Path) -> list[tuple]:
+    """The ``kdistill export`` table (float32 and int8 ONNX), when the run folder holds one."""
+    path = folder / "onnx" / "export.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for r in json.loads(path.read_text()):
+        for label, row in (("float32", r), ("int8", r.get("int8"))):
+            if row is not None:
+                rows.append([Path(r.get("weights", row["path"])).stem, label, f"{row['size_mb']:.4f}",
+                             *[f"{row['latency'][f'batch{b}']['p50_ms']:.3f}" for b in (1, 64)],
+                             "–" if row.get("accuracy") is None else f"{row['accuracy']:.4f}",
+                             ", ".join(row.get("quantized", [])) or ("–" if label == "int8" else "")])
+    return [("h2", "Deployment (kdistill export)"),
+            ("p", "onnxruntime on the CPU, p50 milliseconds per batch; accuracy on the test split."),
+            ("table", ["model", "precision", "MB", "ms b=1", "ms b=64", "test accuracy", "int8 layers"], rows)]
 
 
 def _per_class_blocks(results: dict) -> list[tuple]:

@@ -3,7 +3,8 @@
 A study trains the teacher, then every student from the same initial weights (per seed), and
 compares them on the test split. The student trained without distillation is always part of
 it, so the table says plainly what distillation bought, and whether the difference exceeds
-the seed-to-seed noise.
+the seed-to-seed noise. Models may be PyTorch modules, scikit-learn estimators or teachers used
+as loaded (see :mod:`.members`).
 """
 
 from __future__ import annotations
@@ -16,35 +17,37 @@ from pathlib import Path
 import torch
 
 from ..data import Splits
-from ..engine import History, Runtime, fit
-from ..export import export
-from ..methods import objective
-from ..metrics import classification_metrics, fidelity, latency_ms, mean_std, predict_logits
-from ..models import count_params, size_mb
-from ..report import ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, results_markdown, save_figure, slug
-from ..teachers import CachedTeacher
-from ..weights import atomic_write, save_weights
+from ..engine import Runtime
+from ..metrics import calibration, classification_metrics, fidelity, mean_std
+from ..report import (CalibrationDisplay, ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, TradeoffDisplay,
+                      display_images, results_markdown, save_figure, slug)
+from ..teachers import CachedTeacher, as_teacher, teacher_fingerprint
+from ..weights import atomic_write
+from . import members
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
 from .verdicts import verdicts
 
 log = logging.getLogger("kdistill")
 
-METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "latency_ms", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb",
-           "speedup")
+METRICS = ("accuracy", "macro_f1", "agreement", "kl_to_teacher", "ece", "latency_ms", "onnx_ms_b1", "onnx_ms_b64",
+           "onnx_mb", "speedup")
 
 
 def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds=(0,),
               title: str = "kdistill study", config: dict | None = None, quiet: bool = False,
-              resume: bool = False, cache_dir=None) -> dict | None:
+              resume: bool = False, cache_dir=None, trackers=()) -> dict | None:
     """Run the study for every seed and write the run folder ``out``.
 
-    ``load(seed)`` returns the splits for a seed. The first student whose objective needs no
-    teacher is the baseline the others are compared with. Every model checkpoints each epoch
-    into ``out/checkpoints``; with ``resume`` each continues from its checkpoint. The teacher's
+    ``load(seed)`` returns the splits for a seed; a teacher used as loaded (``fit=False``) gets
+    the first seed's split for every seed, since another split could put the data it was
+    trained on into the test split. Each distilled student is compared with the student alone
+    of its own family (else the first student alone). Every model checkpoints each epoch into
+    ``out/checkpoints``; with ``resume`` each continues from its checkpoint. The teacher's
     outputs are cached in :func:`~kdistill.study.folders.teacher_cache_dir` (``cache_dir``).
-    Returns the results dictionary that is also written to ``out/results.json`` (``None`` on
-    ranks other than 0 under torchrun, which train but write nothing).
+    ``trackers`` (:class:`~kdistill.engine.TensorBoard`, :class:`~kdistill.engine.MLflow`) log
+    every model's epochs and the final table. Returns the results dictionary that is also
+    written to ``out/results.json`` (``None`` on ranks other than 0 under torchrun).
     """
     out = Path(out)
     is_main = Runtime.current().is_main
@@ -52,11 +55,16 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     if is_main:
         (out / "weights").mkdir(parents=True, exist_ok=True)
         atomic_write(out / "config.json", json.dumps(config or {}, indent=2, default=str) + "\n")
+    fixed = None if teacher.fit else seeds[0]
+    if fixed is not None and len(seeds) > 1:
+        log.info("the teacher is used as loaded, so every seed uses the split of seed %d (a split per seed could "
+                 "put the teacher's own training data into the test split); seeds vary initial weights and "
+                 "shuffling", fixed)
     per_seed: dict[str, list[dict]] = {}
     histories, first = [], None
     for seed in seeds:
-        data = load(seed)
-        runs = _train_seed(seed, data, teacher, students, out, quiet, resume, cache_dir)
+        data = load(seed if fixed is None else fixed)
+        runs = _train_seed(seed, data, teacher, students, out, dict(quiet=quiet, resume=resume), cache_dir, trackers)
         if not is_main:
             continue
         measured = _measure_seed(seed, data, runs, specs, out)
@@ -68,100 +76,128 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
         return None
     atomic_write(out / "history.jsonl", "".join(histories))
     data, measured = first
-    alone = next(s.name for s in students if not any(t.method.needs_teacher for t in objective(s.objective)))
-    distilled = [s.name for s in students if s.name != alone]
+    pairs = baselines(students)
     results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),
-               "split_sizes": data.info.get("sizes"),
+               "split_sizes": data.info.get("sizes"), "split_seed": fixed,
                "models": [_summary(spec, measured[spec.name]["model"], per_seed[spec.name]) for spec in specs.values()],
-               "comparisons": verdicts(per_seed, alone, distilled)}
+               "comparisons": verdicts(per_seed, next(iter(pairs.values()), None), list(pairs), pairs)}
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
-    _plots(out, data, measured, list(specs), distilled or [alone])
+    _plots(out, data, measured, results, list(pairs) or [s.name for s in students])
+    for tracker in trackers:
+        tracker.log_results(results, out)
     return results
 
 
+def baselines(students: list[ModelSpec]) -> dict[str, str]:
+    """Each distilled student's baseline: the first student alone of its family, else the first
+    student alone."""
+    alone = [s for s in students if not s.distilled]
+    if not alone:
+        raise ValueError(f"a study needs a student trained without a teacher, the baseline that distillation is "
+                         f"compared with; students: {[s.name for s in students]}")
+    return {s.name: next((a.name for a in alone if a.family == s.family and s.family is not None), alone[0].name)
+            for s in students if s.distilled}
+
+
 def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path,
-                quiet: bool, resume: bool, cache_dir=None) -> dict:
+                settings: dict, cache_dir=None, trackers=()) -> dict:
     """Train every model for one seed (on every rank under torchrun), each with a checkpoint
     in the run folder so that an interrupted run can be resumed."""
     shape, k = data.input_shape, data.num_classes
 
-    def train(spec: ModelSpec, model, teacher=None) -> History:
-        if not spec.fit:
-            return History([])
-        options = {**spec.train, "seed": seed, "quiet": quiet, "resume": resume,  # the study's own settings win
+    def train(spec: ModelSpec, model, teacher=None):
+        if spec.fit:
+            log.info("seed %d: training %s", seed, spec.name)
+        options = {**spec.train, "seed": seed, **settings,  # the study's own settings win
                    "checkpoint_dir": str(out / "checkpoints" / f"{slug(spec.name)}-seed{seed}")}
-        return fit(model, data, objective=spec.objective, teacher=teacher, **options)
+        callbacks = [t.callback(spec.name, seed, spec.hyperparams) for t in trackers]
+        return members.train(spec, model, data, teacher, seed=seed, options=options, callbacks=callbacks)
 
     torch.manual_seed(seed)
     teacher = teacher_spec.build(shape, k)
-    runs = {teacher_spec.name: (teacher, train(teacher_spec, teacher))}
-    cached = CachedTeacher(teacher, cache_dir=teacher_cache_dir(out, cache_dir))  # one pass per split, all students
+    runs = {teacher_spec.name: train(teacher_spec, teacher)}
+    served = _served(runs[teacher_spec.name][0], out, cache_dir)  # one pass per split, shared by all students
     for spec in students:
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
-        student = spec.build(shape, k)
-        runs[spec.name] = (student, train(spec, student, cached))
+        runs[spec.name] = train(spec, spec.build(shape, k), served)
     return runs
 
 
+def _served(teacher, out: Path, cache_dir=None):
+    """The teacher as the students see it: cached when it can be fingerprinted, else live."""
+    live = as_teacher(teacher)
+    try:
+        teacher_fingerprint(live)
+    except TypeError as exc:
+        log.info("the teacher's outputs are not cached (%s)", exc)
+        return live
+    return CachedTeacher(live, cache_dir=teacher_cache_dir(out, cache_dir))
+
+
 def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpec], out: Path) -> dict:
-    """Evaluate every trained model of one seed on the test split and save its weights."""
-    shape = data.input_shape
+    """Evaluate every trained model of one seed on the test split and save it."""
+    shape, k = data.input_shape, data.num_classes
     teacher_name = next(iter(runs))
-    logits_t, labels = predict_logits(runs[teacher_name][0], data.test)
+    logits_t, labels = members.logits(runs[teacher_name][0], data.test, k)
     measured = {}
     for name, (model, history) in runs.items():
-        log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
-        logits, _ = predict_logits(model, data.test)
+        if history.epochs:
+            log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
+        logits, _ = members.logits(model, data.test, k)
         m = classification_metrics(logits, labels, data.classes)
         m.update(fidelity(logits, logits_t))
-        m["latency_ms"] = latency_ms(model, shape)
-        m["epochs_trained"] = len(history.epochs)
-        m.update(_onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
+        reliability = calibration(logits, labels)
+        m.update(ece=reliability["ece"], calibration=reliability["bins"], epochs_trained=len(history.epochs),
+                 latency_ms=members.latency(model, shape, k))
+        m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
         info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
             "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
             "split": data.info}
-        save_weights(model, out / "weights" / f"{slug(name)}-seed{seed}.safetensors", info)
+        members.save(model, out / "weights", f"{slug(name)}-seed{seed}", info)
+    base = measured[teacher_name]["metrics"]["onnx_ms_b64"]
     for r in measured.values():
-        r["metrics"]["speedup"] = measured[teacher_name]["metrics"]["onnx_ms_b64"] / r["metrics"]["onnx_ms_b64"]
+        own = r["metrics"]["onnx_ms_b64"]
+        r["metrics"]["speedup"] = base / own if base is not None and own else None
     return measured
 
 
-def _onnx_metrics(model, shape, path: Path) -> dict:
-    """ONNX file size and onnxruntime p50 latency per batch of 1 and of 64 (parity-checked)."""
-    r = export(model, shape, path)
-    return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
-            "onnx_mb": r["size_mb"]}
-
-
 def _summary(spec: ModelSpec, model, seeds: list[dict]) -> dict:
-    """A model's entry of ``results.json``: sizes, hyperparameters, mean and std of every metric."""
-    entry = {"name": spec.name, "params": count_params(model), "size_mb": size_mb(model),
-             "hyperparams": spec.hyperparams, "std": {}}
+    """A model's entry of ``results.json``: kind, sizes, hyperparameters, mean and std of every
+    metric (``None`` where a kind has no such number), the first seed's calibration bins."""
+    entry = {"name": spec.name, "kind": members.kind(model), **members.sizes(model), "hyperparams": spec.hyperparams,
+             "std": {}}
     for key in METRICS:
-        entry[key], entry["std"][key] = mean_std([m[key] for m in seeds])
+        values = [m[key] for m in seeds]
+        entry[key], entry["std"][key] = (None, None) if None in values else mean_std(values)
     entry["per_class"] = seeds[0]["per_class"]
+    entry["calibration"] = seeds[0]["calibration"]
     entry["per_seed"] = [{k: m[k] for k in (*METRICS, "epochs_trained")} for m in seeds]
     return entry
 
 
-def _plots(out: Path, data: Splits, measured: dict, names: list[str], distilled: list[str]) -> None:
+def _plots(out: Path, data: Splits, measured: dict, results: dict, distilled: list[str]) -> None:
+    names = [m["name"] for m in results["models"]]
     for name in names:
         history = measured[name]["history"]
-        if history:  # a model used as loaded has no training curves
+        if history:  # a model used as loaded, or a scikit-learn model, has no training curves
             save_figure(out / f"curves-{slug(name)}.png", [CurvesDisplay(history, "accuracy"),
                                                            CurvesDisplay(history, "loss")],
                         title=f"{name}: training curves (seed of the first run)", panel=(5, 3.8))
     save_figure(out / "confusion.png", [ConfusionDisplay(measured[n]["metrics"]["confusion"], data.classes, n)
                                         for n in names])
+    save_figure(out / "tradeoff.png", [TradeoffDisplay(results["models"], "size_mb"),
+                                       TradeoffDisplay(results["models"], "latency_ms")], panel=(5.5, 4.2))
+    save_figure(out / "calibration.png", [CalibrationDisplay(m["calibration"], m["name"], m["ece"])
+                                          for m in results["models"]], cols=3, panel=(4, 4))
     if len(data.input_shape) != 3:
         return  # a prediction grid shows images; tables have none
     best = max(distilled, key=lambda n: measured[n]["metrics"]["accuracy"])
     n = min(16, len(data.test))
     rows = [data.test[i] for i in range(n)]
-    images = torch.stack([r[0] for r in rows]).numpy()
+    images = display_images(torch.stack([r[0] for r in rows]).numpy(), data.info.get("normalization"))
     true = [int(r[1]) for r in rows]
     pred = measured[best]["logits"][:n].argmax(1).tolist()
     save_figure(out / "predictions.png", [PredictionGridDisplay(images, pred, true, data.classes)],
-                title=f"{best}: first {n} test images (green right, red wrong)", panel=(8.4, 9.2))
+                title=f"{best}: first {n} test images as read (green right, red wrong)", panel=(8.4, 9.2))

@@ -1,0 +1,211 @@
+"""The comparison from Python: :func:`compare` runs the study ``kdistill run`` runs, on models
+and data given as Python objects, into the same run folder, table, verdicts and report.
+
+:func:`run_in_folder` is the one path both front doors take: open a run folder that is never
+overwritten, run the study, write the data summary and the report, mark the folder finished.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..data import Splits, class_summary
+from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
+from ..methods import ALONE, build, kd_objective
+from ..report import write_report
+from ..teachers import Teacher, as_teacher
+from ..weights import atomic_write
+from . import members
+from .folders import INCOMPLETE, finish_run_dir, open_run_dir
+from .runner import run_study
+from .specs import ModelSpec
+
+
+def run_in_folder(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds,
+                  title: str, config: dict, data_info: Callable[[], dict], quiet=False, resume=False, cache_dir=None,
+                  trackers=(), device: str = "cpu") -> tuple[dict | None, Path]:
+    """Run a study into a new run folder ``out`` (``out-2``... if taken; with ``resume`` the
+    interrupted run in ``out``), then write ``data.json`` (``data_info()``) and the report."""
+    rt = Runtime.create(device)  # joins the process group under torchrun
+    folder = open_run_dir(Path(out), resume, rt)
+    try:
+        results = run_study(load, teacher, students, out=folder, seeds=seeds, title=title, config=config, quiet=quiet,
+                            resume=resume, cache_dir=cache_dir, trackers=trackers)
+    except TrainingInterrupted as exc:
+        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "
+                                f"EXPERIMENT.yaml --out {folder} --resume") from exc
+    if rt.is_main:
+        atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
+        write_report(folder)
+        finish_run_dir(folder)
+    return results, folder
+
+
+def trackers_from(tracking) -> list:
+    """Trackers from ``{"tensorboard": DIR, "mlflow": URI, "experiment": NAME}``, or a list of
+    tracker objects as they are."""
+    if tracking is None:
+        return []
+    if not isinstance(tracking, dict):
+        return list(tracking)
+    unknown = sorted(set(tracking) - {"tensorboard", "mlflow", "experiment"})
+    if unknown:
+        raise ValueError(f"tracking has unknown key(s) {unknown}; allowed: tensorboard, mlflow, experiment")
+    out = [TensorBoard(tracking["tensorboard"])] if tracking.get("tensorboard") else []
+    if tracking.get("mlflow"):
+        out.append(MLflow(tracking["mlflow"], tracking.get("experiment") or "kdistill"))
+    return out
+
+
+def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teacher: bool | None = None,
+            title: str | None = None, quiet: bool = False, cache_dir=None, resume: bool = False, tracking=None,
+            teacher_train: dict | None = None, **train) -> dict:
+    """Compare distilled students with the same students trained alone, as ``kdistill run`` does.
+
+    Parameters
+    ----------
+    teacher : object
+        Anything :func:`kdistill.as_teacher` takes (a torch module, a fitted scikit-learn model,
+        an ONNX, skops or ``transformers`` file, a callable wrapped by ``as_teacher``, a
+        :class:`~kdistill.Teacher`), or a model to train: an unfitted scikit-learn estimator is
+        fitted on each seed's train split; a torch module is trained with ``train_teacher=True``
+        (a fresh copy per seed), else used as it is.
+    students : dict
+        Name -> student, or name -> ``(student, objective)``. A student is a torch module
+        (copied, its weights drawn anew per seed), a function ``(input_shape, num_classes) ->
+        model``, or a scikit-learn estimator (cloned). A bare student is distilled with the
+        default objective (``kd_objective(0.5, 4)``; soft labels for scikit-learn students); an
+        objective is a term list as in :func:`kdistill.fit` (``[("ce", 1.0)]`` learns alone), or
+        for a scikit-learn student :class:`~kdistill.sklearn.DistilledClassifier` options such as
+        ``{"mode": "hard"}``. Each distilled student without a counterpart trained alone gets one,
+        ``"<name> alone"``.
+    data : Splits or callable
+        The splits, or ``seed -> Splits``. A teacher used as loaded gets the first seed's split
+        for every seed.
+    seeds : sequence of int
+    out : str or Path, optional
+        The run folder (default ``runs/compare``; never overwritten: ``-2``, ``-3``... are used).
+    tracking : dict or list, optional
+        ``{"tensorboard": DIR, "mlflow": URI}``, or tracker objects
+        (:class:`~kdistill.engine.TensorBoard`, :class:`~kdistill.engine.MLflow`).
+    teacher_train : dict, optional
+        Training options of the teacher, over ``train``.
+    **train
+        :class:`~kdistill.TrainConfig` options of every PyTorch model (``epochs``, ``lr``, ...).
+
+    Returns
+    -------
+    dict
+        The results written to ``results.json`` (table rows under ``models``, verdicts under
+        ``comparisons``), plus ``folder``: the run folder.
+    """
+    TrainConfig.from_kwargs(**train, **(teacher_train or {}))  # every option checked before anything runs
+    load = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
+    specs = _student_specs(students, train)
+    t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
+    config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
+                          "seeds": list(seeds), "train": train}}
+    results, folder = run_in_folder(load, t_spec, specs, out=out or "runs/compare", seeds=tuple(seeds),
+                                    title=title or "teacher -> student comparison", config=config, quiet=quiet,
+                                    resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
+                                    data_info=lambda: _data_info(load(seeds[0])), device=train.get("device", "cpu"))
+    return None if results is None else {**results, "folder": str(folder)}
+
+
+def _what(obj) -> str:
+    return str(obj) if isinstance(obj, (str, Path)) else type(obj).__name__
+
+
+def _data_info(data: Splits) -> dict:
+    parts = {p: (None, ds.y.numpy() if hasattr(ds, "y") else [int(ds[i][1]) for i in range(len(ds))])
+             for p in ("train", "val", "test") if (ds := getattr(data, p)) is not None}
+    return {"name": data.name, "classes": data.classes, **class_summary(parts, data.classes)}
+
+
+def _fresh(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with its weights drawn anew (from the seed the study has just set)."""
+    model = copy.deepcopy(module)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return model
+
+
+def _builder(obj) -> Callable:
+    if isinstance(obj, nn.Module):
+        return lambda shape, k: _fresh(obj)
+    if members.kind_or_none(obj) == "sklearn":
+        return lambda shape, k: members.seeded(clone(obj))
+    if callable(obj):
+        return lambda shape, k: obj(shape, k)
+    raise TypeError(f"cannot use {type(obj).__name__} as a student: give a torch module, a function "
+                    f"(input_shape, num_classes) -> model, or a scikit-learn estimator")
+
+
+def _student_specs(students: dict, train: dict) -> list[ModelSpec]:
+    if not isinstance(students, dict) or not students:
+        raise ValueError(f"students must be a non-empty dict of name -> student, got {students!r}")
+    specs, families, originals = [], {}, {}
+    for name, given in students.items():
+        model, objective = given if isinstance(given, tuple) else (given, None)
+        family = families.setdefault(id(model), f"student {len(families)}")
+        originals[family] = model
+        if objective is None:
+            objective = {"mode": "soft"} if members.kind_or_none(model) == "sklearn" else kd_objective(0.5, 4.0)
+        specs.append(ModelSpec(name, _builder(model), objective=objective, train=dict(train), family=family,
+                               hyperparams=_shown(objective, train, model)))
+    alone = {s.family for s in specs if not s.distilled}
+    for spec in [s for s in specs if s.distilled and s.family not in alone]:
+        alone.add(spec.family)
+        specs.insert(0, ModelSpec(f"{spec.name} alone", spec.build, objective=list(ALONE), train=dict(train),
+                                  family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+    return specs
+
+
+def _shown(objective, train: dict, model) -> dict:
+    """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
+    another, DistilledClassifier options of a scikit-learn student; the epochs and lr of training."""
+    if isinstance(objective, dict):
+        return dict(objective)
+    terms = {t[0]: t for t in objective}
+    shown = {}
+    if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
+        shown = {"alpha": terms["kd"][1], "T": build("kd", **(terms["kd"][2] if len(terms["kd"]) > 2 else {})).temperature}
+    elif members.needs_teacher(objective):
+        shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
+    if members.kind_or_none(model) == "sklearn":
+        return shown
+    cfg = TrainConfig(**train)
+    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
+
+
+def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec:
+    kind = members.kind_or_none(teacher)
+    if kind == "sklearn" and not isinstance(teacher, Teacher):
+        try:
+            check_is_fitted(teacher)
+            fitted = True
+        except NotFittedError:
+            fitted = False
+        fit = not fitted if train_teacher is None else train_teacher
+        build_ = (lambda shape, k: members.seeded(clone(teacher))) if fit else (lambda shape, k: teacher)
+        return ModelSpec("teacher", build_, fit=fit, hyperparams={"model": type(teacher).__name__})
+    if kind == "torch":
+        fit = bool(train_teacher)
+        build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
+        return ModelSpec("teacher", build_, train=train, fit=fit, hyperparams=_shown(list(ALONE), train, teacher)
+                         if fit else {"model": type(teacher).__name__})
+    if train_teacher:
+        raise ValueError(f"train_teacher=True needs a torch module or a scikit-learn estimator, got "
+                         f"{type(teacher).__name__}")
+    loaded = as_teacher(teacher)
+    return ModelSpec("teacher", lambda shape, k: loaded, fit=False, hyperparams={"teacher": _what(teacher)})
