@@ -75,6 +75,7 @@ def _logging(quiet: bool) -> None:
         handler = _Handler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
+    log.propagate = False  # a root handler some library installs (onnxruntime.quantization) must not repeat our lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,10 +161,12 @@ def _export(args) -> int:
             if row is not None:
                 lat = [row["latency"][f"batch{b}"] for b in (1, 64)]
                 acc = f"{row['accuracy']:.4f}" if "accuracy" in row else "–"
+                layers = (f"{row['method']}: {len(row['quantized'])} layer(s): {', '.join(row['quantized'])}"
+                          if "quantized" in row else "")
                 rows.append([row["path"], f"{row['size_mb']:.4f}", f"{row['parity_max_abs_diff']:.2e}",
-                             *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc])
+                             *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc, layers])
     show_table(f"ONNX export of {args.path} (latency: onnxruntime, ms per batch, p50 / p95)",
-               ["file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy"], rows)
+               ["file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy", "int8 layers"], rows)
     return 0
 
 

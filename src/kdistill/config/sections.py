@@ -137,9 +137,11 @@ class TeacherConfig(ModelConfig):
 
     @model_validator(mode="after")
     def _loaded(self):
+        defaults = {k: f.default for k, f in type(self).model_fields.items()}
+        changed = sorted(k for k in ("model", "options", "weights", "freeze", "weights_partial", "kind", "output",
+                                     "output_name", "trusted") if getattr(self, k) != defaults[k])
         if self.file is not None:
-            clash = sorted(k for k in ("model", "options", "weights", "freeze", "weights_partial")
-                           if k in self.model_fields_set)
+            clash = [k for k in changed if k not in ("kind", "output", "output_name", "trusted")]
             if clash or (self.fit and "fit" in self.model_fields_set):
                 given = clash or ["fit: true"]
                 raise at("file", f"a teacher file is used as loaded; it cannot be combined with {', '.join(given)}")
@@ -147,7 +149,7 @@ class TeacherConfig(ModelConfig):
         elif not self.fit and self.weights is None:
             raise ValueError("fit: false uses the teacher as loaded, so it needs weights: PATH (or file: PATH)")
         for key in ("kind", "output", "output_name", "trusted"):
-            if key in self.model_fields_set and self.file is None:
+            if key in changed and self.file is None:
                 raise at(key, f"{key}: describes a teacher file; give file: PATH too")
         return self
 

@@ -67,6 +67,9 @@ def resolved_config(exp: Experiment) -> dict:
             for key in fields:
                 if data[source].get(key) is not None:
                     data[source][key] = str(exp.path(data[source][key]).resolve())
+    for section, key in (("teacher", "file"), ("teacher", "weights"), ("student", "weights")):
+        if (dump.get(section) or {}).get(key) is not None:
+            dump[section][key] = str(exp.path(dump[section][key]).resolve())
     return dump
 
 
