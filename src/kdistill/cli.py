@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo | run | validate | tune | report | export | methods | cache clear``.
+"""Command line: ``kdistill demo | run | validate | tune | report | export | layers | methods | cache clear``.
 
 Output is fit for logs: on an interactive terminal, tables and log lines are drawn with rich;
 anywhere else (a pipe, a file, CI, nohup) they are plain text, one line per log record and one
@@ -170,6 +170,32 @@ def _export(args) -> int:
     return 0
 
 
+def _shape(row: dict) -> str:
+    shape = row["shape"]
+    return "(not run)" if shape is None else shape if isinstance(shape, str) else str(tuple(shape))
+
+
+def _layers(args) -> int:
+    from itertools import zip_longest
+
+    from .study.layers import model_layers
+
+    found = model_layers(args.target, args.input_shape, args.classes)
+    names = list(found["models"])
+    blank = {"name": "", "type": "", "shape": "", "params": ""}
+    for first, second in zip_longest(names[:1] * max(1, len(names) - 1), names[1:]):
+        tables = [found["models"][first]] + ([found["models"][second]] if second else [])
+        header = [h for name in [first, second] if name for h in (f"{name}: layer", "type", "output", "params")]
+        rows = [[c for r in row for c in (r["name"], r["type"], _shape(r) if r["name"] else "", str(r["params"]))]
+                for row in zip_longest(*tables, fillvalue=blank)]
+        show_table(f"layers for inputs of shape {tuple(found['input_shape'])}", header, rows)
+    for student, pairs in found["pairs"].items():
+        rows = [[s["name"], _shape(s), t["name"], _shape(t)] for s, t in pairs]
+        show_table(f"suggested pairs for feature methods ({student} -> {names[0]}): student: [...], teacher: [...]",
+                   ["student layer", "output", "teacher layer", "output"], rows)
+    return 0
+
+
 def _methods(args) -> int:
     from .methods import describe
 
@@ -198,6 +224,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, e.g. 3,32,32; got {text}")
+    return shape
 
 
 def _cache_dir_arg(parser) -> None:
@@ -256,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default=None, help="output folder (default RUN_DIR/onnx, or beside the weights file)")
     export.add_argument("--threads", type=_positive, default=None, help="onnxruntime threads (default: its choice)")
     export.set_defaults(func=_export)
+    layers = sub.add_parser("layers", help="every layer's output shape and parameters; suggested pairs for feature "
+                                           "methods")
+    layers.add_argument("target", help="an experiment file, a weights file, or a model (cnn, mynets:factory)")
+    layers.add_argument("--input-shape", type=_shape_arg, default=None, help="a model's input shape, e.g. 3,32,32")
+    layers.add_argument("--classes", type=_positive, default=None, help="a model's number of classes")
+    layers.set_defaults(func=_layers, quiet=True)
     methods = sub.add_parser("methods", help="list the registered distillation methods and their options")
     methods.set_defaults(func=_methods, quiet=True)
     cache = sub.add_parser("cache", help="manage the teacher-output cache")
