@@ -77,8 +77,9 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         Anything :func:`kdistill.as_teacher` takes (a torch module, a fitted scikit-learn model,
         an ONNX, skops or ``transformers`` file, a callable wrapped by ``as_teacher``, a
         :class:`~kdistill.Teacher`), or a model to train: an unfitted scikit-learn estimator is
-        fitted on each seed's train split; a torch module is trained with ``train_teacher=True``
-        (a fresh copy per seed), else used as it is.
+        fitted on each seed's train split; a torch module (a fresh copy per seed) or a function
+        ``(input_shape, num_classes) -> model`` is trained with ``train_teacher=True``; a torch
+        module is otherwise used as it is.
     students : dict
         Name -> student, or name -> ``(student, objective)``. A student is a torch module
         (copied, its weights drawn anew per seed), a function ``(input_shape, num_classes) ->
@@ -204,8 +205,10 @@ def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec
         build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
         return ModelSpec("teacher", build_, train=train, fit=fit, hyperparams=_shown(list(ALONE), train, teacher)
                          if fit else {"model": type(teacher).__name__})
+    if train_teacher and callable(teacher) and not isinstance(teacher, Teacher):  # a factory of the model to train
+        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None))
     if train_teacher:
-        raise ValueError(f"train_teacher=True needs a torch module or a scikit-learn estimator, got "
-                         f"{type(teacher).__name__}")
+        raise ValueError(f"train_teacher=True needs a torch module, a function (input_shape, num_classes) -> "
+                         f"model or a scikit-learn estimator, got {type(teacher).__name__}")
     loaded = as_teacher(teacher)
     return ModelSpec("teacher", lambda shape, k: loaded, fit=False, hyperparams={"teacher": _what(teacher)})
