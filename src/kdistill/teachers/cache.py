@@ -116,7 +116,11 @@ def _sklearn_fingerprint(teacher: SklearnTeacher) -> str:
     import pickle
 
     h = hashlib.sha256(f"sklearn\n{type(teacher.estimator).__qualname__}\n{teacher.classes}".encode())
-    h.update(pickle.dumps(teacher.estimator, protocol=4))
+    try:
+        h.update(pickle.dumps(teacher.estimator, protocol=4))
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise TypeError(f"cannot fingerprint the scikit-learn teacher {type(teacher.estimator).__name__} for the "
+                        f"cache ({exc}); give it a fingerprint() method") from exc
     return h.hexdigest()
 
 
