@@ -90,6 +90,8 @@ def _print_results(results: dict | None, folder) -> None:
     show_table(results["title"], *table_rows(results))
     for c in results["comparisons"]:
         say(c["verdict"])
+    for warning in results.get("warnings", []):
+        say(f"Warning: {warning}")
     say(f"Run folder: {folder} (report.html, report.md, results.json, plots)")
 
 
@@ -239,7 +241,8 @@ def _shape_arg(text: str) -> tuple[int, ...]:
 def _cache_dir_arg(parser) -> None:
     parser.add_argument("--cache-dir", default=None,
                         help="keep the teacher-output cache in this folder, for later runs with the same teacher and "
-                             "data (default $KDISTILL_CACHE_DIR, else RUN_DIR/teacher-cache, removed when the run ends)")
+                             "data (default $KDISTILL_CACHE_DIR, else RUN_DIR/teacher-cache, removed when the run "
+                             "ends)")
 
 
 def _experiment_args(parser) -> None:

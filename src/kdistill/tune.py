@@ -29,6 +29,7 @@ from .study import (
     finish_run_dir,
     free_dir,
     load_splits,
+    read_unlabeled,
     run_study,
     student_spec,
     teacher_cache_dir,
@@ -88,7 +89,8 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if done:
         log.info("resuming study %r: %d of %d trial(s) already finished", study.study_name, done, wanted)
     source = read_source(exp.data, exp.path)
-    data = load_splits(exp, exp.seeds[0], source)
+    unlabeled = read_unlabeled(exp, source)
+    data = load_splits(exp, exp.seeds[0], source, unlabeled)
     if data.val is None:
         raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set data.val_size > 0")
     target = _target(exp, cfg)
@@ -97,7 +99,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     objective = _Objective(exp, cfg, target, data, teacher, quiet)
     if wanted > done:
         study.optimize(objective, n_trials=wanted - done, callbacks=[_log_trial])
-    return _finish(exp, study, target, source, folder, quiet, cache_dir)
+    return _finish(exp, study, target, source, unlabeled, folder, quiet, cache_dir)
 
 
 def _pruner(kind: str, epochs: int):
@@ -231,7 +233,7 @@ def trial_rows(study) -> list[dict]:
             for t in study.get_trials(deepcopy=False)]
 
 
-def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool, cache_dir=None) -> dict:
+def _finish(exp: Experiment, study, target, source, unlabeled, folder: Path, quiet: bool, cache_dir=None) -> dict:
     """Trials table, plots, then the best trial retrained and evaluated on test."""
     rows = trial_rows(study)
     atomic_write(folder / "trials.json", json.dumps(rows, indent=2) + "\n")
@@ -245,7 +247,7 @@ def _finish(exp: Experiment, study, target, source, folder: Path, quiet: bool, c
     shown = {("T" if k == "temperature" else k): float(f"{v:.4g}") for k, v in best.params.items()}
     tuned = replace(tuned, name=name, hyperparams={**tuned.hyperparams, **shown})
     baselines = [student_spec(exp, s) for s in exp.students if not s.distilled]
-    results = run_study(lambda seed: load_splits(exp, seed, source), teacher_spec(exp), [*baselines, tuned],
+    results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher_spec(exp), [*baselines, tuned],
                         out=folder, seeds=exp.seeds, config=exp.model_dump(mode="json"), quiet=quiet,
                         title=f"{exp.title or exp.name}: tuned alpha and temperature",
                         resume=True, cache_dir=cache_dir)  # a final retraining killed earlier continues

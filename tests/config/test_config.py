@@ -37,6 +37,16 @@ BAD = [
     (["tune.alpha=[0.9,0.1]"], "tune.alpha", "low < high"),
     (["tune.student=alone"], "tune.student", "kd term"),
     (["name=has space"], "name", "pattern"),
+    (["data.unlabeled_rest=true", "data.train_fraction=1.0"], "data", "train_fraction is 1.0"),
+    (["data.unlabeled.table=pool.csv"], "data", "unlabeled table data cannot join a builtin source"),
+    (["data.unlabeled={}"], "data.unlabeled", "exactly one of images, idx, table"),
+    (["data.unlabeled.idx=missing.gz"], "data.unlabeled.idx", "does not exist"),
+    (["data.augment.mixup=0.2"], "data.augment", "set views: K too"),
+    (["data.augment={views: 4, mixup: 0.2, cutmix: 1.0}"], "data.augment", "mixup or cutmix, not both"),
+    (["data.augment.views=0"], "data.augment.views", "greater than or equal to 1"),
+    (["train.labeled_share=1.5"], "train.labeled_share", "in (0, 1)"),
+    (["train.warmup=1"], "train.warmup", "[0, 1)"),
+    (["train.schedule=warmup"], "train.schedule", "warmup-cosine"),
 ]
 
 

@@ -122,6 +122,31 @@ def test_epoch_metrics_equal_the_directly_computed_ones(blobs, monkeypatch):
             assert record[prefix + "loss"] == pytest.approx(ce, rel=1e-5)
 
 
+def test_the_model_ends_at_its_best_validation_epoch_without_early_stopping(blobs):
+    """No patience: the fit runs every epoch, then restores the best one on validation."""
+    torch.manual_seed(0)
+    m = mlp(5, 3, hidden=[16])
+    kept = {}
+
+    class Spoil:  # wreck the weights before the last two epochs, so the last epoch is not the best
+        def on_epoch_start(self, state):
+            if state.epoch == 4:
+                with torch.no_grad():
+                    for p in state.model.parameters():
+                        p.add_(torch.randn_like(p) * 5)
+
+        def on_epoch_end(self, state):
+            kept[state.epoch] = snapshot(state.model)
+
+    h = fit(m, blobs, epochs=6, lr=0.01, quiet=True, callbacks=[Spoil()])
+    accuracy = [r["val_accuracy"] for r in h.epochs]
+    assert len(h.epochs) == 6 and not h.stopped_early
+    assert h.best_epoch == accuracy.index(max(accuracy)) < 4
+    assert same(snapshot(m), kept[h.best_epoch]) and not same(snapshot(m), kept[5])
+    h = fit(m, blobs, epochs=2, lr=0.01, quiet=True, restore_best=False, callbacks=[Spoil()])
+    assert same(snapshot(m), kept[1])  # restore_best=False keeps the last epoch
+
+
 def test_early_stopping_restores_best(blobs):
     torch.manual_seed(0)
     m = mlp(5, 3, hidden=[16])
@@ -248,7 +273,7 @@ def test_empty_split():
     ({"alpha": -0.5}, r"alpha must lie in \[0, 1\] .* got -0.5"),
     ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of adam, adamw, sgd, got 'rmsprop'"),
-    ({"schedule": "linear"}, "schedule must be one of none, cosine, step, got 'linear'"),
+    ({"schedule": "linear"}, "schedule must be one of none, cosine, step, warmup-cosine, got 'linear'"),
     ({"lr": 0}, "lr must be a finite number > 0, got 0"),
     ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
     ({"epochz": 3}, r"unknown training option\(s\) \['epochz'\]"),
@@ -269,7 +294,7 @@ def test_unknown_method_suggests():
 
 
 def test_monitor_must_exist(blobs):
-    with pytest.raises(ValueError, match="early stopping monitors 'val_f1', which the history does not have"):
+    with pytest.raises(ValueError, match=r"the best epoch is chosen by 'val_f1' \(monitor\), which the history"):
         fit(mlp(5, 3), blobs, epochs=2, patience=1, monitor="val_f1", quiet=True)
 
 

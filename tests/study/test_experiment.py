@@ -146,3 +146,46 @@ def test_demo_is_the_bundled_experiment(tmp_path, monkeypatch):
 
     run_demo(tmp_path / "demo", seeds=2, epochs=3)
     assert calls["seeds"] == [0, 1] and calls["config"]["train"]["epochs"] == 3
+
+
+def test_scarce_labels_with_the_unlabeled_rest_views_and_fm(tiny, write_experiment, tmp_path):
+    tiny["data"].update({"train_fraction": 0.25, "unlabeled_rest": True,
+                         "augment": {"views": 2, "mixup": 0.3, "translate": 0.1}})
+    tiny["students"].append({"name": "fm", "methods": [{"name": "fm", "weight": 1.0}],
+                             "train": {"labeled_share": 0.5, "schedule": "warmup-cosine"}})
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    labelled = results["split_sizes"][0]
+    assert results["unlabeled"] > 2 * labelled  # the 75% of the train split whose labels were dropped
+    assert [m["name"] for m in results["models"]] == ["teacher", "alone", "kd", "fm"]
+    summary = (out / "report.md").read_text()
+    assert f"{results['unlabeled']:,} unlabelled training inputs, seen by the distilled students only" in summary
+    assert "Epoch kept of epochs trained" in summary
+    train_entry = results["teacher_checks"][0]["cache"][0]  # the training views of the distilled students
+    assert train_entry["views"] == 2 and train_entry["rows"] == 2 * (labelled + results["unlabeled"])
+    assert len(results["teacher_checks"][0]["cache"]) == 2  # train views and val, shared by both students
+    assert all(e["build_seconds"] is not None for e in results["teacher_checks"][0]["cache"])
+    assert "Teacher-output cache" in summary and "bytes per sample and view" in summary
+
+
+@pytest.mark.parametrize("kind", ["images", "table"])
+def test_an_unlabeled_folder_or_table_joins_the_labelled_source(tiny, write_experiment, tmp_path, make_folder,
+                                                                kind):
+    if kind == "images":
+        make_folder(tmp_path / "imgs", {"cat": 10, "dog": 14}, size=12)
+        make_folder(tmp_path / "pool" / "any", {"x": 9, "y": 6}, size=20)  # no classes: folders are ignored
+        tiny["data"] = {"images": {"path": "imgs", "size": [8, 8]}, "unlabeled": {"images": "pool"},
+                        "val_size": 0.25, "test_size": 0.25}
+        tiny["teacher"] = {"model": "cnn", "options": {"channels": [4], "hidden": 8}}
+        tiny["student"] = {"model": "cnn", "options": {"channels": [2], "hidden": 4}}
+        expected = 15
+    else:
+        frame = pd.DataFrame({"a": np.arange(60) % 7, "b": np.arange(60) % 5, "label": np.arange(60) % 2})
+        frame.to_csv(tmp_path / "t.csv", index=False)
+        frame.drop(columns="label").iloc[:25].to_csv(tmp_path / "pool.csv", index=False)
+        tiny["data"] = {"table": {"path": "t.csv", "target": "label"}, "unlabeled": {"table": "pool.csv"}}
+        expected = 25
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet", "--set", "train.epochs=1"]) == 0
+    assert json.loads((out / "results.json").read_text())["unlabeled"] == expected

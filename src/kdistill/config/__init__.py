@@ -5,7 +5,8 @@
 """
 
 from .loading import apply_overrides, load, read_yaml, validate
-from .schema import ConfigError, Experiment, ModelConfig, StudentConfig, TeacherConfig, train_options
+from .schema import Experiment, ModelConfig, StudentConfig, TeacherConfig, train_options
+from .section import ConfigError
 
 __all__ = ["ConfigError", "Experiment", "ModelConfig", "StudentConfig", "TeacherConfig", "apply_overrides", "load",
            "read_yaml", "train_options", "validate"]

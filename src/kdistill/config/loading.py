@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from ..engine import TrainConfig
 from ..models import importable
-from .schema import ConfigError, Experiment, train_options
+from .schema import Experiment, train_options
+from .section import ConfigError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -116,6 +117,10 @@ def _check_paths(exp: Experiment, source: str) -> None:
     if data.idx is not None:
         wanted += [(f"data.idx.{k}", getattr(data.idx, k), "file")
                    for k in ("train_images", "train_labels", "test_images", "test_labels")]
+    if data.unlabeled is not None:
+        kind = data.unlabeled.kind
+        wanted.append((f"data.unlabeled.{kind}", getattr(data.unlabeled, kind),
+                       "folder" if kind == "images" else "file"))
     problems = []
     for where, value, kind in wanted:
         if value is None:

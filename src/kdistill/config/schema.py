@@ -13,118 +13,14 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from .base import ConfigError, Section, at, raise_at
+from .data import DataConfig
+from .section import ConfigError, Section, at, raise_at
 from .sections import (DistillConfig, FreezeConfig, MethodConfig, ModelConfig, StudentConfig, TeacherConfig,
                        TrainSettings, check_model, train_options)
 
 __all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "MethodConfig", "ModelConfig", "Section",
            "StudentConfig", "TeacherConfig", "TrackingConfig", "TrainSettings", "TuneConfig", "check_model",
            "train_options"]
-
-
-class AugmentConfig(Section):
-    """Random augmentation of training images (see :class:`kdistill.augment.Augment`)."""
-
-    rotation: float = Field(0.0, ge=0.0, le=180.0)
-    shear: float = Field(0.0, ge=0.0, lt=60.0)
-    zoom: float = Field(0.0, ge=0.0, lt=1.0)
-    brightness: list[float] | None = None
-    horizontal_flip: bool = False
-    vertical_flip: bool = False
-
-    @field_validator("brightness")
-    @classmethod
-    def _range(cls, v):
-        if v is not None and (len(v) != 2 or not 0 < v[0] <= v[1]):
-            raise ValueError(f"must be [low, high] with 0 < low <= high, got {v}")
-        return v
-
-
-class BuiltinData(Section):
-    name: Literal["digits", "iris", "wine", "breast_cancer"]
-
-
-class ImageData(Section):
-    path: str
-    size: list[int] = [64, 64]
-    color: Literal["grayscale", "rgb"] = "grayscale"
-    normalize: Literal["none", "dataset", "fixed"] = "dataset"
-    mean: list[float] | None = None
-    std: list[float] | None = None
-    strict: bool = False
-    extensions: list[str] = [".png", ".jpg", ".jpeg", ".bmp"]
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v):
-        if len(v) != 2 or min(v) < 1:
-            raise ValueError(f"must be [height, width] of positive integers, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _fixed(self):
-        channels = 1 if self.color == "grayscale" else 3
-        if self.normalize == "fixed":
-            for key in ("mean", "std"):
-                v = getattr(self, key)
-                if v is None or len(v) != channels or (key == "std" and min(v) <= 0):
-                    raise ValueError(f"normalize: fixed needs {key} as a list of {channels} number(s)"
-                                     f"{' > 0' if key == 'std' else ''} for color {self.color}, got {v}")
-        return self
-
-
-class IdxData(Section):
-    train_images: str
-    train_labels: str
-    test_images: str | None = None
-    test_labels: str | None = None
-    classes: list[str] | None = None
-    max_train: int | None = Field(None, ge=1)
-    max_test: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _pairs(self):
-        if (self.test_images is None) != (self.test_labels is None):
-            raise ValueError("give both test_images and test_labels, or neither (the test split is then carved "
-                             "from train)")
-        return self
-
-
-class TableData(Section):
-    path: str
-    target: str
-    features: list[str] | None = None
-    categorical: list[str] | None = None
-
-
-SOURCES = ("builtin", "images", "idx", "table")
-
-
-class DataConfig(Section):
-    """Exactly one source, plus split sizes and augmentation."""
-
-    builtin: BuiltinData | None = None
-    images: ImageData | None = None
-    idx: IdxData | None = None
-    table: TableData | None = None
-    val_size: float = Field(0.15, ge=0.0, lt=1.0)
-    test_size: float = Field(0.2, ge=0.0, lt=1.0)
-    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    augment: AugmentConfig | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        given = [s for s in SOURCES if getattr(self, s) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one data source out of {', '.join(SOURCES)}; got "
-                             f"{', '.join(given) or 'none'}")
-        if self.augment is not None and given[0] == "table":
-            raise ValueError("augment applies to images; a table source cannot be augmented")
-        return self
-
-    @property
-    def source(self) -> str:
-        return next(s for s in SOURCES if getattr(self, s) is not None)
 
 
 class TuneConfig(Section):

@@ -13,7 +13,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, is_estimator_class, option_names, resolve_factory
-from .base import Section, at, raise_at
+from .section import Section, at, raise_at
 
 
 class MethodConfig(Section):
@@ -169,8 +169,8 @@ class StudentConfig(Section):
     name: str
     model: str | None = None
     options: dict[str, Any] | None = None
-    methods: list[MethodConfig] = Field(default_factory=lambda: [MethodConfig(name=n, weight=w) for n, w in methods.ALONE],
-                                        min_length=1)
+    methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
+        MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
     distill: DistillConfig | None = None
     train: TrainSettings | None = None
 

@@ -34,13 +34,19 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(body, dtype).reshape(dims)
 
 
-def idx_images(images_path, labels_path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, 1, H, W)`` scaled to [0, 1] (or ``(N, C, H, W)`` as stored) and labels from IDX files.
-    ``limit`` keeps the first ``limit`` samples."""
-    x, y = read_idx(images_path), read_idx(labels_path)
-    if len(x) != len(y):
-        raise ValueError(f"{images_path} holds {len(x)} images but {labels_path} holds {len(y)} labels")
-    x, y = x[:limit], y[:limit].astype(np.int64)
+def idx_inputs(path, limit: int | None = None) -> np.ndarray:
+    """Images of an IDX file as ``(N, 1, H, W)`` (or ``(N, C, H, W)`` as stored) float32, bytes
+    scaled to [0, 1]; ``limit`` keeps the first ``limit``."""
+    x = read_idx(path)[:limit]
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     x = x.astype(np.float32) / scale
-    return (x[:, None] if x.ndim == 3 else x), y
+    return x[:, None] if x.ndim == 3 else x
+
+
+def idx_images(images_path, labels_path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (see :func:`idx_inputs`) and labels from IDX files; ``limit`` keeps the first ``limit`` samples."""
+    y = read_idx(labels_path)
+    x = idx_inputs(images_path)
+    if len(x) != len(y):
+        raise ValueError(f"{images_path} holds {len(x)} images but {labels_path} holds {len(y)} labels")
+    return x[:limit], y[:limit].astype(np.int64)

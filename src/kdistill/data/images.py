@@ -44,6 +44,17 @@ class ImageFolder:
 
     def __init__(self, root, size=(64, 64), color: str = "grayscale", strict: bool = False,
                  extensions=EXTENSIONS):
+        self._configure(root, size, color, strict, extensions)
+        layout = {s: self.root / s for s in SPLITS if (self.root / s).is_dir()}
+        if layout and "train" not in layout:
+            raise ValueError(f"{self.root} has {sorted(layout)} folders but no 'train' folder; "
+                             f"give root/train/<class>/ (val and test optional) or root/<class>/")
+        folders = layout or {"all": self.root}
+        self.classes = _class_names(folders.get("train", self.root))
+        self.parts = {part: self._read(folder) for part, folder in folders.items()}
+        self._check_every_class(folders.get("train", self.root), self.parts.get("train", self.parts.get("all")))
+
+    def _configure(self, root, size, color: str, strict: bool, extensions) -> None:
         from PIL import Image  # noqa: F401  (fail early with a clear message if Pillow is missing)
 
         self.root = Path(root)
@@ -53,15 +64,7 @@ class ImageFolder:
             raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
         self.size, self.color, self.strict = (int(size[0]), int(size[1])), color, strict
         self.extensions = tuple(e.lower() for e in extensions)
-        layout = {s: self.root / s for s in SPLITS if (self.root / s).is_dir()}
-        if layout and "train" not in layout:
-            raise ValueError(f"{self.root} has {sorted(layout)} folders but no 'train' folder; "
-                             f"give root/train/<class>/ (val and test optional) or root/<class>/")
-        folders = layout or {"all": self.root}
-        self.classes = _class_names(folders.get("train", self.root))
         self.skipped: list[str] = []
-        self.parts = {part: self._read(folder) for part, folder in folders.items()}
-        self._check_every_class(folders.get("train", self.root), self.parts.get("train", self.parts.get("all")))
 
     def _check_every_class(self, folder: Path, part) -> None:
         """Every class folder of the training images must give at least one readable image."""
@@ -117,3 +120,18 @@ def _class_names(folder: Path) -> list[str]:
     if not names:
         raise ValueError(f"{folder} holds no class folders; expected {folder}/<class>/<image files>")
     return names
+
+
+class UnlabeledImages(ImageFolder):
+    """Every image in a folder and the folders below it, without labels (a transfer set), read
+    like :class:`ImageFolder` reads its images; ``x`` holds them as ``(N, C, H, W)``."""
+
+    def __init__(self, root, size=(64, 64), color: str = "grayscale", strict: bool = False,
+                 extensions=EXTENSIONS):
+        self._configure(root, size, color, strict, extensions)
+        paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.extensions)
+        images = [image for image in map(self._load, paths) if image is not None]
+        if not images:
+            raise ValueError(f"no readable {'/'.join(self.extensions)} image under {self.root} "
+                             f"({len(self.skipped)} unreadable file(s) skipped)")
+        self.x = np.stack(images)

@@ -7,6 +7,7 @@ and split in one call, with exactly the normalization and augmentation ``kdistil
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ import numpy as np
 
 from .augment import Augment
 from .builtin import builtin_arrays
-from .idx import idx_images
-from .images import EXTENSIONS, ImageFolder
+from .idx import idx_images, idx_inputs
+from .images import EXTENSIONS, ImageFolder, UnlabeledImages
 from .normalize import Normalize, standardizer
 from .splits import Splits, split_parts
-from .tables import read_table, table_encoder
+from .tables import read_inputs, read_table, table_encoder
+from .views import ViewDataset
 
 log = logging.getLogger("kdistill")
 
@@ -125,31 +127,80 @@ def read_source(data, resolve: Callable[[str], Path] = Path) -> Source:
     return source
 
 
+def unlabeled_inputs(source: Source, *, images=None, idx=None, table=None, strict: bool = False,
+                     extensions=EXTENSIONS):
+    """Raw inputs without labels, read to match ``source``: a folder of ``images`` (any folders
+    below it) or an ``idx`` file of images, read at the size and channels of the source's images;
+    or a ``table`` with the source's feature columns. Give exactly one."""
+    given = {k: v for k, v in (("images", images), ("idx", idx), ("table", table)) if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one unlabeled source out of images, idx, table; got "
+                         f"{', '.join(given) or 'none'}")
+    kind, path = next(iter(given.items()))
+    first = next(iter(source.parts.values()))[0]
+    if (kind == "table") == source.images:
+        raise ValueError(f"unlabeled {kind} data cannot join the {'image' if source.images else 'table'} source "
+                         f"{source.name!r}; give {'images or idx' if source.images else 'a table'}")
+    if kind == "table":
+        return read_inputs(path, list(first.columns))
+    channels, height, width = first.shape[1:]
+    if kind == "idx":
+        x = idx_inputs(path)
+        if x.shape[1:] != first.shape[1:]:
+            raise ValueError(f"unlabeled IDX images {path} have shape {x.shape[1:]} but the labelled ones "
+                             f"{first.shape[1:]}; they must be read the same way")
+        return x
+    folder = UnlabeledImages(path, size=(height, width), color="grayscale" if channels == 1 else "rgb",
+                             strict=strict, extensions=extensions)
+    if folder.skipped:
+        log.warning("skipped %d unreadable unlabeled image(s), e.g. %s", len(folder.skipped),
+                    ", ".join(folder.skipped[:3]))
+    return folder.x
+
+
 # --------------------------------------------------------------------------------------------
 # Splitting
 
 
 def split_source(source: Source, *, seed: int = 0, val_size: float = 0.15, test_size: float = 0.2,
-                 train_fraction: float = 1.0, augment: dict | None = None) -> Splits:
+                 train_fraction: float = 1.0, augment: dict | None = None, unlabeled=None,
+                 unlabeled_rest: bool = False) -> Splits:
     """The seeded, stratified splits of ``source``, prepared with statistics of the train split.
 
-    ``augment`` holds :class:`~kdistill.data.augment.Augment` options for image sources: the
-    augmentation is attached to the splits (the engine applies it to training batches only) and
-    works in display space, undoing the source's normalization first.
+    ``augment`` holds :class:`~kdistill.data.augment.Augment` options for image sources (the
+    augmentation works in display space, undoing the source's normalization first), plus
+    ``views``, ``mixup`` and ``cutmix``. Without ``views`` the augmentation is attached to the
+    splits and drawn afresh for every training batch; with ``views: K`` every training sample
+    gets K fixed views, seeded by ``seed`` (:class:`~kdistill.data.views.ViewDataset`).
+    ``unlabeled`` (raw inputs read like the source's, e.g. by :func:`unlabeled_inputs`) and
+    ``unlabeled_rest`` give the splits unlabelled inputs (see
+    :func:`~kdistill.data.splits.split_parts`).
     """
     splits = split_parts(source.parts, source.classes, name=source.name, seed=seed, val_size=val_size,
                          test_size=test_size, train_fraction=train_fraction, prepare=source.prepare,
-                         info=dict(source.info))
+                         info=dict(source.info), unlabeled=unlabeled, unlabeled_rest=unlabeled_rest)
     if isinstance(source.prepare, Normalize):  # to show images as read (report), and to augment them
         mean, std = source.prepare.fitted
         splits.info["normalization"] = {"mean": mean, "std": std}
     if augment is not None:
+        options = dict(augment)
+        views, mixup, cutmix = (options.pop(k, None) for k in ("views", "mixup", "cutmix"))
         if len(splits.input_shape) != 3:
             raise ValueError(f"data.augment: augmentation needs images (channels, height, width); "
                              f"{source.name!r} gives samples of shape {splits.input_shape}")
         mean, std = source.prepare.fitted if isinstance(source.prepare, Normalize) else (None, None)
-        splits.augment = Augment(**augment, mean=mean, std=std)
+        warp = Augment(**options, mean=mean, std=std)
+        if views is None:
+            if mixup is not None or cutmix is not None:
+                raise ValueError("data.augment: mixup and cutmix mix fixed partners per view; set views: K too")
+            splits.augment = warp
+        else:
+            splits.views = functools.partial(_views, views=views, augment=warp, mixup=mixup, cutmix=cutmix, seed=seed)
     return splits
+
+
+def _views(base, labeled, **options) -> ViewDataset:
+    return ViewDataset(base, labeled=labeled, **options)
 
 
 def load_images(path, *, seed: int = 0, val_size: float = 0.15, test_size: float = 0.2, train_fraction: float = 1.0,

@@ -51,6 +51,11 @@ class Splits:
     ``val`` may be ``None`` (no early stopping then); ``test`` may be ``None`` for training only.
     ``augment``, when given, maps a batch of training inputs to an augmented batch; the engine
     applies it to training batches only, never to validation or test.
+    ``unlabeled`` holds inputs without labels (a transfer set): distilled students train on the
+    train split and them together, label terms seeing only the labelled samples; anything
+    trained without a teacher ignores them. ``views``, when given, turns a training set into
+    fixed views per sample (:class:`~kdistill.data.views.ViewDataset`): ``views(dataset, labeled)``.
+    :meth:`training` gives the training set of either kind of model.
     """
 
     train: Dataset
@@ -60,6 +65,9 @@ class Splits:
     name: str = "data"
     info: dict = field(default_factory=dict)
     augment: Callable | None = None
+    unlabeled: Dataset | None = None
+    views: Callable | None = None
+    _training: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -68,6 +76,16 @@ class Splits:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train[0][0].shape)
+
+    def training(self, distilled: bool = False) -> Dataset:
+        """The training set of a model: the train split (with ``unlabeled`` after it for a
+        distilled one), as fixed views when ``views`` is set. Built once and reused, so every
+        student of a study reads the same cached teacher outputs."""
+        with_pool = distilled and self.unlabeled is not None
+        if with_pool not in self._training:
+            base = combine(self.train, self.unlabeled) if with_pool else self.train
+            self._training[with_pool] = self.views(base, len(self.train)) if self.views is not None else base
+        return self._training[with_pool]
 
     def __post_init__(self):
         if self.num_classes < 2:
@@ -84,11 +102,53 @@ class Splits:
                 raise ValueError(f"the {split} split of {self.name!r} is empty; every split needs at least one sample")
             labels[split] = ds.y if isinstance(ds, ArrayDataset) else _checked_labels(ds, f"{self.name}.{split}")
             check_labels(labels[split], self.num_classes, f"{self.name}.{split}")
+        if self.unlabeled is not None:
+            _check_unlabeled(self.unlabeled, self.input_shape, self.name)
         present = torch.unique(labels["train"])
         if len(present) < 2:
             raise ValueError(f"the train split of {self.name!r} holds only class {self.classes[int(present[0])]!r} "
                              f"(classes: {self.classes}); training needs samples of at least 2 classes: check the "
                              f"labels, the target column or the class folders")
+
+
+def unlabeled_set(x, name: str = "unlabeled") -> ArrayDataset:
+    """Inputs without labels as a dataset: every label is -1."""
+    return ArrayDataset(x, torch.full((len(x),), -1, dtype=torch.long), name=name)
+
+
+def combine(train: Dataset, unlabeled: Dataset) -> Dataset:
+    """``train`` followed by ``unlabeled`` as one dataset (indices ``0..len(train)-1`` labelled,
+    then the unlabelled ones, whose labels are -1); ``labeled`` says where the labels end."""
+    if isinstance(train, ArrayDataset) and isinstance(unlabeled, ArrayDataset):
+        both = ArrayDataset(torch.cat([train.x, unlabeled.x]),
+                            torch.cat([train.y, torch.full((len(unlabeled),), -1, dtype=torch.long)]),
+                            name=f"{train.name}+{unlabeled.name}")
+    else:
+        both = _Concat(train, unlabeled)
+    both.labeled = len(train)
+    return both
+
+
+class _Concat(Dataset):
+    def __init__(self, train: Dataset, unlabeled: Dataset):
+        self.train, self.unlabeled = train, unlabeled
+
+    def __len__(self) -> int:
+        return len(self.train) + len(self.unlabeled)
+
+    def __getitem__(self, i):
+        if i < len(self.train):
+            return self.train[i]
+        return self.unlabeled[i - len(self.train)][0], -1, i
+
+
+def _check_unlabeled(ds: Dataset, shape: tuple, name: str) -> None:
+    if len(ds) == 0:
+        raise ValueError(f"the unlabeled data of {name!r} is empty; give inputs, or leave it out")
+    found = tuple(ds[0][0].shape)
+    if found != shape:
+        raise ValueError(f"the unlabeled inputs of {name!r} have shape {found} but the labelled ones {shape}; they "
+                         f"must be read the same way (size, color, features)")
 
 
 def _checked_labels(ds: Dataset, where: str) -> torch.Tensor:
@@ -157,13 +217,16 @@ def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size
 
 
 def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2, train_fraction=1.0,
-                prepare: Callable | None = None, info: dict | None = None) -> Splits:
+                prepare: Callable | None = None, info: dict | None = None, unlabeled=None,
+                unlabeled_rest: bool = False) -> Splits:
     """Seeded, stratified splits from ``{"all": (x, y)}`` or ``{"train": (x, y)[, "val": ...][, "test": ...]}``.
 
     A missing validation or test part is carved out of ``train`` (``val_size`` and ``test_size``
     are then shares of ``train``; of the whole with ``"all"``). ``x`` is an array or a pandas
     ``DataFrame``. ``prepare(x_train)`` returns a function applied to every split's ``x``, fitted
-    on the train split alone (standardization, normalization, encoders).
+    on the train split alone (standardization, normalization, encoders). ``unlabeled`` holds
+    inputs without labels; with ``unlabeled_rest`` the training samples that ``train_fraction``
+    drops join them (their labels are dropped), so a scarce-label split keeps its inputs.
     """
     val_size = _check_fraction("val_size", val_size, low_open=False)
     test_size = _check_fraction("test_size", test_size, low_open=False)
@@ -184,18 +247,24 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     val_share = 0.0 if "val" in given else val_size / (1 - test_share)
     train_idx, val_idx = (_split(rest, y, val_share, seed + 1, classes, f"validation split of {name!r}") if val_share
                           else (rest, rest[:0]))
+    dropped = train_idx[:0]
     if train_fraction < 1.0:
         keep = max(len(classes), int(round(train_fraction * len(train_idx))))
         if keep < len(train_idx):
-            train_idx, _ = train_test_split(train_idx, train_size=keep, stratify=y[train_idx], random_state=seed + 2)
+            train_idx, dropped = train_test_split(train_idx, train_size=keep, stratify=y[train_idx],
+                                                  random_state=seed + 2)
     chosen = {"train": (_take(x, train_idx), y[train_idx]), "val": (_take(x, val_idx), y[val_idx]),
               "test": (_take(x, test_idx), y[test_idx]), **given}
     transform = prepare(chosen["train"][0]) if prepare is not None else as_float
     sets = {part: ArrayDataset(transform(px), py, name=f"{name}.{part}") if len(py) else None
             for part, (px, py) in chosen.items()}
+    pool = [transform(u) for u in ([_take(x, dropped)] if unlabeled_rest and len(dropped) else [])
+            + ([unlabeled] if unlabeled is not None else [])]
+    extra = unlabeled_set(np.concatenate(pool), f"{name}.unlabeled") if pool else None
     sizes = [len(chosen[p][1]) for p in ("train", "val", "test")]
-    return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name,
-                  info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes})
+    return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name, unlabeled=extra,
+                  info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes,
+                        "unlabeled": len(extra) if extra is not None else 0})
 
 
 def _take(x, idx):

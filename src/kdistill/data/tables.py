@@ -18,19 +18,8 @@ def read_table(path, target: str, features=None):
     Labels are the sorted distinct values of ``target`` (as strings); rows without a target are
     an error naming how many there are.
     """
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"table {str(path)!r} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-        frame = pd.read_csv(path)
-    else:
-        raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
+    path, frame = _frame(path)
+    columns = list(frame.columns)
     _check_columns(path, [target], columns, "target")
     features = [c for c in columns if c != target] if features is None else list(features)
     _check_columns(path, features, columns, "features")
@@ -42,6 +31,31 @@ def read_table(path, target: str, features=None):
     _check_finite(path, frame[features])
     classes, y = np.unique(frame[target].astype(str).to_numpy(), return_inverse=True)
     return frame[features], y, [str(c) for c in classes]
+
+
+def read_inputs(path, features: list[str]):
+    """The ``features`` columns of a table without labels (a transfer set); any other column,
+    a target included, is ignored."""
+    path, frame = _frame(path)
+    _check_columns(path, features, list(frame.columns), "features")
+    _check_finite(path, frame[features])
+    return frame[features]
+
+
+def _frame(path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"table {str(path)!r} does not exist")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    elif path.suffix.lower() in (".csv", ".txt", ".gz"):
+        frame = pd.read_csv(path)
+    else:
+        raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    frame.columns = [str(c) for c in frame.columns]
+    return path, frame
 
 
 def _check_finite(path, frame) -> None:

@@ -2,7 +2,8 @@
 settings, callbacks (early stopping, progress, TensorBoard and MLflow tracking), checkpoints,
 Ctrl-C handling and runtime (device, precision, torch.distributed)."""
 
-from .callbacks import EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State, in_notebook
+from .callbacks import (BestEpoch, EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State,
+                        in_notebook)
 from .checkpoint import CHECKPOINT
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .interrupt import TrainingInterrupted
@@ -11,6 +12,6 @@ from .runtime import PRECISIONS, Runtime
 from .tracking import MLflow, TensorBoard
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "EarlyStopping", "EpochLog", "History", "MLflow",
-           "NonFiniteLossError", "NotebookProgress", "ProgressBar", "Runtime", "State", "TensorBoard", "TrainConfig",
-           "Trainer", "TrainingInterrupted", "fit", "in_notebook"]
+__all__ = ["CHECKPOINT", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "BestEpoch", "EarlyStopping", "EpochLog", "History",
+           "MLflow", "NonFiniteLossError", "NotebookProgress", "ProgressBar", "Runtime", "State", "TensorBoard",
+           "TrainConfig", "Trainer", "TrainingInterrupted", "fit", "in_notebook"]

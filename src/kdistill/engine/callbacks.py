@@ -1,5 +1,5 @@
-"""Loop state, history and the built-in callbacks (early stopping; progress as a bar on a
-terminal, a live line in Jupyter, one line per epoch anywhere else).
+"""Loop state, history and the built-in callbacks (best epoch and early stopping; progress as a
+bar on a terminal, a live line in Jupyter, one line per epoch anywhere else).
 
 Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``on_batch_end``,
 ``on_epoch_end`` and ``on_fit_end``, each called with the :class:`State`. A callback with
@@ -33,7 +33,8 @@ class State:
 
 @dataclass
 class History:
-    """Per-epoch records of a finished run."""
+    """Per-epoch records of a finished run; ``best_epoch`` is the epoch whose weights the model
+    holds at the end (the best on validation by ``monitor``; ``None`` without a validation split)."""
 
     epochs: list[dict]
     best_epoch: int | None = None
@@ -48,12 +49,16 @@ def call(callbacks, hook: str, state: State) -> None:
             fn(state)
 
 
-class EarlyStopping:
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the
-    best weights at the end. ``*_accuracy`` is maximized; every other history metric is a loss
-    (``val_loss`` or one term such as ``val_kd``) and is minimized."""
+class BestEpoch:
+    """Track the best epoch by ``monitor`` and keep its weights; at the end of the fit restore them
+    (``restore_best``), so the model a fit returns is its best epoch on validation, not its last.
+    With ``patience``, also stop once ``monitor`` has not improved for that many epochs.
 
-    def __init__(self, monitor: str = "val_accuracy", patience: int = 5, restore_best: bool = True):
+    ``*_accuracy`` is maximized; every other history metric is a loss (``val_loss`` or one term
+    such as ``val_kd``) and is minimized. The engine adds one whenever there is a validation split.
+    """
+
+    def __init__(self, monitor: str = "val_accuracy", patience: int | None = None, restore_best: bool = True):
         self.monitor, self.patience, self.restore_best = monitor, patience, restore_best
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -69,7 +74,7 @@ class EarlyStopping:
         record = state.history[-1]
         if self.monitor not in record:
             raise ValueError(
-                f"early stopping monitors {self.monitor!r}, which the history does not have; "
+                f"the best epoch is chosen by {self.monitor!r} (monitor), which the history does not have; "
                 f"available: {', '.join(k for k in record if k not in ('epoch', 'seconds'))}"
             )
         value = record[self.monitor]
@@ -79,7 +84,7 @@ class EarlyStopping:
                 self.best_weights = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
         else:
             self.wait += 1
-            if self.wait >= self.patience:
+            if self.patience is not None and self.wait >= self.patience:
                 state.stop = True
 
     def on_fit_end(self, state: State) -> None:
@@ -92,6 +97,13 @@ class EarlyStopping:
     def load_state_dict(self, sd: dict) -> None:
         self.best, self.best_epoch, self.wait = sd["best"], sd["best_epoch"], sd["wait"]
         self.best_weights = sd["best_weights"]
+
+
+class EarlyStopping(BestEpoch):
+    """:class:`BestEpoch` that stops after ``patience`` epochs without improvement."""
+
+    def __init__(self, monitor: str = "val_accuracy", patience: int = 5, restore_best: bool = True):
+        super().__init__(monitor, patience, restore_best)
 
 
 class ProgressBar:

@@ -10,7 +10,7 @@ import torch
 from .runtime import PRECISIONS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "cosine", "step")
+SCHEDULES = ("none", "cosine", "step", "warmup-cosine")
 
 
 @dataclass
@@ -23,13 +23,15 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # sgd only
-    schedule: str = "none"
+    schedule: str = "none"  # cosine and step change the lr each epoch; warmup-cosine each optimizer step
     step_size: int = 10  # step schedule: epochs between decays
     gamma: float = 0.1  # step schedule: decay factor
+    warmup: float = 0.05  # warmup-cosine: share of all optimizer steps spent rising linearly to lr
     seed: int = 0
+    labeled_share: float | None = None  # labelled samples per batch when unlabelled ones join (None: as they come)
     patience: int | None = None  # early stopping after this many epochs without improvement
-    monitor: str = "val_accuracy"
-    restore_best: bool = True
+    monitor: str = "val_accuracy"  # what the best epoch is chosen by
+    restore_best: bool = True  # end at the best epoch on validation (whether or not early stopping is on)
     checkpoint_dir: str | None = None
     resume: bool = False
     quiet: bool = False
@@ -49,6 +51,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.labeled_share is not None and not (isinstance(self.labeled_share, (int, float))
+                                                   and 0 < self.labeled_share < 1):
+            raise ValueError(f"labeled_share must lie in (0, 1) (a share of each batch), got {self.labeled_share!r}")
+        if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1):
+            raise ValueError(f"warmup must be a share of the optimizer steps in [0, 1), got {self.warmup!r}")
         for name in ("weight_decay", "momentum"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
@@ -83,9 +90,29 @@ def make_optimizer(params, cfg: TrainConfig):
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def make_schedule(optimizer, cfg: TrainConfig):
+def make_schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate schedule and whether it is stepped after every optimizer step (else
+    after every epoch); ``(None, False)`` for a constant learning rate."""
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs), False
     if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return None
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma), False
+    if cfg.schedule == "warmup-cosine":
+        factor = WarmupCosine(cfg.epochs * steps_per_epoch, cfg.warmup)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+    return None, False
+
+
+class WarmupCosine:
+    """Learning-rate factor at optimizer step ``s`` of ``total``: a linear rise over the first
+    ``warmup`` share of the steps, then a cosine decay to 0 (the schedule of patient distillation,
+    Beyer et al., CVPR 2022)."""
+
+    def __init__(self, total: int, warmup: float):
+        self.total = max(1, total)
+        self.warm = min(self.total - 1, round(warmup * self.total)) if warmup > 0 else 0
+
+    def __call__(self, s: int) -> float:
+        if s < self.warm:
+            return (s + 1) / self.warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - self.warm) / max(1, self.total - self.warm))))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import random
 import sys
 import time
@@ -21,7 +20,7 @@ from .. import methods
 from ..data import Splits
 from ..teachers import as_teacher
 from . import checkpoint
-from .callbacks import EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State, call, in_notebook
+from .callbacks import BestEpoch, EpochLog, History, NotebookProgress, ProgressBar, State, call, in_notebook
 from .config import TrainConfig
 from .interrupt import Interrupt, Stop, TrainingInterrupted
 from .runtime import Runtime
@@ -79,8 +78,8 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
     _seed_everything(cfg.seed)
     model.to(rt.device)
     trainer = Trainer(model, data, terms, as_teacher(teacher) if needs_teacher else None, cfg, rt)
-    callbacks, early = _callbacks(callbacks, cfg, data, rt)
-    state = State(model=model, config=cfg, batches_per_epoch=math.ceil(len(data.train) / cfg.batch_size))
+    callbacks, best = _callbacks(callbacks, cfg, data, rt)
+    state = State(model=model, config=cfg, batches_per_epoch=trainer.steps_per_epoch)
     start_epoch, start_batch = _resume(ckpt, cfg, trainer, callbacks, state) if ckpt else (0, 0)
     state.epoch = start_epoch if not state.stop else cfg.epochs
 
@@ -93,14 +92,14 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
                 t0 = time.perf_counter()
                 record = {"epoch": epoch, "lr": trainer.optimizer.param_groups[0]["lr"]}
                 try:
-                    record.update(trainer.epoch(data.train, epoch, callbacks, state, interrupt, start_batch))
+                    record.update(trainer.epoch(trainer.train_set, epoch, callbacks, state, interrupt, start_batch))
                 except Stop:
                     _interrupted(ckpt, trainer, callbacks, state)
                 start_batch = 0
                 if data.val is not None:
                     record.update(trainer.epoch(data.val, epoch))
                 record["seconds"] = time.perf_counter() - t0
-                if trainer.scheduler is not None:
+                if trainer.scheduler is not None and not trainer.per_step:
                     trainer.scheduler.step()
                 _end_epoch(record, trainer, ckpt, callbacks, state)
                 if state.stop:
@@ -114,20 +113,20 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
             gc.collect()
     model.eval()
     stopped = state.stop and bool(state.history) and state.history[-1]["epoch"] < cfg.epochs - 1
-    return History(state.history, early.best_epoch if early else None, stopped)
+    return History(state.history, best.best_epoch if best else None, stopped)
 
 
-def _callbacks(given, cfg: TrainConfig, data: Splits, rt: Runtime) -> tuple[list, EarlyStopping | None]:
-    """The user's callbacks plus early stopping (with ``patience`` and a val split) and progress
-    (unless ``quiet``): a bar on an interactive terminal, a live line in a Jupyter notebook, one
-    line per epoch anywhere else."""
-    callbacks, early = list(given), None
-    if cfg.patience is not None and data.val is not None:
-        early = EarlyStopping(cfg.monitor, cfg.patience, cfg.restore_best)
-        callbacks.append(early)
+def _callbacks(given, cfg: TrainConfig, data: Splits, rt: Runtime) -> tuple[list, BestEpoch | None]:
+    """The user's callbacks, the best-epoch tracker (with a val split: the model ends at its best
+    epoch; with ``patience`` it also stops early) and progress (unless ``quiet``): a bar on an
+    interactive terminal, a live line in a Jupyter notebook, one line per epoch anywhere else."""
+    callbacks, best = list(given), None
+    if data.val is not None:
+        best = BestEpoch(cfg.monitor, cfg.patience, cfg.restore_best)
+        callbacks.append(best)
     if not cfg.quiet and rt.is_main:
         callbacks.append(ProgressBar() if sys.stderr.isatty() else NotebookProgress() if in_notebook() else EpochLog())
-    return callbacks, early
+    return callbacks, best
 
 
 def _end_epoch(record: dict, trainer: Trainer, ckpt, callbacks, state: State) -> None:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..data import Splits, fetch, global_batches
+from ..data import Splits, epoch_plan, fetch
 from ..methods import Step, Term
 from ..taps import FeatureTaps
 from ..teachers import Teacher, check_classes, serve
@@ -53,8 +53,9 @@ class Trainer:
         self.device = rt.device
         self.names, self.weight_list = [t.name for t in terms], [t.weight for t in terms]
         self.weights = torch.tensor(self.weight_list, dtype=torch.float32, device=self.device)
+        self.train_set = data.training(distilled=teacher is not None)  # unlabelled inputs teach too
         tapped = any(t.method.teacher_taps for t in terms)
-        self.serving = (serve(teacher, data, tapped=tapped, device=self.device, once=rt.main_first)
+        self.serving = (serve(teacher, data, self.train_set, tapped=tapped, device=self.device, once=rt.main_first)
                         if teacher is not None else None)
         self.losses = nn.ModuleList([t.method for t in terms]).to(self.device)
         self.taps_s = FeatureTaps(model, [n for t in terms for n in t.method.student_taps])
@@ -69,13 +70,14 @@ class Trainer:
         params = [p for p in [*model.parameters(), *self.losses.parameters()] if p.requires_grad]
         self.optimizer = make_optimizer(params, cfg)
         self.scaler = rt.grad_scaler()
-        self.scheduler = make_schedule(self.optimizer, cfg)
+        self.steps_per_epoch = len(epoch_plan(self.train_set, cfg.batch_size, True, cfg.seed, cfg.labeled_share))
+        self.scheduler, self.per_step = make_schedule(self.optimizer, cfg, self.steps_per_epoch)
         self.sums: EpochSums | None = None
 
     # ----------------------------------------------------------------------------------------
     # The step
 
-    def step(self, ds, x: Tensor, y: Tensor, idx: Tensor, forward) -> Step:
+    def step(self, ds, x: Tensor, y: Tensor, idx: Tensor, forward, targets: Tensor | None = None) -> Step:
         """Forward passes of one batch: the teacher's outputs and features, then the student's."""
         logits_t, feats_t, feats_s = None, {}, {}
         with self.rt.autocast():  # forward passes only: the losses below see float32
@@ -86,7 +88,8 @@ class Trainer:
             with self.taps_s:
                 logits_s = _f32(forward(x))
             feats_s = self.taps_s.collect(dtype=torch.float32)
-        return Step(x=x, y=y, index=idx, logits_s=logits_s, logits_t=logits_t, feats_s=feats_s, feats_t=feats_t)
+        return Step(x=x, y=y, index=idx, logits_s=logits_s, logits_t=logits_t, feats_s=feats_s, feats_t=feats_t,
+                    targets=targets)
 
     def objective(self, step: Step) -> tuple[Tensor, Tensor]:
         """The value of each term and their weighted sum (one term: no stack or dot in the graph)."""
@@ -105,13 +108,15 @@ class Trainer:
             self.sums = EpochSums(len(self.terms), self.device)
         hooks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
         with torch.set_grad_enabled(train):
-            for b, (x, y, idx, share) in self.batches(ds, epoch, train, start):
-                step = self.step(ds, x, y, idx, self.forward if train else self.model)
+            for b, (x, y, idx, targets, share) in self.batches(ds, epoch, train, start):
+                step = self.step(ds, x, y, idx, self.forward if train else self.model, targets)
                 values, loss = self.objective(step)
                 if self.rt.any(not math.isfinite(loss.item())):  # one host read per step
                     self._non_finite(epoch, b, values.detach().reshape(-1))
                 if train:
                     self.rt.update(loss if share == 1.0 else loss * share, self.optimizer, self.scaler)
+                    if self.per_step:
+                        self.scheduler.step()
                 self.sums.add(values, step.logits_s, step.y)
                 if train:
                     state.batch = b
@@ -122,9 +127,11 @@ class Trainer:
         return self.sums.record("train_" if train else "val_", self.names, self.weight_list, self.rt)
 
     def batches(self, ds, epoch: int, train: bool, start: int = 0):
-        """``(b, (x, y, index, share))`` for this process's part of each global batch from ``start``,
-        on the device, augmented when training; ``share`` weights the loss (see ``Runtime.share``)."""
-        plan = global_batches(len(ds), self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch)
+        """``(b, (x, y, index, targets, share))`` for this process's part of each global batch from
+        ``start``, on the device, augmented when training; ``targets`` are mixed labels (fixed views
+        that mix samples), else ``None``; ``share`` weights the loss (see ``Runtime.share``)."""
+        plan = epoch_plan(ds, self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch,
+                          self.cfg.labeled_share if train else None)
         world = self.rt.world_size
         for b in range(start, len(plan)):
             batch = plan[b]
@@ -137,21 +144,23 @@ class Trainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if train and self.data.augment is not None:
                 x = self.data.augment(x)  # training batches only; teacher and student see the same view
-            yield b, (x, y, idx, self.rt.share(shard.shape[0], batch.shape[0]))
+            targets = ds.targets(idx, self.data.num_classes) if hasattr(ds, "targets") else None
+            yield b, (x, y, idx, None if targets is None else targets.to(self.device),
+                      self.rt.share(shard.shape[0], batch.shape[0]))
 
     # ----------------------------------------------------------------------------------------
     # Checks
 
     def _check_shapes(self) -> None:
         """One dry step on a few training samples, so that size mismatches fail before training."""
-        x, y, idx = fetch(self.data.train, torch.arange(min(len(self.data.train), 4)))
+        x, y, idx = fetch(self.train_set, torch.arange(min(len(self.train_set), 4)))
         x, y = x.to(self.device), y.to(self.device)
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
                 for who, run in (("student", lambda: self.model(x)),
-                                 ("teacher", lambda: self.step(self.data.train, x, y, idx, self.model))):
+                                 ("teacher", lambda: self.step(self.train_set, x, y, idx, self.model))):
                     step = run()
         except RuntimeError as exc:
             raise ValueError(f"the {who} cannot run on the data's inputs of shape {tuple(x.shape[1:])}: {exc}; "

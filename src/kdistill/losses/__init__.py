@@ -12,5 +12,5 @@ from .feature import at_loss, fitnet_loss, fsp_loss, fsp_matrix, pool_to_match
 from .relation import pkt_loss, rkd_loss, sp_loss
 from .response import TEMPERATURE, dist_loss, dkd_loss, kd_loss
 
-__all__ = ["TEMPERATURE", "at_loss", "check_alpha", "check_temperature", "check_weight", "dist_loss", "dkd_loss", "fitnet_loss",
-           "fsp_loss", "fsp_matrix", "kd_loss", "pkt_loss", "pool_to_match", "rkd_loss", "sp_loss"]
+__all__ = ["TEMPERATURE", "at_loss", "check_alpha", "check_temperature", "check_weight", "dist_loss", "dkd_loss",
+           "fitnet_loss", "fsp_loss", "fsp_matrix", "kd_loss", "pkt_loss", "pool_to_match", "rkd_loss", "sp_loss"]

@@ -15,6 +15,7 @@ import difflib
 import inspect
 from dataclasses import dataclass, field
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import TEMPERATURE, check_alpha
@@ -25,7 +26,13 @@ _REGISTRY: dict[str, type[Method]] = {}
 @dataclass
 class Step:
     """What a method sees of one batch. ``logits_t`` is ``None`` when no method needs a teacher;
-    ``feats_s``/``feats_t`` hold the outputs of the tapped modules, by name."""
+    ``feats_s``/``feats_t`` hold the outputs of the tapped modules, by name.
+
+    ``y`` is each sample's class, ``-1`` for an unlabelled one: distillation terms see every sample,
+    label terms only the labelled ones (see :func:`cross_entropy`). ``targets``, when set, are the
+    labels as class distributions (views that mix two samples mix their labels too); their rows
+    of unlabelled samples are zero.
+    """
 
     x: Tensor
     y: Tensor
@@ -34,6 +41,22 @@ class Step:
     logits_t: Tensor | None = None
     feats_s: dict[str, Tensor] = field(default_factory=dict)
     feats_t: dict[str, Tensor] = field(default_factory=dict)
+    targets: Tensor | None = None
+
+
+def cross_entropy(logits: Tensor, step: Step) -> Tensor:
+    """Cross-entropy of ``logits`` with the labels of ``step``, averaged over its labelled samples
+    (mixed labels when ``step.targets`` is set); 0, still in the graph, when none is labelled."""
+    labeled = step.y >= 0
+    if bool(labeled.all()):
+        if step.targets is None:
+            return F.cross_entropy(logits.float(), step.y)
+        return -(step.targets * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    if not bool(labeled.any()):
+        return logits.sum() * 0.0
+    if step.targets is None:
+        return F.cross_entropy(logits[labeled].float(), step.y[labeled])
+    return -(step.targets[labeled] * F.log_softmax(logits[labeled].float(), dim=1)).sum(1).mean()
 
 
 class Method(nn.Module):

@@ -18,11 +18,10 @@ features, is left out: our heads have no bottleneck layers.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses import check_alpha, check_temperature, kd_loss
-from .base import Method, Step, register
+from .base import Method, Step, cross_entropy, register
 
 
 @register("byot")
@@ -41,9 +40,9 @@ class BYOT(Method):
 
     def forward(self, step: Step) -> Tensor:
         final = step.logits_s.detach()
-        total = F.cross_entropy(step.logits_s.float(), step.y)
+        total = cross_entropy(step.logits_s, step)
         for name in self.student_taps:
             z = step.feats_s[name]
-            total = total + (1 - self.alpha) * F.cross_entropy(z.float(), step.y) \
+            total = total + (1 - self.alpha) * cross_entropy(z, step) \
                 + self.alpha * kd_loss(z, final, self.temperature)
         return total

@@ -1,11 +1,14 @@
-"""Cross-entropy on the true labels: the student-alone objective and the supervised part of KD."""
+"""Cross-entropy on the true labels: the student-alone objective and the supervised part of KD.
+
+Averaged over the batch's labelled samples (unlabelled ones have no label to learn); on views
+that mix two samples, the labels are mixed in the same proportion.
+"""
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Method, Step, register
+from .base import Method, Step, cross_entropy, register
 
 
 @register("ce")
@@ -13,4 +16,4 @@ class CrossEntropy(Method):
     needs_teacher = False
 
     def forward(self, step: Step) -> Tensor:
-        return F.cross_entropy(step.logits_s, step.y)  # the engine gives float32 logits
+        return cross_entropy(step.logits_s, step)

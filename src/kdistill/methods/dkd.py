@@ -18,4 +18,6 @@ class DKD(Method):
         self.temperature = check_temperature(temperature)
 
     def forward(self, step: Step) -> Tensor:
-        return dkd_loss(step.logits_s, step.logits_t, step.y, self.alpha, self.beta, self.temperature)
+        # An unlabelled sample's target class is the teacher's prediction: DKD splits the KL there.
+        target = step.y.where(step.y >= 0, step.logits_t.argmax(1))
+        return dkd_loss(step.logits_s, step.logits_t, target, self.alpha, self.beta, self.temperature)

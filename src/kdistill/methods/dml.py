@@ -16,11 +16,10 @@ same predictions (as most implementations do), which keeps one loop and one opti
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses import check_temperature, kd_loss
-from .base import Method, Step, register
+from .base import Method, Step, cross_entropy, register
 
 
 @register("dml")
@@ -42,5 +41,5 @@ class DML(Method):
         total = 0.0
         for k, z in enumerate(logits):
             mimic = sum(kd_loss(z, other.detach(), self.temperature) for j, other in enumerate(logits) if j != k)
-            total = total + F.cross_entropy(z.float(), step.y) + mimic / (len(logits) - 1)
+            total = total + cross_entropy(z, step) + mimic / (len(logits) - 1)
         return total

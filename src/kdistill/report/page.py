@@ -38,9 +38,12 @@ def blocks(folder) -> list[tuple]:
     out += [("h2", "Comparison on the test split"), ("table", header, rows)]
     out += _table_notes(results)
     out += [("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
+    out += _teacher_blocks(results)
     if (folder / "tradeoff.png").is_file():
         out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
-    out += [("h2", "Training curves")] + [("img", p.name, p.stem) for p in _curves(folder, results)]
+    kept = _kept(results)
+    out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
+    out += [("img", p.name, p.stem) for p in _curves(folder, results)]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if (folder / name).is_file():
             out += [("h2", title), ("img", name, title)]
@@ -60,9 +63,46 @@ def _curves(folder: Path, results: dict) -> list[Path]:
 
 def _summary(results: dict) -> str:
     sizes = results.get("split_sizes") or []
-    split = ", ".join(f"{n} {s}" for n, s in zip(sizes, ("train", "val", "test")))
-    return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}); "
+    split = ", ".join(f"{n:,} {s}" for n, s in zip(sizes, ("labelled train", "val", "test")))
+    pool = results.get("unlabeled") or 0
+    extra = (f"; {pool:,} unlabelled training inputs, seen by the distilled students only (their distillation "
+             f"terms; label terms see the labelled samples)" if pool else "")
+    return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}{extra}); "
             f"seeds {results['seeds']}" + (", mean ± std over seeds." if len(results["seeds"]) > 1 else "."))
+
+
+def _teacher_blocks(results: dict) -> list[tuple]:
+    """Was the teacher fit to teach (per seed), and what else the study warned about."""
+    checks = results.get("teacher_checks") or []
+    if not checks:
+        return []
+    rows = [[str(c["seed"]), f"{c['teacher_accuracy']:.3f}",
+             "–" if c["alone_accuracy"] is None else f"{c['alone_accuracy']:.3f}",
+             f"{c['top_class']} ({c['top_share']:.0%})", "collapsed: no distilled students" if c["collapsed"]
+             else ("no better than alone" if c["message"] else "fit to teach")] for c in checks]
+    out = [("h3", "Was the teacher fit to teach?"),
+           ("p", f"Checked on the {checks[0]['split']} split before any student was distilled from it."),
+           ("table", ["seed", "teacher accuracy", "student alone", "most predicted class", "verdict"], rows)]
+    entries = [(c["seed"], e) for c in checks for e in c.get("cache", [])]
+    if entries:
+        out += [("h3", "Teacher-output cache"),
+                ("p", "The teacher's outputs are computed once per split (per sample and view) and read back by every "
+                      "distilled student; a build time of – means the entry was already there."),
+                ("table", ["seed", "rows", "samples × views", "MB", "bytes per sample and view", "build s"],
+                 [[str(seed), f"{e['rows']:,}", f"{e['samples']:,} × {e['views']}", f"{e['bytes'] / 1e6:.2f}",
+                   str(e["bytes_per_row"]), "–" if e["build_seconds"] is None else f"{e['build_seconds']:.1f}"]
+                  for seed, e in entries])]
+    warnings = results.get("warnings") or []
+    return out + ([("h3", "Warnings"), ("ul", warnings)] if warnings else [])
+
+
+def _kept(results: dict) -> str:
+    """Which epoch each model ends at (the best on validation), per seed."""
+    parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
+             f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
+             for m in results["models"] if all("epoch_kept" in s for s in m.get("per_seed", []))]
+    return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
+            "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _data_blocks(folder: Path) -> list[tuple]:

@@ -43,6 +43,8 @@ def results_markdown(results: dict) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Did distillation help?", ""] + [f"- {c['verdict']}" for c in results["comparisons"]]
+    if results.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in results["warnings"]]
     return "\n".join(lines) + "\n"
 
 

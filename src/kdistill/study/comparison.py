@@ -29,13 +29,16 @@ from .runner import run_study
 from .specs import ModelSpec
 
 
-def run_in_folder(load: Callable[[int], Splits], teacher: ModelSpec, students: list[ModelSpec], *, out, seeds,
-                  title: str, config: dict, data_info: Callable[[], dict], quiet=False, resume=False, cache_dir=None,
-                  trackers=(), device: str = "cpu") -> tuple[dict | None, Path]:
+def run_in_folder(setup: Callable[[], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
+                  students: list[ModelSpec], *, out, seeds, title: str, config: dict, quiet=False, resume=False,
+                  cache_dir=None, trackers=(), device: str = "cpu") -> tuple[dict | None, Path]:
     """Run a study into a new run folder ``out`` (``out-2``... if taken; with ``resume`` the
-    interrupted run in ``out``), then write ``data.json`` (``data_info()``) and the report."""
+    interrupted run in ``out``), then write ``data.json`` and the report. ``setup()``, called once
+    the folder is proven writable (before any data is read), returns ``load(seed) -> Splits`` and
+    ``data_info() -> dict`` (what ``data.json`` holds)."""
     rt = Runtime.create(device)  # joins the process group under torchrun
     folder = open_run_dir(Path(out), resume, rt)
+    load, data_info = setup()
     try:
         results = run_study(load, teacher, students, out=folder, seeds=seeds, title=title, config=config, quiet=quiet,
                             resume=resume, cache_dir=cache_dir, trackers=trackers)
@@ -115,10 +118,11 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train}}
-    results, folder = run_in_folder(load, t_spec, specs, out=out or "runs/compare", seeds=tuple(seeds),
+    results, folder = run_in_folder(lambda: (load, lambda: _data_info(load(seeds[0]))), t_spec, specs,
+                                    out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
-                                    data_info=lambda: _data_info(load(seeds[0])), device=train.get("device", "cpu"))
+                                    device=train.get("device", "cpu"))
     return None if results is None else {**results, "folder": str(folder)}
 
 

@@ -8,18 +8,28 @@ from pathlib import Path
 
 from .. import config
 from ..config import Experiment, train_options
-from ..data import Source, read_source, split_source
+from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..weights import atomic_write
 from .comparison import run_in_folder, trackers_from
 from .specs import student_spec, teacher_spec
 
 
-def load_splits(exp: Experiment, seed: int, source: Source):
-    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks."""
+def load_splits(exp: Experiment, seed: int, source: Source, unlabeled=None):
+    """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks;
+    ``unlabeled`` holds the inputs of ``data.unlabeled`` (see :func:`read_unlabeled`)."""
     data = exp.data
     return split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
-                        train_fraction=data.train_fraction,
-                        augment=data.augment.model_dump() if data.augment is not None else None)
+                        train_fraction=data.train_fraction, unlabeled=unlabeled, unlabeled_rest=data.unlabeled_rest,
+                        augment=data.augment.model_dump(exclude_none=True) if data.augment is not None else None)
+
+
+def read_unlabeled(exp: Experiment, source: Source):
+    """The raw inputs ``data.unlabeled`` names (read once for every seed), or ``None``."""
+    cfg = exp.data.unlabeled
+    if cfg is None:
+        return None
+    strict = exp.data.images.strict if exp.data.images is not None else False
+    return unlabeled_inputs(source, strict=strict, **{cfg.kind: exp.path(getattr(cfg, cfg.kind))})
 
 
 def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quiet: bool = False,
@@ -35,14 +45,16 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     elif overrides:
         raise ValueError("overrides apply to an experiment file's path; change the Experiment object instead")
     asked = Path(out) if out is not None else Path("runs") / exp.name
-    source = read_source(exp.data, exp.path)
-    teacher = teacher_spec(exp)
-    students = [student_spec(exp, s) for s in exp.students]
-    return run_in_folder(lambda seed: load_splits(exp, seed, source), teacher, students, out=asked, seeds=exp.seeds,
-                         title=exp.title or f"{exp.name}: teacher -> student", config=resolved_config(exp),
-                         data_info=lambda: data_summary(source), quiet=quiet, resume=resume, cache_dir=cache_dir,
-                         trackers=trackers_from(_tracking(exp)),
-                         device=train_options(exp.train).get("device", "cpu"))
+
+    def setup():  # once the run folder is proven writable
+        source = read_source(exp.data, exp.path)
+        unlabeled = read_unlabeled(exp, source)
+        return (lambda seed: load_splits(exp, seed, source, unlabeled)), (lambda: data_summary(source))
+
+    return run_in_folder(setup, teacher_spec(exp), [student_spec(exp, s) for s in exp.students], out=asked,
+                         seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
+                         config=resolved_config(exp), quiet=quiet, resume=resume, cache_dir=cache_dir,
+                         trackers=trackers_from(_tracking(exp)), device=train_options(exp.train).get("device", "cpu"))
 
 
 def _tracking(exp: Experiment) -> dict | None:

@@ -52,6 +52,7 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     out = Path(out)
     is_main = Runtime.current().is_main
     specs = {s.name: s for s in (teacher, *students)}
+    pairs = baselines(students)
     if is_main:
         (out / "weights").mkdir(parents=True, exist_ok=True)
         atomic_write(out / "config.json", json.dumps(config or {}, indent=2, default=str) + "\n")
@@ -61,29 +62,32 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
                  "put the teacher's own training data into the test split); seeds vary initial weights and "
                  "shuffling", fixed)
     per_seed: dict[str, list[dict]] = {}
-    histories, first = [], None
+    histories, checks, warnings, first = [], [], [], None
     for seed in seeds:
         data = load(seed if fixed is None else fixed)
-        runs = _train_seed(seed, data, teacher, students, out, dict(quiet=quiet, resume=resume), cache_dir, trackers)
+        runs, check = _train_seed(seed, data, teacher, students, out, dict(quiet=quiet, resume=resume), cache_dir,
+                                  trackers)
         if not is_main:
             continue
         measured = _measure_seed(seed, data, runs, specs, out)
+        checks.append(check)
+        warnings += [w for w in [check["message"]] + [r["warning"] for r in measured.values()] if w]
         for name, r in measured.items():
-            per_seed.setdefault(name, []).append(r["metrics"])
+            per_seed.setdefault(name, []).append({"seed": seed, **r["metrics"]})
             histories += [json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"]]
         first = first or (data, measured)
     if not is_main:
         return None
     atomic_write(out / "history.jsonl", "".join(histories))
     data, measured = first
-    pairs = baselines(students)
     results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),
-               "split_sizes": data.info.get("sizes"), "split_seed": fixed,
-               "models": [_summary(spec, measured[spec.name]["model"], per_seed[spec.name]) for spec in specs.values()],
-               "comparisons": verdicts(per_seed, next(iter(pairs.values()), None), list(pairs), pairs)}
+               "split_sizes": data.info.get("sizes"), "split_seed": fixed, "unlabeled": data.info.get("unlabeled", 0),
+               "models": [_summary(spec, per_seed[name]) for name, spec in specs.items() if name in per_seed],
+               "comparisons": verdicts(per_seed, None, list(pairs), pairs), "teacher_checks": checks,
+               "warnings": warnings}
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
-    _plots(out, data, measured, results, list(pairs) or [s.name for s in students])
+    _plots(out, data, measured, results, [n for n in pairs if n in measured] or [next(iter(pairs.values()))])
     for tracker in trackers:
         tracker.log_results(results, out)
     return results
@@ -101,9 +105,11 @@ def baselines(students: list[ModelSpec]) -> dict[str, str]:
 
 
 def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list[ModelSpec], out: Path,
-                settings: dict, cache_dir=None, trackers=()) -> dict:
+                settings: dict, cache_dir=None, trackers=()) -> tuple[dict, dict]:
     """Train every model for one seed (on every rank under torchrun), each with a checkpoint
-    in the run folder so that an interrupted run can be resumed."""
+    in the run folder so that an interrupted run can be resumed: the teacher, the students
+    trained alone, then — unless the teacher is unfit to teach (:func:`check_teacher`) — the
+    distilled students. Returns the runs and the teacher's check."""
     shape, k = data.input_shape, data.num_classes
 
     def train(spec: ModelSpec, model, teacher=None):
@@ -114,14 +120,31 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
         callbacks = [t.callback(spec.name, seed, spec.hyperparams) for t in trackers]
         return members.train(spec, model, data, teacher, seed=seed, options=options, callbacks=callbacks)
 
-    torch.manual_seed(seed)
-    teacher = teacher_spec.build(shape, k)
-    runs = {teacher_spec.name: train(teacher_spec, teacher)}
-    served = _served(runs[teacher_spec.name][0], out, cache_dir)  # one pass per split, shared by all students
-    for spec in students:
+    def student(spec: ModelSpec, teacher=None):
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
-        runs[spec.name] = train(spec, spec.build(shape, k), served)
-    return runs
+        runs[spec.name] = train(spec, spec.build(shape, k), teacher)
+
+    torch.manual_seed(seed)
+    runs = {teacher_spec.name: train(teacher_spec, teacher_spec.build(shape, k))}
+    teacher = runs[teacher_spec.name][0]
+    for spec in students:
+        if not spec.distilled:
+            student(spec)
+    check = check_teacher(seed, data, teacher, [runs[s.name][0] for s in students if not s.distilled])
+    if check["collapsed"]:
+        log.error("%s", check["message"])
+        return runs, check
+    if check["message"]:
+        log.warning("%s", check["message"])
+    served = _served(teacher, out, cache_dir)  # one pass per split, shared by all students
+    for spec in students:
+        if spec.distilled:
+            student(spec, served)
+    first_use = {}
+    for entry in getattr(served, "entries", []):
+        first_use.setdefault(entry["entry"], entry)
+    check["cache"] = list(first_use.values())  # what the teacher's cached outputs hold and cost
+    return runs, check
 
 
 def _served(teacher, out: Path, cache_dir=None):
@@ -135,6 +158,33 @@ def _served(teacher, out: Path, cache_dir=None):
     return CachedTeacher(live, cache_dir=teacher_cache_dir(out, cache_dir))
 
 
+def check_teacher(seed: int, data: Splits, teacher, alone: list, collapse: float = 0.95) -> dict:
+    """Is the teacher fit to teach? On the validation split: has it collapsed onto (nearly) one
+    class — at least ``collapse`` of its predictions in one class that holds at least 5 points
+    less of the labels — and is it better than the students trained alone?"""
+    split = data.val if data.val is not None else data.train
+    logits, labels = members.logits(teacher, split, data.num_classes)
+    pred = logits.argmax(1)
+    top = int(pred.mode().values)
+    share, truth = float((pred == top).float().mean()), float((labels == top).float().mean())
+    accuracy = float((pred == labels).float().mean())
+    best_alone = max((float((members.logits(m, split, data.num_classes)[0].argmax(1) == labels).float().mean())
+                      for m in alone), default=None)
+    check = {"seed": seed, "split": "val" if data.val is not None else "train", "teacher_accuracy": accuracy,
+             "alone_accuracy": best_alone, "top_class": data.classes[top], "top_share": share,
+             "collapsed": share >= collapse and share >= truth + 0.05, "message": None, "cache": []}
+    if check["collapsed"]:
+        check["message"] = (f"seed {seed}: the teacher predicts class {data.classes[top]!r} for {share:.0%} of the "
+                            f"{check['split']} split, which holds {truth:.0%} of it: it has collapsed and would teach "
+                            f"only that class, so no student is distilled from it on this seed. Retrain it (e.g. "
+                            f"a lower learning rate or more epochs) or load a better one.")
+    elif best_alone is not None and accuracy <= best_alone:
+        check["message"] = (f"seed {seed}: the teacher's {check['split']} accuracy ({accuracy:.3f}) is no better than "
+                            f"the student alone's ({best_alone:.3f}): distilling it can pass on little but its "
+                            f"mistakes. Train the teacher longer or larger, or use a better one.")
+    return check
+
+
 def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpec], out: Path) -> dict:
     """Evaluate every trained model of one seed on the test split and save it."""
     shape, k = data.input_shape, data.num_classes
@@ -146,12 +196,19 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
             log.info("seed %d: %s trained for %d epoch(s)", seed, name, len(history.epochs))
         logits, _ = members.logits(model, data.test, k)
         m = classification_metrics(logits, labels, data.classes)
-        m.update(fidelity(logits, logits_t))
         reliability = calibration(logits, labels)
-        m.update(ece=reliability["ece"], calibration=reliability["bins"], epochs_trained=len(history.epochs),
-                 latency_ms=members.latency(model, shape, k))
+        m.update(fidelity(logits, logits_t), **members.sizes(model), kind=members.kind(model), ece=reliability["ece"],
+                 calibration=reliability["bins"], latency_ms=members.latency(model, shape, k),
+                 epochs_trained=len(history.epochs),
+                 epoch_kept=history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs))
         m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
-        measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits}
+        classes = logits.argmax(1).unique()
+        warning = (f"seed {seed}: {name} predicts one class ({data.classes[int(classes[0])]!r}) for every test "
+                   f"sample" if len(classes) == 1 else None)
+        if warning:
+            log.warning("%s", warning)
+        measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
+                          "warning": warning}
         info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
             "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
             "split": data.info}
@@ -163,22 +220,24 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
     return measured
 
 
-def _summary(spec: ModelSpec, model, seeds: list[dict]) -> dict:
+def _summary(spec: ModelSpec, seeds: list[dict]) -> dict:
     """A model's entry of ``results.json``: kind, sizes, hyperparameters, mean and std of every
-    metric (``None`` where a kind has no such number), the first seed's calibration bins."""
-    entry = {"name": spec.name, "kind": members.kind(model), **members.sizes(model), "hyperparams": spec.hyperparams,
-             "std": {}}
+    metric over the seeds it was trained on (``None`` where a kind has no such number), the first
+    seed's calibration bins."""
+    first = seeds[0]
+    entry = {"name": spec.name, "kind": first["kind"], "params": first["params"], "size_mb": first["size_mb"],
+             "hyperparams": spec.hyperparams, "std": {}}
     for key in METRICS:
         values = [m[key] for m in seeds]
         entry[key], entry["std"][key] = (None, None) if None in values else mean_std(values)
-    entry["per_class"] = seeds[0]["per_class"]
-    entry["calibration"] = seeds[0]["calibration"]
-    entry["per_seed"] = [{k: m[k] for k in (*METRICS, "epochs_trained")} for m in seeds]
+    entry["per_class"] = first["per_class"]
+    entry["calibration"] = first["calibration"]
+    entry["per_seed"] = [{k: m[k] for k in ("seed", *METRICS, "epochs_trained", "epoch_kept")} for m in seeds]
     return entry
 
 
 def _plots(out: Path, data: Splits, measured: dict, results: dict, distilled: list[str]) -> None:
-    names = [m["name"] for m in results["models"]]
+    names = [m["name"] for m in results["models"] if m["name"] in measured]
     for name in names:
         history = measured[name]["history"]
         if history:  # a model used as loaded, or a scikit-learn model, has no training curves

@@ -10,13 +10,19 @@ from ..metrics import mean_std
 def verdicts(per_seed: dict[str, list[dict]], alone: str | None, students: list[str],
              baselines: dict[str, str] | None = None) -> list[dict]:
     """Paired comparison of each distilled student with the student trained alone (its own
-    baseline in ``baselines``, else ``alone``). The ± of a verdict is the standard error of the
-    mean difference; the table's ± is the standard deviation over seeds."""
-    return [_verdict(per_seed, name, (baselines or {}).get(name, alone)) for name in students]
+    baseline in ``baselines``, else ``alone``), seed by seed (``per_seed`` entries carry their
+    ``seed``; a seed a student skipped is left out of its pairs). The ± of a verdict is the
+    standard error of the mean difference; the table's ± is the standard deviation over seeds."""
+    found = [_verdict(per_seed, name, (baselines or {}).get(name, alone)) for name in students]
+    return [v for v in found if v is not None]
 
 
-def _verdict(per_seed: dict[str, list[dict]], name: str, alone: str) -> dict:
-    diffs = [a["accuracy"] - b["accuracy"] for a, b in zip(per_seed[name], per_seed[alone])]
+def _verdict(per_seed: dict[str, list[dict]], name: str, alone: str) -> dict | None:
+    baseline = {m.get("seed", i): m["accuracy"] for i, m in enumerate(per_seed[alone])}
+    runs = [(m.get("seed", i), m["accuracy"]) for i, m in enumerate(per_seed.get(name, []))]
+    diffs = [acc - baseline[seed] for seed, acc in runs if seed in baseline]  # paired by seed
+    if not diffs:
+        return None  # trained on no seed (its teacher was unfit on every one): nothing to compare
     mean, std = mean_std(diffs)
     n = len(diffs)
     if n < 2:

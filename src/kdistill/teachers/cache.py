@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..data import batches
+from ..data.fingerprint import dataset_fingerprint, hash_tensor
 from ..weights import staged
 from .adapters import OnnxTeacher, SklearnTeacher, TorchTeacher
-from .wrap import as_teacher
 from .base import Teacher
+from .wrap import as_teacher
 
 log = logging.getLogger("kdistill")
 
@@ -70,12 +72,6 @@ def clear_cache(path=None) -> tuple[int, int]:
     return entries, freed
 
 
-def _hash_tensor(h, t: Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
-
-
 def teacher_fingerprint(teacher: Teacher) -> str:
     """Hash of a teacher's identity, from its content: a PyTorch (or ``transformers``) teacher's
     structure, parameters and buffers; a scikit-learn teacher's fitted state; an ONNX teacher's
@@ -106,7 +102,7 @@ def _torch_fingerprint(teacher: TorchTeacher) -> str:
     h = hashlib.sha256(f"{type(teacher.module).__qualname__}\n{teacher.module!r}\n{teacher.output}".encode())
     for name, t in teacher.module.state_dict().items():
         h.update(name.encode())
-        _hash_tensor(h, t)
+        hash_tensor(h, t)
     return h.hexdigest()
 
 
@@ -124,17 +120,6 @@ def _sklearn_fingerprint(teacher: SklearnTeacher) -> str:
     return h.hexdigest()
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
-    """Hash of the inputs exactly as the teacher receives them, in index order.
-
-    A dataset with a ``fingerprint()`` method (for instance one that hashes its file list and
-    transform instead of decoding every image) is trusted to provide it.
-    """
-    if hasattr(dataset, "fingerprint"):
-        return str(dataset.fingerprint())
-    h = hashlib.sha256(f"n={len(dataset)}".encode())
-    for x, _, _ in batches(dataset, 512):
-        _hash_tensor(h, x)
     return h.hexdigest()
 
 
@@ -183,6 +168,7 @@ class CachedTeacher(Teacher):
         self.cache_augmented = bool(cache_augmented)
         self.num_classes, self.classes = self.teacher.num_classes, self.teacher.classes
         self.device = torch.device("cpu")
+        self.entries: list[dict] = []  # what each dataset's entry holds and cost (see for_dataset)
 
     def to(self, device) -> CachedTeacher:
         self.device = torch.device(device)
@@ -208,10 +194,26 @@ class CachedTeacher(Teacher):
             "dtype": self.dtype, "top_k": self.top_k}).encode()).hexdigest()[:32]
         entry = cache_dir(self.cache_dir) / key
         meta = _read_meta(entry, key, len(dataset))
+        seconds = None
         if meta is None:
+            start = time.perf_counter()
             _build(self.teacher, dataset, entry, key, self)
+            seconds = time.perf_counter() - start
             meta = _read_meta(entry, key, len(dataset))
+        self.entries.append(_stats(entry, meta, getattr(dataset, "k", 1), seconds))
+        if seconds is not None:
+            e = self.entries[-1]
+            log.info("teacher cache: %d rows (%d samples x %d views) written to %s in %.1f s: %.1f MB, %d bytes "
+                     "per sample and view", e["rows"], e["samples"], e["views"], entry, seconds, e["bytes"] / 1e6,
+                     e["bytes_per_row"])
         return _CacheView(entry, meta, self.device)
+
+
+def _stats(entry: Path, meta: dict, views: int, seconds: float | None) -> dict:
+    """An entry's size: rows (samples x views), bytes on disk, bytes per row; build time if built."""
+    size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+    return {"entry": entry.name, "rows": meta["rows"], "views": views, "samples": meta["rows"] // views,
+            "bytes": size, "bytes_per_row": round(size / max(meta["rows"], 1)), "build_seconds": seconds}
 
 
 def _read_meta(entry: Path, key: str, rows: int) -> dict | None:
@@ -247,7 +249,6 @@ def _build(teacher: Teacher, dataset: Dataset, entry: Path, key: str, opts: Cach
         if not entry.exists():
             raise
         # Another process finished the same entry first; it is identical to ours.
-    log.info("teacher cache: %d rows written to %s", len(dataset), entry)
 
 
 def _write_parts(source: Teacher, dataset: Dataset, folder: Path, opts: CachedTeacher) -> dict:

@@ -30,8 +30,9 @@ class Serving:
         return self.views[id(dataset)].logits(x, index)
 
 
-def serve(teacher: Teacher, data, *, tapped: bool, device, once=contextlib.nullcontext) -> Serving:
-    """The :class:`Serving` of ``teacher`` for the train and val splits of ``data``.
+def serve(teacher: Teacher, data, train, *, tapped: bool, device, once=contextlib.nullcontext) -> Serving:
+    """The :class:`Serving` of ``teacher`` for the training set ``train`` (the train split of
+    ``data``, with its unlabelled inputs or as fixed views: see ``Splits.training``) and the val split.
 
     ``tapped`` says a method taps the teacher's features; ``once()`` is a context in which
     caches are built (under torchrun: by rank 0 first, then read by the others).
@@ -39,11 +40,11 @@ def serve(teacher: Teacher, data, *, tapped: bool, device, once=contextlib.nullc
     if tapped:
         teacher = teacher.live()  # tapped features need the teacher's layers to run on each batch
     teacher.to(device)
-    splits = [ds for ds in (data.train, data.val) if ds is not None]
+    splits = [ds for ds in (train, data.val) if ds is not None]
     with once():
-        views = {id(ds): teacher.for_dataset(ds, augmented=ds is data.train and data.augment is not None)
+        views = {id(ds): teacher.for_dataset(ds, augmented=ds is train and data.augment is not None)
                  for ds in splits}
-    if data.val is not None and data.val is not data.train and not tapped:
+    if data.val is not None and data.val is not train and not tapped:
         views[id(data.val)] = remember(views[id(data.val)], data.val)
     return Serving(teacher, views)
 

@@ -1,4 +1,4 @@
-"""The base of every section of an experiment file, and the error that lists its problems."""
+"""The base of every section of an experiment file, and the error that names what is wrong."""
 
 from __future__ import annotations
 
@@ -42,5 +42,6 @@ def at(path: str, message: str) -> ValueError:
 
 
 def raise_at(problem, prefix: str = "") -> None:
+    """Raise the ``(field, message)`` problem, if any, at ``prefix + field``."""
     if problem is not None:
         raise at(prefix + problem[0], problem[1])
