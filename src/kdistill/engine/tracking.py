@@ -23,7 +23,8 @@ def _slug(name: str) -> str:
 
 
 def _numbers(record: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in record.items() if k not in _SKIP and isinstance(v, Real) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in record.items()
+            if k not in _SKIP and isinstance(v, Real) and not isinstance(v, bool)}
 
 
 def _needs(module: str, extra: str):

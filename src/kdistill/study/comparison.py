@@ -184,7 +184,8 @@ def _shown(objective, train: dict, model) -> dict:
     terms = {t[0]: t for t in objective}
     shown = {}
     if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
-        shown = {"alpha": terms["kd"][1], "T": build("kd", **(terms["kd"][2] if len(terms["kd"]) > 2 else {})).temperature}
+        options = terms["kd"][2] if len(terms["kd"]) > 2 else {}
+        shown = {"alpha": terms["kd"][1], "T": build("kd", **options).temperature}
     elif members.needs_teacher(objective):
         shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
     if members.kind_or_none(model) == "sklearn":

@@ -26,8 +26,8 @@ def model_layers(target, input_shape=None, num_classes: int | None = None, optio
         return _experiment_layers(path)
     if path.suffix == ".safetensors":
         model, info = rebuild(path)
-        return {"input_shape": tuple(info["input_shape"]), "models": {path.stem: layer_table(model, info["input_shape"])},
-                "pairs": {}}
+        shape = tuple(info["input_shape"])
+        return {"input_shape": shape, "models": {path.stem: layer_table(model, shape)}, "pairs": {}}
     if input_shape is None or num_classes is None:
         raise ValueError(f"{target!r} is a model: give --input-shape (e.g. 3,32,32) and --classes; or give an "
                          f"experiment file (.yaml) or a weights file (.safetensors)")

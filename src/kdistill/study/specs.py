@@ -100,7 +100,8 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     train = train_options(exp.train, t.train)
     loaded = {"file": t.file} if t.file is not None else {"weights": t.weights}
     return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
-                     hyperparams=_hyperparams(None, train, t.options, t.file is None and t.sklearn) if t.fit else loaded)
+                     hyperparams=(_hyperparams(None, train, t.options, t.file is None and t.sklearn) if t.fit
+                                  else loaded))
 
 
 def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_changes) -> ModelSpec:
