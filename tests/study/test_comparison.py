@@ -30,7 +30,7 @@ def test_gradient_boosting_teacher_with_mlp_and_tree_students(digits, tmp_path):
                      "tree": "sklearn"}
     assert {c["model"]: c["baseline"] for c in results["comparisons"]} == {"mlp": "mlp alone", "tree": "tree alone"}
     tree = next(m for m in results["models"] if m["name"] == "tree")
-    assert tree["hyperparams"] == {"mode": "hard"} and tree["onnx_mb"] is None and tree["size_mb"] > 0
+    assert tree["hyperparams"] == {"max_depth": 6, "mode": "hard"} and tree["onnx_mb"] is None and tree["size_mb"] > 0
     assert 0.5 < tree["agreement"] <= 1 and tree["latency_ms"] > 0
     # the same files as kdistill run, from files alone
     for name in ("results.json", "results.md", "report.html", "report.md", "data.json", "config.json",

@@ -189,9 +189,18 @@ def _shown(objective, train: dict, model) -> dict:
     elif members.needs_teacher(objective):
         shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
     if members.kind_or_none(model) == "sklearn":
-        return shown
+        return {**_changed_params(model), **shown}
     cfg = TrainConfig(**train)
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
+
+
+def _changed_params(estimator) -> dict:
+    """The parameters of a scikit-learn estimator that differ from its class's defaults."""
+    try:
+        defaults = type(estimator)().get_params(deep=False)
+    except TypeError:  # an estimator whose parameters have no defaults
+        return {}
+    return {k: v for k, v in estimator.get_params(deep=False).items() if k in defaults and v != defaults[k]}
 
 
 def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec:
@@ -204,7 +213,8 @@ def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec
             fitted = False
         fit = not fitted if train_teacher is None else train_teacher
         build_ = (lambda shape, k: members.seeded(clone(teacher))) if fit else (lambda shape, k: teacher)
-        return ModelSpec("teacher", build_, fit=fit, hyperparams={"model": type(teacher).__name__})
+        return ModelSpec("teacher", build_, fit=fit,
+                         hyperparams={"model": type(teacher).__name__, **_changed_params(teacher)})
     if kind == "torch":
         fit = bool(train_teacher)
         build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
