@@ -178,16 +178,18 @@ def _student_specs(students: dict, train: dict) -> list[ModelSpec]:
 
 def _shown(objective, train: dict, model) -> dict:
     """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
-    another, DistilledClassifier options of a scikit-learn student; the epochs and lr of training."""
+    another, DistilledClassifier options and changed parameters of a scikit-learn student; the
+    epochs and lr of training."""
     if isinstance(objective, dict):
-        return dict(objective)
-    terms = {t[0]: t for t in objective}
-    shown = {}
-    if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
-        options = terms["kd"][2] if len(terms["kd"]) > 2 else {}
-        shown = {"alpha": terms["kd"][1], "T": build("kd", **options).temperature}
-    elif members.needs_teacher(objective):
-        shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
+        shown = dict(objective)
+    else:
+        terms = {t[0]: t for t in objective}
+        shown = {}
+        if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
+            options = terms["kd"][2] if len(terms["kd"]) > 2 else {}
+            shown = {"alpha": terms["kd"][1], "T": build("kd", **options).temperature}
+        elif members.needs_teacher(objective):
+            shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
     if members.kind_or_none(model) == "sklearn":
         return {**_changed_params(model), **shown}
     cfg = TrainConfig(**train)
