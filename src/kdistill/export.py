@@ -304,7 +304,7 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         files, folder = [path], Path(out) if out else path.parent
     else:
         raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
-    reports = []
+    reports, rebuilt = [], {}
     for file in files:
         try:
             model, info = rebuild(file)
@@ -313,7 +313,8 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
                 raise
             log.warning("skipping %s: %s", file, exc)  # e.g. a model kdistill.compare got from Python
             continue
-        data = _splits(info, file)
+        key = json.dumps([str(file.parent.parent), info.get("dataset"), info.get("split", {}).get("seed")])
+        data = rebuilt[key] if key in rebuilt else rebuilt.setdefault(key, _splits(info, file))  # read once per split
         report = export(model, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
                         test=None if data is None else data.test, threads=threads,
                         calibration=None if data is None else data.train)

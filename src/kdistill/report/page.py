@@ -19,7 +19,7 @@ from .tables import slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
+table{display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
 tr:nth-child(even) td{background:#fafbfc}img{max-width:100%;border:1px solid #e5e7eb;margin:.4em 0}
 h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #e5e7eb}
 code{background:#f3f5f7;padding:0 .25em}"""
