@@ -117,3 +117,17 @@ def test_views_with_mixup_give_label_terms_the_mixed_labels(tmp_path):
     fit(_net(1), data, objective=[("ce", 1.0), Probe(record)], epochs=1, batch_size=16, quiet=True)
     assert all(t is not None and t.shape[1] == K for t in seen)
     assert any(bool(((t > 0) & (t < 1)).any()) for t in seen)
+
+
+def test_a_student_can_opt_out_of_the_unlabeled_inputs_and_of_the_views():
+    data = _data(views=2)
+    labelled_only = Probe()
+    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), labelled_only], epochs=1, batch_size=16,
+            unlabeled=False, views=False, quiet=True)
+    served = torch.cat([idx for _, idx in labelled_only.seen])
+    assert sorted(served.tolist()) == list(range(len(data.train)))  # plain samples, no views, no pool
+    viewed = Probe()
+    distill(_net(0, (8,)), _net(1), data, objective=[("kd", 1.0), viewed], epochs=1, batch_size=16,
+            unlabeled=False, quiet=True)
+    assert len(torch.cat([idx for _, idx in viewed.seen])) == len(data.train)
+    assert int(torch.cat([idx for _, idx in viewed.seen]).max()) >= len(data.train)  # flat indices of 2 views

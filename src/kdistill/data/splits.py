@@ -77,15 +77,15 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train[0][0].shape)
 
-    def training(self, distilled: bool = False) -> Dataset:
+    def training(self, distilled: bool = False, views: bool = True) -> Dataset:
         """The training set of a model: the train split (with ``unlabeled`` after it for a
-        distilled one), as fixed views when ``views`` is set. Built once and reused, so every
-        student of a study reads the same cached teacher outputs."""
-        with_pool = distilled and self.unlabeled is not None
-        if with_pool not in self._training:
-            base = combine(self.train, self.unlabeled) if with_pool else self.train
-            self._training[with_pool] = self.views(base, len(self.train)) if self.views is not None else base
-        return self._training[with_pool]
+        distilled one), as fixed views when the splits have ``views`` (unless ``views=False``).
+        Built once and reused, so every student of a study reads the same cached teacher outputs."""
+        key = (distilled and self.unlabeled is not None, views and self.views is not None)
+        if key not in self._training:
+            base = combine(self.train, self.unlabeled) if key[0] else self.train
+            self._training[key] = self.views(base, len(self.train)) if key[1] else base
+        return self._training[key]
 
     def __post_init__(self):
         if self.num_classes < 2:
@@ -205,15 +205,18 @@ def _check_fraction(name: str, value: float, low_open: bool = True) -> float:
 
 
 def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2,
-                 train_fraction=1.0, standardize=False) -> Splits:
+                 train_fraction=1.0, standardize=False, unlabeled=None, unlabeled_rest=False) -> Splits:
     """Stratified, seeded train/val/test split of in-memory arrays.
 
     ``train_fraction`` keeps a stratified share of the train split (scarce labels); validation
     and test stay whole so that scores remain comparable. ``standardize`` scales features with
-    the train split's mean and standard deviation (tabular data).
+    the train split's mean and standard deviation (tabular data). ``unlabeled`` (inputs without
+    labels) and ``unlabeled_rest`` (keep the inputs ``train_fraction`` drops) give the splits
+    unlabelled inputs for distillation (see :func:`split_parts`).
     """
     return split_parts({"all": (x, y)}, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
-                       train_fraction=train_fraction, prepare=standardizer if standardize else None)
+                       train_fraction=train_fraction, prepare=standardizer if standardize else None,
+                       unlabeled=unlabeled, unlabeled_rest=unlabeled_rest)
 
 
 def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, test_size=0.2, train_fraction=1.0,

@@ -28,6 +28,8 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: decay factor
     warmup: float = 0.05  # warmup-cosine: share of all optimizer steps spent rising linearly to lr
     seed: int = 0
+    unlabeled: bool = True  # a distilled model trains on the data's unlabelled inputs too (False: labelled only)
+    views: bool = True  # train on the data's fixed views when it has them (False: the samples as they are)
     labeled_share: float | None = None  # labelled samples per batch when unlabelled ones join (None: as they come)
     patience: int | None = None  # early stopping after this many epochs without improvement
     monitor: str = "val_accuracy"  # what the best epoch is chosen by

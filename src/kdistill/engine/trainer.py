@@ -53,7 +53,7 @@ class Trainer:
         self.device = rt.device
         self.names, self.weight_list = [t.name for t in terms], [t.weight for t in terms]
         self.weights = torch.tensor(self.weight_list, dtype=torch.float32, device=self.device)
-        self.train_set = data.training(distilled=teacher is not None)  # unlabelled inputs teach too
+        self.train_set = data.training(distilled=teacher is not None and cfg.unlabeled, views=cfg.views)
         tapped = any(t.method.teacher_taps for t in terms)
         self.serving = (serve(teacher, data, self.train_set, tapped=tapped, device=self.device, once=rt.main_first)
                         if teacher is not None else None)

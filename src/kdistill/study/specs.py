@@ -76,13 +76,17 @@ def _arch(model: ModelConfig) -> dict | None:
     return {"model": model.model, "options": dict(model.options)}
 
 
-def _hyperparams(student: StudentConfig | None, train: dict, options: dict, sklearn: bool = False) -> dict:
+def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data=None, sklearn: bool = False) -> dict:
+    """What the results table shows of a model: its size options, its objective, the inputs it
+    trained on (unlabelled ones, fixed views) and its budget; a scikit-learn model's options and
+    DistilledClassifier settings."""
     if sklearn:
         shown = dict(options)
         if student is not None and student.distilled:
             shown.update(sklearn_options(student.objective()))
         return shown
     shown = {k: v for k, v in options.items() if k in ("channels", "hidden")}
+    cfg = TrainConfig(**train)
     if student is not None:
         terms = {m.name: m for m in student.methods}
         if set(terms) == {"ce", "kd"} and abs(terms["ce"].weight + terms["kd"].weight - 1) < 1e-9:
@@ -90,7 +94,10 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict, skle
             shown["T"] = build("kd", **terms["kd"].options).temperature
         elif student.distilled:
             shown["objective"] = " + ".join(f"{m.weight:g}·{m.name}" for m in student.methods)
-    cfg = TrainConfig(**train)
+        if student.distilled and cfg.unlabeled and (data.unlabeled is not None or data.unlabeled_rest):
+            shown["inputs"] = "labelled + unlabelled"
+    if data is not None and data.augment is not None and data.augment.views and cfg.views:
+        shown["views"] = data.augment.views
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
 
 
@@ -100,8 +107,8 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     train = train_options(exp.train, t.train)
     loaded = {"file": t.file} if t.file is not None else {"weights": t.weights}
     return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
-                     hyperparams=(_hyperparams(None, train, t.options, t.file is None and t.sklearn) if t.fit
-                                  else loaded))
+                     hyperparams=(_hyperparams(None, train, t.options, exp.data, t.file is None and t.sklearn)
+                                  if t.fit else loaded))
 
 
 def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_changes) -> ModelSpec:
@@ -109,5 +116,5 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
     return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
-                     hyperparams=_hyperparams(s, train, model.options, model.sklearn), arch=_arch(model),
+                     hyperparams=_hyperparams(s, train, model.options, exp.data, model.sklearn), arch=_arch(model),
                      family=json.dumps({"model": model.model, "options": model.options}, sort_keys=True, default=str))
