@@ -14,20 +14,21 @@ def test_demo_smoke(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--epochs", "1", "--seeds", "2", "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     names = [m["name"] for m in results["models"]]
-    assert names == ["teacher", "student alone", "student KD T=2", "student KD T=6"]
+    assert names == ["teacher", "student alone", "student KD T=2", "student KD T=6", "student KD T=2 + unlabelled"]
     for m in results["models"]:
         assert KEYS <= set(m), KEYS - set(m)
         assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and len(m["per_seed"]) == 2
     assert results["models"][0]["agreement"] == 1.0
     assert results["models"][0]["params"] > 10 * results["models"][1]["params"]
-    assert len(results["comparisons"]) == 2 and all(c["seeds"] == 2 for c in results["comparisons"])
+    assert len(results["comparisons"]) == 3 and all(c["seeds"] == 2 for c in results["comparisons"])
+    assert results["unlabeled"] > 2 * results["split_sizes"][0]  # the demo keeps the unlabelled rest
     for png in ["confusion.png", "predictions.png", "curves-teacher.png", "curves-student-alone.png",
-                "curves-student-kd-t-2.png", "curves-student-kd-t-6.png"]:
+                "curves-student-kd-t-2.png", "curves-student-kd-t-6.png", "curves-student-kd-t-2-unlabelled.png"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     assert "| student KD T=6 |" in (out / "results.md").read_text()
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {(h["model"], h["seed"]) for h in history} >= {("teacher", 0), ("student KD T=2", 1)}
-    assert len(list((out / "weights").glob("*.safetensors"))) == 8
+    assert len(list((out / "weights").glob("*.safetensors"))) == 10
     printed = capsys.readouterr().out
     assert "student KD T=2" in printed and "± " in printed
 
@@ -50,7 +51,7 @@ def test_a_cache_dir_is_kept_and_reused_by_the_next_run(tmp_path, monkeypatch):
     argv = ["demo", "--epochs", "1", "--quiet", "--cache-dir", str(cache)]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     entries = {m.parent.name: m.stat().st_mtime_ns for m in cache.glob("*/meta.json")}
-    assert len(entries) == 2  # the train and validation splits of the one seed
+    assert len(entries) == 3  # the train split, with its unlabelled rest, and the validation split
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0  # same seed: the same teacher weights
     assert {m.parent.name: m.stat().st_mtime_ns for m in cache.glob("*/meta.json")} == entries  # read, not rebuilt
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in "ab")
@@ -95,6 +96,42 @@ def test_methods_lists_every_registered_method(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
     assert [r.split(" | ")[0][2:] for r in rows[1:]] == methods.available()
     assert any("Hinton" in r and "temperature=4.0" in r for r in rows)
+
+
+def _failing_report(monkeypatch, exc):
+    def fail(folder):
+        raise exc
+
+    monkeypatch.setattr("kdistill.report.write_report", fail)
+
+
+@pytest.mark.parametrize("exc, words", [
+    (MemoryError(), "out of memory; lower train.batch_size"),
+    (__import__("kdistill").NonFiniteLossError("the loss became non-finite at epoch 3"), "non-finite at epoch 3"),
+    (OSError(28, "No space left on device", "runs/x/last.pt"), "No space left on device: 'runs/x/last.pt'; free some "
+                                                               "disk space"),
+    (PermissionError(13, "Permission denied", "/data/x.csv"), "Permission denied: '/data/x.csv'; check the "
+                                                              "permissions"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), "can't decode byte 0xff"),
+    (EOFError("Compressed file ended"), "Compressed file ended"),
+])
+def test_failures_of_input_files_or_machine_exit_2_with_one_message(tmp_path, monkeypatch, capsys, exc, words):
+    _failing_report(monkeypatch, exc)
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["report", str(tmp_path), "--debug"]) == 2  # --debug anywhere adds the traceback
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and words in err.splitlines()[-1]
+
+
+def test_an_internal_error_is_said_to_be_a_bug_with_its_traceback(tmp_path, monkeypatch, capsys):
+    _failing_report(monkeypatch, KeyError("models"))
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError" in err
+    assert err.splitlines()[-1] == ("bug: kdistill stopped on an internal error (KeyError: 'models'); this is a bug, "
+                                    "not a problem with your input: please report it with the traceback above")
 
 
 def test_layers_lists_shapes_side_by_side_and_suggests_pairs(tiny, write_experiment, capsys):

@@ -12,7 +12,8 @@ from sklearn.tree import DecisionTreeRegressor
 
 from kdistill.models import mlp
 from kdistill.sklearn import DistilledClassifier
-from kdistill.weights import file_kind, load_sklearn, load_weights, save_sklearn, save_weights
+from kdistill.cli import main
+from kdistill.weights import file_kind, load_sklearn, load_weights, rebuild, save_sklearn, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,79 @@ def test_untrusted_types_are_named_and_can_be_trusted(tmp_path, iris):
 def test_weights_of_another_model_are_an_error(files):
     with pytest.raises(ValueError, match="do not fit Sequential"):
         load_weights(mlp(4, 3, hidden=(16,)), files[3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding a model from its weights file: nothing in the file chooses code
+
+
+def _with_info(tmp_path, info, model=None, name="w.safetensors"):
+    return save_weights(model or mlp(4, 2, hidden=(8,)), tmp_path / name, info)
+
+
+GOOD = {"arch": {"model": "mlp", "options": {"hidden": [8]}}, "input_shape": [4], "classes": ["a", "b"]}
+
+
+@pytest.mark.parametrize("arch", ["subprocess:run", "shutil:rmtree"])
+def test_a_weights_file_naming_any_callable_never_runs_it(tmp_path, capsys, arch):
+    marker, victim = tmp_path / "marker", tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.txt").write_text("mine")
+    options = ({"args": f"touch {marker}", "shell": True} if arch == "subprocess:run" else {"path": str(victim)})
+    path = _with_info(tmp_path, {**GOOD, "arch": {"model": arch, "options": options}})
+    assert main(["export", str(path), "--out", str(tmp_path / "onnx")]) == 2
+    err = capsys.readouterr().err
+    assert f"its metadata names the model '{arch}', which is not in kdistill's zoo (mlp, cnn); a weights file never " \
+           f"chooses code to run" in err and f"kdistill export --model {arch}" in err
+    assert not marker.exists() and (victim / "data.txt").read_text() == "mine"
+    with pytest.raises(ValueError, match="not in kdistill's zoo"):
+        rebuild(path)
+    assert not marker.exists() and victim.is_dir()
+
+
+def test_another_architecture_needs_its_factory_named_by_the_caller(tmp_path, monkeypatch):
+    (tmp_path / "mynets.py").write_text("from kdistill.models import mlp\n\n"
+                                        "def make(input_shape, num_classes, width=8):\n"
+                                        "    return mlp(input_shape, num_classes, hidden=(width,))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = mlp(4, 2, hidden=(8,))
+    path = _with_info(tmp_path, {**GOOD, "arch": {"model": "mynets:make", "options": {"width": 8}}}, net)
+    with pytest.raises(ValueError, match="not in kdistill's zoo"):
+        rebuild(path)
+    model, info = rebuild(path, factory="mynets:make")
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(model(x), net.eval()(x))
+    assert info["arch"]["model"] == "mynets:make"
+    assert main(["export", str(path), "--model", "mynets:make", "--out", str(tmp_path / "onnx")]) == 0
+    assert (tmp_path / "onnx" / "w.onnx").is_file()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"arch": None}, r"metadata field 'arch' is missing; it must be a mapping \{\"model\": NAME"),
+    ({"arch": "mlp"}, r"metadata field 'arch' is 'mlp'; it must be a mapping"),
+    ({"arch": {"model": "mlp", "code": "x"}}, r"metadata field 'arch' is \{'model': 'mlp', 'code': 'x'\}"),
+    ({"input_shape": None}, r"metadata field 'input_shape' is missing; it must be a list of 1 to 4 positive"),
+    ({"input_shape": ["4"]}, r"metadata field 'input_shape' is \['4'\]; it must be a list of 1 to 4 positive"),
+    ({"input_shape": [-4]}, r"metadata field 'input_shape' is \[-4\]"),
+    ({"classes": ["a"]}, r"metadata field 'classes' is \['a'\]; it must be a list of at least 2 class names"),
+    ({"arch": {"model": "mlp", "options": {"hidden": "abc"}}},
+     r"the model its metadata describes \('mlp' with options \{'hidden': 'abc'\}\) cannot be built: hidden must be"),
+    ({"arch": {"model": "mlp", "options": {"depth": 3}}},
+     r"the model .* cannot be built: .*unexpected keyword argument"),
+    ({"arch": {"model": "mlp", "options": {"hidden": [10**9]}}},
+     r"the weights do not fit the model their metadata describes: of another shape"),
+])
+def test_weights_metadata_is_checked_against_its_schema(tmp_path, change, message):
+    info = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    path = _with_info(tmp_path, info)
+    with pytest.raises(ValueError, match=rf"{path.name}: {message}"):
+        rebuild(path)
+
+
+def test_weights_metadata_that_is_not_json_is_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in mlp(4, 2).state_dict().items()}, tmp_path / "w.safetensors",
+              metadata={"kdistill": "{not json"})
+    with pytest.raises(ValueError, match=r"w.safetensors: its kdistill metadata is not valid JSON"):
+        rebuild(tmp_path / "w.safetensors")

@@ -3,14 +3,20 @@
 Output is fit for logs: on an interactive terminal, tables and log lines are drawn with rich;
 anywhere else (a pipe, a file, CI, nohup) they are plain text, one line per log record and one
 Markdown row per table row, never wrapped and never rendered as markup or emoji.
+
+One error boundary (:func:`main`): a failure caused by the user's input, files or machine ends
+the command with exit status 2 and one message (no traceback unless ``--debug``); anything
+else is a bug: exit status 1, said so, with the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+import traceback
 
 
 def _interactive(stream) -> bool:
@@ -117,10 +123,13 @@ def _run(args) -> int:
 
 def _validate(args) -> int:
     from . import config
+    from .study import validate_experiment
 
     exp = config.load(args.experiment, args.set)
+    models = validate_experiment(exp)  # reads the data and takes one dry step with every model
     say(f"{args.experiment}: valid. Experiment {exp.name!r}: {exp.data.source} data, teacher {exp.teacher.model!r}, "
-        f"{len(exp.students)} student(s) ({', '.join(s.name for s in exp.students)}), seeds {exp.seeds}.")
+        f"{len(exp.students)} student(s) ({', '.join(s.name for s in exp.students)}), seeds {exp.seeds}. Every model "
+        f"was built and ran one step on the data: " + "; ".join(models) + ".")
     return 0
 
 
@@ -156,7 +165,7 @@ def _report(args) -> int:
 def _export(args) -> int:
     from .export import export_weights
 
-    reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads)
+    reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model)
     rows = []
     for r in reports:
         for row in (r, r.get("int8")):
@@ -279,6 +288,8 @@ def _experiment_commands(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdistill", description="Knowledge distillation: teacher -> student.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (anywhere on the command line)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="teacher -> student study on the built-in digits dataset")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo; never overwritten)")
@@ -294,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized model")
     export.add_argument("--out", default=None, help="output folder (default RUN_DIR/onnx, or beside the weights file)")
     export.add_argument("--threads", type=_positive, default=None, help="onnxruntime threads (default: its choice)")
+    export.add_argument("--model", default=None, metavar="MODULE:FACTORY",
+                        help="the factory that builds the architecture, when it is not kdistill's mlp or cnn (a "
+                             "weights file never chooses code to run: you name it here)")
     export.set_defaults(func=_export)
     layers = sub.add_parser("layers", help="every layer's output shape and parameters; suggested pairs for feature "
                                            "methods")
@@ -312,8 +326,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple:
+    """Failures caused by the user's input, files or machine (exit status 2), not by a bug."""
+    import torch
+
+    from .engine import NonFiniteLossError
+
+    return (ValueError, TypeError, OSError, MemoryError, EOFError, NonFiniteLossError, torch.cuda.OutOfMemoryError)
+
+
+_HINTS = {errno.ENOSPC: "free some disk space and run the command again (a run continues with --resume)",
+          errno.EACCES: "check the permissions of that path", errno.EPERM: "check the permissions of that path",
+          errno.EROFS: "the file system is read-only: choose another folder",
+          errno.ENOENT: "check the path", errno.EISDIR: "give a file, not a folder"}
+
+
+def explain(exc: BaseException) -> str:
+    """One message for a user-caused failure: what happened, naming the file, field or model,
+    and what to do."""
+    import torch
+
+    text = str(exc).strip()
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return (f"out of GPU memory ({text.splitlines()[0][:200]}); lower train.batch_size, use precision bf16, or "
+                f"use a smaller model")
+    if isinstance(exc, MemoryError):
+        return (f"out of memory{f' ({text[:200]})' if text else ''}; lower train.batch_size, use smaller images "
+                f"(data.images.size) or fewer samples (data.idx.max_train), or free memory")
+    hint = _HINTS.get(exc.errno) if isinstance(exc, OSError) else None
+    if hint and hint not in text and "check that the folder" not in text:
+        text = f"{text}; {hint}"
+    return text or type(exc).__name__
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere: kdistill run x.yaml --debug
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
     _logging(getattr(args, "quiet", False))
     try:
         code = args.func(args)
@@ -321,12 +370,20 @@ def main(argv=None) -> int:
 
         Runtime.current().shutdown()  # under torchrun: ranks leave together, after the run
         return code
-    except (ValueError, TypeError, OSError) as exc:
-        _error("error:", "bold red", str(exc))
-        return 2
     except KeyboardInterrupt as exc:
         _error("stopped:", "bold yellow", str(exc) or "interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one error boundary of the command line
+        user = isinstance(exc, user_errors())
+        if debug or not user:
+            traceback.print_exc()
+        if user:
+            _error("error:", "bold red", explain(exc))
+            return 2
+        _error("bug:", "bold red", f"kdistill stopped on an internal error ({type(exc).__name__}: "
+                                   f"{str(exc)[:300]}); this is a bug, not a problem with your input: please report "
+                                   f"it with the traceback above")
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import BUILTIN, Splits, batches, load_dataset, read_source, split_source
-from .weights import atomic_write, rebuild
+from .files import atomic_write, make_dir
+from .weights import rebuild
 
 log = logging.getLogger("kdistill")
 
@@ -45,12 +46,15 @@ def export_onnx(model: nn.Module, input_shape, path, opset: int = 17) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     dummy = torch.zeros(2, *input_shape, device=_device(model))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(model, (dummy,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    onnx.checker.check_model(str(path))
-    return path
+
+    def write(tmp: Path) -> None:  # atomically: a link at ``path`` is replaced, never written through
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        onnx.checker.check_model(str(tmp))
+
+    return atomic_write(path, write)
 
 
 def _device(model: nn.Module):
@@ -128,12 +132,14 @@ def quantize_int8(path, out, calibration: np.ndarray | None = None) -> Path:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
             if calibration is not None and _has_conv(prepared):
-                quantize_static(str(prepared), str(out), _Reader(np.asarray(calibration, np.float32)),
-                                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+                reader = _Reader(np.asarray(calibration, np.float32))
+                atomic_write(out, lambda tmp: quantize_static(
+                    str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"]))
             else:
-                quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8,
-                                 op_types_to_quantize=["MatMul", "Gemm"])
+                atomic_write(out, lambda tmp: quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8,
+                                                               op_types_to_quantize=["MatMul", "Gemm"]))
     finally:
         logging.disable(previous)
     return Path(out)
@@ -249,20 +255,21 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
 
 def _splits(info: dict, file: Path) -> Splits | None:
     """The splits a weights file was trained on, rebuilt when they reload identically: from the
-    run folder's ``config.json`` (an experiment with its data paths made absolute), or from a
-    built-in dataset's name; ``None`` (with a warning) when neither is possible."""
-    split = info.get("split", {})
+    ``data`` section of the run folder's ``config.json`` (its paths made absolute by the run; only
+    that section is read, so nothing in the folder decides what is imported), or from a built-in
+    dataset's name; ``None`` (with a warning) when neither is possible."""
+    split = info.get("split") if isinstance(info.get("split"), dict) else {}
     config_file = file.parent.parent / "config.json"
     candidates = []
-    if config_file.is_file() and "seed" in split:
+    if type(split.get("seed")) is int and config_file.is_file():
         candidates.append(lambda: _from_config(json.loads(config_file.read_text()), file.parent.parent, split))
-    if info.get("dataset") in BUILTIN and "seed" in split:
+    if info.get("dataset") in BUILTIN and type(split.get("seed")) is int:
         candidates.append(lambda: load_dataset(info["dataset"], seed=split["seed"],
                                                train_fraction=split.get("train_fraction", 1.0)))
     for make in candidates:
         try:
             data = make()
-        except (ValueError, OSError, KeyError) as exc:
+        except (TypeError, ValueError, OSError, KeyError) as exc:  # a changed file: the split cannot be made
             log.warning("%s: its data cannot be read again (%s)", file, str(exc).splitlines()[0])
             continue
         if data is not None and split.get("sizes") in (None, [len(data.train), len(data.val or []),
@@ -273,19 +280,20 @@ def _splits(info: dict, file: Path) -> Splits | None:
 
 
 def _from_config(raw: dict, run: Path, split: dict) -> Splits | None:
-    """The splits of an experiment's ``config.json`` for the recorded seed (None for a folder
+    """The splits of an experiment's ``data`` section for the recorded seed (None for a folder
     written by ``kdistill.compare``, whose data lives in Python)."""
-    from . import config
+    from .config.data import DataConfig
 
-    if "data" not in raw:
+    if not isinstance(raw.get("data"), dict):
         return None
-    exp = config.validate(raw, base=run, source=str(run / "config.json"))
-    d = exp.data
-    return split_source(read_source(d, exp.path), seed=split["seed"], val_size=d.val_size, test_size=d.test_size,
+    d = DataConfig.model_validate(raw["data"])
+    return split_source(read_source(d, lambda value: Path(value) if Path(value).is_absolute() else run / value),
+                        seed=split["seed"], val_size=d.val_size, test_size=d.test_size,
                         train_fraction=d.train_fraction)
 
 
-def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None) -> list[dict]:
+def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None,
+                   model: str | None = None) -> list[dict]:
     """Export a run folder's weights (every ``weights/*.safetensors``) or one weights file.
 
     ONNX files go to ``out`` (default ``RUN_DIR/onnx`` for a run folder, else beside the weights
@@ -293,13 +301,16 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
     on the test split, and int8 quantization calibrated on training samples, whenever the data
     can be rebuilt: from the run folder's ``config.json`` (any data source of an experiment
     file) or a built-in dataset's name. A run folder's report is rebuilt with the numbers.
+    Models are rebuilt from the files' metadata, which may only name a zoo model; ``model``
+    (``"package.module:factory"``) names the factory of any other architecture (see
+    :func:`kdistill.weights.rebuild`).
     """
     path = Path(path)
     if path.is_dir():
         files = sorted((path / "weights").glob("*.safetensors"))
         if not files:
             raise ValueError(f"{path} is a folder without weights/*.safetensors; give a run folder or a weights file")
-        folder = Path(out) if out else path / "onnx"
+        folder = Path(out) if out else make_dir(path / "onnx", inside=path)
     elif path.suffix == ".safetensors" and path.is_file():
         files, folder = [path], Path(out) if out else path.parent
     else:
@@ -307,15 +318,15 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
     reports, rebuilt = [], {}
     for file in files:
         try:
-            model, info = rebuild(file)
+            net, info = rebuild(file, factory=model)
         except ValueError as exc:
             if not path.is_dir():
                 raise
             log.warning("skipping %s: %s", file, exc)  # e.g. a model kdistill.compare got from Python
             continue
-        key = json.dumps([str(file.parent.parent), info.get("dataset"), info.get("split", {}).get("seed")])
+        key = json.dumps([str(file.parent.parent), info.get("dataset"), str(info.get("split"))])
         data = rebuilt[key] if key in rebuilt else rebuilt.setdefault(key, _splits(info, file))  # read once per split
-        report = export(model, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
+        report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
                         test=None if data is None else data.test, threads=threads,
                         calibration=None if data is None else data.train)
         reports.append({"weights": str(file), **report})

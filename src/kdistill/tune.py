@@ -37,7 +37,8 @@ from .study import (
     write_data_summary,
 )
 from .teachers import CachedTeacher
-from .weights import atomic_write, load_weights, save_weights
+from .files import atomic_write, make_dir
+from .weights import load_weights, save_weights
 
 log = logging.getLogger("kdistill")
 
@@ -75,7 +76,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
         raise ValueError(f"trials must be an integer >= 1, got {wanted!r}")
     folder = _folder(exp, out)
-    url = storage or cfg.storage or f"sqlite:///{(folder / 'tune.db').resolve()}"
+    url = storage or cfg.storage or f"sqlite:///{_database(folder)}"
     with warnings.catch_warnings():  # heartbeats are marked experimental; they fail trials of killed processes
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
@@ -124,13 +125,23 @@ def _folder(exp: Experiment, out) -> Path:
         if json.loads((asked / MARKER).read_text()) != marker:
             raise ValueError(f"{asked} holds a sweep of a different experiment (or other data or ranges); "
                              f"choose another --out, or undo the changes to resume it")
+        make_dir(asked / "weights", inside=asked)
         return asked
     folder, moved = free_dir(asked)
     if moved:
         log.warning("%s already holds another run; writing to %s instead", asked, folder)
-    (folder / "weights").mkdir(parents=True, exist_ok=True)
+    make_dir(folder / "weights", inside=folder)
     atomic_write(folder / MARKER, json.dumps(marker, indent=2) + "\n")
     return folder
+
+
+def _database(folder: Path) -> Path:
+    """The sweep's own SQLite file in its folder; a link there is refused, never followed."""
+    path = folder.absolute() / "tune.db"
+    if path.is_symlink():
+        raise OSError(f"{path} is a symbolic link; kdistill writes the sweep's database only into a file of its own: "
+                      f"remove the link, or give --storage")
+    return path
 
 
 def _fingerprint(exp: Experiment) -> dict:

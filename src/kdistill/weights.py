@@ -1,4 +1,4 @@
-"""The one place that reads and writes model files, and the atomic writer everything uses.
+"""The one place that reads and writes model files.
 
 - PyTorch weights are written as safetensors (tied tensors stored once, the model's
   architecture in the metadata) and read from safetensors or from a PyTorch state dict with
@@ -6,27 +6,27 @@
   never unpickled.
 - scikit-learn models are written and read with skops; a file is loaded only when every type it
   holds beyond skops' own defaults is on ``TRUSTED_TYPES`` or on the caller's ``trusted`` list.
-- :func:`atomic_write` writes a file (or, with :func:`staged`, a folder) beside its target and
-  renames it into place: a failed write (a full disk, a read-only folder) leaves what was there
-  before, and a symbolic link at the target is replaced, never followed.
+- Every file is written through :func:`kdistill.files.atomic_write` (re-exported here): beside
+  its target, then renamed into place, so a failed write leaves what was there before and a
+  symbolic link at the target is replaced, never followed.
 
 What a kind of file holds is read from its first bytes, not from its name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
 import struct
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .files import atomic_write, make_dir, regular_file, staged  # noqa: F401 - re-exported for the writers
 
 log = logging.getLogger("kdistill")
 
@@ -44,58 +44,6 @@ TRUSTED_TYPES = (
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
 )
-
-# --------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-@contextlib.contextmanager
-def staged(path):
-    """Yield a temporary path beside ``path``; when the block succeeds, rename it over ``path``.
-
-    Works for a file or a folder (a folder may only replace a missing or empty one). On failure
-    the temporary path is removed and ``path`` is left as it was. A link at ``path`` is replaced
-    by the rename, so nothing is ever written through it.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-
-def atomic_write(path, content: str | bytes | Callable[[Path], object], what: str = "") -> Path:
-    """Write ``content`` (text, bytes, or a function writing to the path it is given) to
-    ``path`` through a temporary file renamed over it. Returns ``path``.
-
-    Raises
-    ------
-    OSError
-        Naming the file, the reason and that an existing file is unchanged.
-    """
-    path = Path(path)
-    existed = path.is_file()
-    try:
-        with staged(path) as tmp:
-            if isinstance(content, str):
-                tmp.write_text(content)
-            elif isinstance(content, bytes):
-                tmp.write_bytes(content)
-            else:
-                content(tmp)
-    except OSError as exc:
-        kept = f"; the existing {path.name} is unchanged" if existed else ""
-        reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
-        raise OSError(exc.errno, f"cannot write {what}{str(path)!r}: {reason}{kept}; check that the folder "
-                                 f"exists and is writable and that the disk has free space") from exc
-    return path
-
 
 # --------------------------------------------------------------------------------------------
 # What a file holds
@@ -123,6 +71,8 @@ def file_kind(path) -> str:
 def _existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            regular_file(path, "weights").close()  # raises, naming what is there instead
         raise FileNotFoundError(f"no file at {str(path)!r}")
     return path
 
@@ -240,33 +190,81 @@ def save_weights(model: nn.Module, path, info: dict | None = None) -> Path:
 
 
 def read_info(path) -> dict:
-    """The kdistill metadata of a weights file written by :func:`save_weights` with ``info``."""
+    """The kdistill metadata of a weights file written by :func:`save_weights` with ``info``,
+    checked against :data:`INFO_SCHEMA`."""
     return _info(read_safetensors(path)[1], path)
+
+
+# What rebuilding a model reads from a weights file's metadata: field -> (check, what is allowed).
+INFO_SCHEMA = {
+    "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options"} and isinstance(v.get("model"), str)
+             and isinstance(v.get("options", {}), dict),
+             'a mapping {"model": NAME, "options": {...}}'),
+    "input_shape": (lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(type(d) is int and d > 0 for d in v),
+                    "a list of 1 to 4 positive integers"),
+    "classes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
+                "a list of at least 2 class names (strings)"),
+}
 
 
 def _info(meta: dict, path) -> dict:
     if META_KEY not in meta:
         raise ValueError(f"{path} holds no kdistill architecture metadata, so the model cannot be rebuilt; export "
                          f"it from Python with kdistill.export(model, input_shape, path)")
-    return json.loads(meta[META_KEY])
+    try:
+        info = json.loads(meta[META_KEY])
+    except ValueError as exc:
+        raise ValueError(f"{path}: its kdistill metadata is not valid JSON ({exc})") from exc
+    for key, (check, allowed) in INFO_SCHEMA.items():
+        problem = ("is missing" if not isinstance(info, dict) or key not in info
+                   else None if check(info[key]) else f"is {info[key]!r}"[:200])
+        if problem:
+            raise ValueError(f"{path}: metadata field {key!r} {problem}; it must be {allowed} (the file was not "
+                             f"written by kdistill's save_weights, or was changed since)")
+    return info
 
 
-def rebuild(path) -> tuple[nn.Module, dict]:
+def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
     """The model a weights file holds, built from the architecture spec in its metadata (see
-    :func:`save_weights`) and loaded strictly, in eval mode; returns it with the metadata."""
-    from .models import build_model
+    :func:`save_weights`) and loaded strictly, in eval mode; returns it with the metadata.
+
+    Nothing in the file chooses code: its metadata may only name a zoo model (built on the
+    ``meta`` device first, so options that do not fit the tensors allocate nothing). Any other
+    architecture needs the caller to name its ``factory`` (``"package.module:function"``).
+    """
+    from .models import ZOO, build_model
 
     state, meta = read_safetensors(path)
     info = _info(meta, path)
     arch = info["arch"]
-    model = build_model(arch["model"], arch.get("options", {}), tuple(info["input_shape"]), len(info["classes"]))
-    own = model.state_dict()
-    tied = _tied(own)
-    missing = [k for k in own if k not in state and not tied.get(k, set()) & set(state)]
-    if missing or set(state) - set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in state if k in own):
-        raise ValueError(f"weights {path} do not fit the model their metadata describes: {_mismatch(state, own)}")
+    name = factory or arch["model"]
+    if factory is None and name not in ZOO:
+        raise ValueError(f"{path}: its metadata names the model {name!r}, which is not in kdistill's zoo "
+                         f"({', '.join(ZOO)}); a weights file never chooses code to run: if you trust the file and "
+                         f"its architecture, name the factory yourself (rebuild(path, factory={name!r}), kdistill "
+                         f"export --model {name})")
+    shape, k = tuple(info["input_shape"]), len(info["classes"])
+    try:
+        if factory is None:
+            with torch.device("meta"):
+                _check_fit(build_model(name, arch.get("options", {}), shape, k).state_dict(), state, path)
+        model = build_model(name, arch.get("options", {}), shape, k)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: the model its metadata describes ({name!r} with options "
+                         f"{arch.get('options', {})}) cannot be built: {exc}") from exc
+    _check_fit(model.state_dict(), state, path)
     model.load_state_dict(state, strict=False)
     return model.eval(), info
+
+
+def _check_fit(own: dict, state: dict, path) -> None:
+    tied = _tied(own) if not any(t.is_meta for t in own.values()) else {}
+    missing = [k for k in own if k not in state and not tied.get(k, set()) & set(state)]
+    if missing or set(state) - set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in state if k in own):
+        raise ValueError(f"{path}: the weights do not fit the model their metadata describes: "
+                         f"{_mismatch(state, own)}")
 
 
 # --------------------------------------------------------------------------------------------

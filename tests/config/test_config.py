@@ -26,6 +26,8 @@ BAD = [
     (["students.1.methods.1.weight=-0.5"], "students.1.methods.1.weight", "greater than or equal to 0"),
     (["students.0.methods=[{name: kd}]"], "students", "without a teacher"),
     (["students.1.name=alone"], "students", "unique"),
+    (["students.1.name=Alone"], "students", "'alone' and 'Alone' both become the file name 'alone'"),
+    (["students.1.name='!?'"], "students", "model name '!?' has no letter or digit"),
     (["teacher.model=cnm"], "teacher.model", "did you mean 'cnn'"),
     (["teacher.options.hiden=[3]"], "teacher.options", "allowed: hidden"),
     (["teacher.model=no_such_module_xyz:make"], "teacher.model", "cannot import"),
@@ -102,3 +104,14 @@ def test_new_engine_settings_are_accepted_without_edits():
 
     names = set(config.schema.TrainSettings.model_fields)
     assert names == {f.name for f in fields(TrainConfig)} - {"seed", "quiet", "checkpoint_dir", "resume"}
+
+
+def test_model_names_that_collide_as_file_names_are_an_error(tiny):
+    """``Student KD`` and ``student-kd`` would share weights, plots and a checkpoint folder: one
+    would continue the other's training on --resume."""
+    tiny["students"] = [{"name": "Student KD", "methods": [{"name": "ce"}]},
+                        {"name": "student-kd", "methods": [{"name": "ce"}, {"name": "kd"}]}]
+    err = _problem(tiny)
+    assert dict(err.problems)["students"] == (
+        "model names 'Student KD' and 'student-kd' both become the file name 'student-kd' (weights, checkpoints, "
+        "plots: lowercase letters and digits, other characters become '-'); rename one")

@@ -76,3 +76,59 @@ def test_table_errors_name_the_column(tmp_path):
     (tmp_path / "t.xlsx").write_text("")
     with pytest.raises(ValueError, match="unknown file type"):
         read_table(tmp_path / "t.xlsx", "label")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 20])
+def test_a_truncated_idx_gz_is_a_clear_error(tmp_path, keep):
+    write_idx(tmp_path / "x.gz", np.arange(2000).reshape(20, 10, 10) % 256)
+    data = (tmp_path / "x.gz").read_bytes()
+    (tmp_path / "x.gz").write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+    with pytest.raises(ValueError, match=r"cannot read IDX file .*x.gz: .*\(a truncated or corrupt gzip file\?\)"):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_idx_labels_must_be_one_integer_per_sample(tmp_path):
+    write_idx(tmp_path / "x", np.zeros((3, 4, 4)))
+    write_idx(tmp_path / "y", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"y: IDX labels must be a 1-d array of integers, got uint8 of shape \(3, 2\)"):
+        idx_images(tmp_path / "x", tmp_path / "y")
+
+
+def test_idx_images_of_wider_types_are_scaled_by_their_range(tmp_path):
+    header = bytes([0, 0, 0x0B, 3]) + np.asarray((2, 2, 2), ">u4").tobytes()
+    (tmp_path / "x").write_bytes(header + np.array([0, 8191, 16383, 32767] * 2, ">i2").tobytes())
+    write_idx(tmp_path / "y", np.array([0, 1]))
+    x, _ = idx_images(tmp_path / "x", tmp_path / "y")
+    assert x.max() == pytest.approx(1.0) and x[0, 0, 0, 1] == pytest.approx(0.25, abs=1e-4)
+
+
+def test_a_table_with_no_feature_columns_is_an_error(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"label": ["a", "b", "a", "b"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"t.csv: no feature columns: the table holds \['label'\] and 'label' is the "
+                                         r"target; add feature columns"):
+        read_table(path, "label")
+    tiny_frame().to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"t.csv: no feature columns"):
+        read_table(path, "label", features=[])
+
+
+def test_a_target_with_one_class_is_an_error_naming_file_and_column(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "label": ["pos", "pos", "pos"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"t.csv: the target column 'label' holds one class \('pos', 3 row\(s\)\); a "
+                                         r"classifier needs at least 2"):
+        read_table(path, "label")
+
+
+def test_labels_that_differ_only_in_spaces_or_case(tmp_path, caplog):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": range(6), "label": ["pos", " pos", "pos", "neg", "neg", "neg"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"t.csv: column 'label' has labels that differ only in spaces around them: "
+                                         r"' pos' \(1 rows\) and 'pos' \(2 rows\); they would be separate classes"):
+        read_table(path, "label")
+    pd.DataFrame({"x": range(6), "label": ["A", "a", "a", "b", "b", "B"]}).to_csv(path, index=False)
+    _, _, classes = read_table(path, "label")  # letters: upper and lower case may well be classes of their own
+    assert classes == ["A", "B", "a", "b"]
+    assert "column 'label' has labels that differ only in case: 'A' (1 rows) and 'a' (2 rows); they are kept as " \
+           "separate classes" in caplog.text

@@ -71,3 +71,11 @@ def test_shuffled_batches_carry_their_indices():
     seen = torch.cat([idx for _, _, idx in batches(s.train, 7, shuffle=True, seed=5)])
     assert sorted(seen.tolist()) == list(range(len(s.train)))
     assert seen.tolist() != sorted(seen.tolist())
+
+
+@pytest.mark.parametrize("n_x, n_y", [(10, 12), (12, 10)])
+def test_split_arrays_refuses_x_and_y_of_different_lengths(n_x, n_y):
+    """Rows were silently dropped: the split indices ran over y alone."""
+    with pytest.raises(ValueError, match=rf"cells: x has {n_x} samples but y has {n_y} labels \(part 'all'\); they "
+                                         rf"must match, one label per sample"):
+        split_arrays(np.zeros((n_x, 2)), np.arange(n_y) % 2, ["a", "b"], name="cells")

@@ -46,7 +46,7 @@ def read_yaml(text: str, source: str = "experiment") -> dict:
     """Parse YAML safely (no tags that build objects) into a mapping."""
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: nested deeper than Python's stack
         raise ConfigError([("", f"not valid YAML: {exc}")], source) from None
     if not isinstance(raw, dict):
         raise ConfigError([("", f"the file must hold a mapping of sections, got {type(raw).__name__}")], source)
@@ -166,6 +166,11 @@ def load(path, overrides=()) -> Experiment:
     """Read, override and validate the experiment file ``path``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError([("", f"experiment file {str(path)!r} does not exist")], str(path))
-    raw = read_yaml(path.read_text(), str(path))
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError([("", f"experiment file {str(path)!r} {what}")], str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("", f"not a text file in UTF-8 ({exc.reason} at byte {exc.start})")], str(path)) from None
+    raw = read_yaml(text, str(path))
     return validate(apply_overrides(raw, overrides, str(path)), base=path.parent, source=str(path))

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from ..report.tables import slug
 from .data import DataConfig
 from .section import ConfigError, Section, at, raise_at
 from .sections import (DistillConfig, FreezeConfig, MethodConfig, ModelConfig, StudentConfig, TeacherConfig,
@@ -78,6 +79,7 @@ class Experiment(Section):
         dupes = sorted({n for n in names if names.count(n) > 1} | ({self.teacher.name} & set(names)))
         if dupes:
             raise at("students", f"model names must be unique (teacher and students), repeated: {dupes}")
+        _check_file_names([self.teacher.name, *names])
         if all(s.distilled for s in self.students):
             raise at("students", "one entry must train without a teacher (methods: [{name: ce}]): the baseline "
                                   "that distillation is compared with")
@@ -123,3 +125,19 @@ def _check_sklearn_student(model: ModelConfig, s: StudentConfig, i: int) -> None
     elif s.distill is not None:
         raise at(f"students.{i}.distill", f"distill: applies to scikit-learn students; {s.name!r} is a PyTorch "
                                           f"model ({model.model!r}), distilled by its methods")
+
+
+def _check_file_names(names: list[str]) -> None:
+    """Model names become file names (weights, checkpoints, plots): two that become the same
+    one would share a checkpoint, so that one model could continue the other's training."""
+    by_file: dict[str, list[str]] = {}
+    for name in names:
+        by_file.setdefault(slug(name), []).append(name)
+    if "" in by_file:
+        raise at("students", f"model name {by_file[''][0]!r} has no letter or digit, so it cannot name its files "
+                             f"(weights, checkpoints, plots); give it one")
+    clash = next((same for same in by_file.values() if len(same) > 1), None)
+    if clash:
+        raise at("students", f"model names {' and '.join(map(repr, clash))} both become the file name "
+                             f"{slug(clash[0])!r} (weights, checkpoints, plots: lowercase letters and digits, other "
+                             f"characters become '-'); rename one")

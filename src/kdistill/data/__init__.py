@@ -10,7 +10,7 @@ Python users read data exactly as ``kdistill run`` does with :func:`load_images`
 from .augment import Augment
 from .batching import batches, epoch_plan, fetch, global_batches
 from .builtin import BUILTIN, load_dataset
-from .idx import idx_images, read_idx
+from .idx import idx_images, idx_inputs, read_idx
 from .images import ImageFolder
 from .normalize import Normalize
 from .sources import (Source, class_summary, load_idx, load_images, load_table, read_source, split_source,
@@ -21,5 +21,6 @@ from .views import ViewDataset
 
 __all__ = ["BUILTIN", "ArrayDataset", "Augment", "ImageFolder", "Normalize", "Source", "Splits", "ViewDataset",
            "batches", "check_labels", "class_summary", "combine", "epoch_plan", "fetch", "global_batches", "idx_images",
+           "idx_inputs",
            "load_dataset", "load_idx", "load_images", "load_table", "read_idx", "read_source", "read_table",
            "split_arrays", "split_parts", "split_source", "table_encoder", "unlabeled_inputs", "unlabeled_set"]

@@ -1,14 +1,20 @@
 """Image folders read with Pillow: ``root/{train,val,test}/<class>/*`` or ``root/<class>/*``.
 
-Images are resized, converted to grayscale or RGB and scaled to [0, 1] once, into memory. A
-corrupt or unreadable file is skipped and counted (or is an error with ``strict=True``).
+Images are resized, converted to grayscale or RGB and scaled once, into memory, by their bit
+depth (see :func:`pixels`): never clipped. A file that is not a regular file (a FIFO, a
+device, a folder), too large (over Pillow's ``Image.MAX_IMAGE_PIXELS``, the decompression-bomb
+limit) or undecodable is skipped, named and counted (or is an error with ``strict=True``); it
+is checked before a byte is read, so no kind of file can hang the reader.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ..files import regular_file
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "val", "test")
@@ -40,6 +46,8 @@ class ImageFolder:
         Sorted class folder names.
     skipped : list of str
         Files that could not be read.
+    problems : dict
+        Why each skipped file could not be read.
     """
 
     def __init__(self, root, size=(64, 64), color: str = "grayscale", strict: bool = False,
@@ -65,6 +73,7 @@ class ImageFolder:
         self.size, self.color, self.strict = (int(size[0]), int(size[1])), color, strict
         self.extensions = tuple(e.lower() for e in extensions)
         self.skipped: list[str] = []
+        self.problems: dict[str, str] = {}
 
     def _check_every_class(self, folder: Path, part) -> None:
         """Every class folder of the training images must give at least one readable image."""
@@ -95,24 +104,62 @@ class ImageFolder:
         return np.stack(images), np.asarray(labels)
 
     def _load(self, path: Path):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
         try:
-            with Image.open(path) as img:
-                img = img.convert("L" if self.color == "grayscale" else "RGB")
-                img = img.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            with regular_file(path, "image") as fh, warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, not decoded
+                with Image.open(fh) as img:
+                    arr = pixels(img, self.color, self.size)
+        except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds for a damaged file
+            too_large = isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning))
+            reason = f"too large ({exc})" if too_large else str(exc) or type(exc).__name__
             if self.strict:
-                raise ValueError(f"cannot read image {path}: {exc} (strict: true; set strict: false to skip "
+                raise ValueError(f"cannot read image {path}: {reason} (strict: true; set strict: false to skip "
                                  f"unreadable images)") from exc
             self.skipped.append(str(path))
+            self.problems[str(path)] = reason
             return None
         return arr[None] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
 
     def summary(self) -> dict:
         """Skipped (unreadable) files: their number and the first 20 paths."""
         return {"skipped": len(self.skipped), "skipped_files": self.skipped[:20]}
+
+
+# Full scale of the modes holding more than 8 bits per channel; float images ("F") are kept as they are.
+HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0, "I": 65535.0, "F": 1.0}
+
+
+def pixels(img, color: str, size) -> np.ndarray:
+    """An image's pixels as float32 ``(H, W)`` (grayscale) or ``(H, W, 3)`` (rgb), resized to
+    ``size`` (height, width) and scaled by bit depth, never clipped:
+
+    - 8 bits per channel (``L``, ``RGB``, ``P``, ``RGBA``, ``LA``, ``CMYK``, ...): divided by 255;
+      a palette is applied and alpha is dropped (not composited); ``1`` (bilevel) gives 0 or 1;
+    - 16-bit (``I;16*``): divided by 65535;
+    - 32-bit integers (``I``): divided by 65535 when every value lies in 0..65535 (16-bit data,
+      as many writers store it), else by 2**31 - 1;
+    - 32-bit floats (``F``): kept as they are (floats carry their own scale).
+
+    A high-depth image asked for as rgb repeats its one channel three times.
+    """
+    from PIL import Image
+
+    width_height = (int(size[1]), int(size[0]))
+    if img.mode not in HIGH_DEPTH:
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")  # the palette's transparency would otherwise be lost with a warning
+        img = img.convert("L" if color == "grayscale" else "RGB").resize(width_height, Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.float32) / 255.0
+    values = np.asarray(img).astype(np.float64)
+    scale = HIGH_DEPTH[img.mode]
+    if img.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+        scale = 2.0**31 - 1
+    resized = Image.fromarray((values / scale).astype(np.float32), "F").resize(width_height,
+                                                                                Image.Resampling.BILINEAR)
+    arr = np.asarray(resized, dtype=np.float32)
+    return arr if color == "grayscale" else np.repeat(arr[..., None], 3, axis=2)
 
 
 def _class_names(folder: Path) -> list[str]:

@@ -74,7 +74,8 @@ def image_source(path, *, size=(64, 64), color: str = "grayscale", normalize: st
     (the given ``mean`` and ``std``)."""
     folder = ImageFolder(path, size=size, color=color, strict=strict, extensions=extensions)
     if folder.skipped:
-        log.warning("skipped %d unreadable image(s), e.g. %s", len(folder.skipped), ", ".join(folder.skipped[:3]))
+        log.warning("skipped %d unreadable image(s), e.g. %s", len(folder.skipped),
+                    "; ".join(f"{f} ({folder.problems[f]})" for f in folder.skipped[:3]))
     norms = {"none": None, "dataset": Normalize(), "fixed": Normalize(mean, std)}
     if normalize not in norms:
         raise ValueError(f"normalize must be one of {', '.join(norms)}, got {normalize!r}")

@@ -238,6 +238,7 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     if unknown or ("all" in parts) == ("train" in parts):
         raise ValueError(f"parts must be {{'all': ...}} or {{'train': ...[, 'val'][, 'test']}}, "
                          f"got keys {sorted(parts)}")
+    _check_lengths(parts, name)
     source = parts.get("all", parts.get("train"))
     x, y = source[0], np.asarray(source[1])
     idx = np.arange(len(y))
@@ -268,6 +269,14 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name, unlabeled=extra,
                   info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes,
                         "unlabeled": len(extra) if extra is not None else 0})
+
+
+def _check_lengths(parts: dict, name: str) -> None:
+    """One label per sample in every part: slicing by index would otherwise drop rows silently."""
+    for part, (x, y) in parts.items():
+        if len(x) != len(y):
+            raise ValueError(f"{name}: x has {len(x)} samples but y has {len(y)} labels (part {part!r}); they "
+                             f"must match, one label per sample")
 
 
 def _take(x, idx):

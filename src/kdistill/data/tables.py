@@ -7,16 +7,23 @@ train split alone (numeric columns imputed and standardized, categorical ones on
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 
 import numpy as np
+
+from ..files import regular_file
+
+log = logging.getLogger("kdistill")
 
 
 def read_table(path, target: str, features=None):
     """Read a CSV or Parquet table; return ``(frame of features, labels, classes)``.
 
-    Labels are the sorted distinct values of ``target`` (as strings); rows without a target are
-    an error naming how many there are.
+    Labels are the sorted distinct values of ``target`` (as strings). Errors name the file and
+    column: rows without a target, a target with one class, labels that differ only in spaces
+    around them (``" pos"`` and ``"pos"``), no feature column, infinite numbers. Labels that
+    differ only in case are kept apart with a warning.
     """
     path, frame = _frame(path)
     columns = list(frame.columns)
@@ -25,11 +32,15 @@ def read_table(path, target: str, features=None):
     _check_columns(path, features, columns, "features")
     if target in features:
         raise ValueError(f"{path}: the target column {target!r} cannot also be a feature")
+    if not features:
+        raise ValueError(f"{path}: no feature columns: the table holds {columns} and {target!r} is the target; add "
+                         f"feature columns, or name them in features")
     missing = int(frame[target].isna().sum())
     if missing:
         raise ValueError(f"{path}: {missing} row(s) have no value in the target column {target!r}")
     _check_finite(path, frame[features])
     classes, y = np.unique(frame[target].astype(str).to_numpy(), return_inverse=True)
+    _check_classes(path, target, [str(c) for c in classes], np.bincount(y))
     return frame[features], y, [str(c) for c in classes]
 
 
@@ -43,19 +54,44 @@ def read_inputs(path, features: list[str]):
 
 
 def _frame(path):
+    """The table in ``path`` as a frame; a file the parser cannot read is an error naming it."""
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"table {str(path)!r} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt", ".gz"):
-        frame = pd.read_csv(path)
-    else:
+    regular_file(path, "table").close()  # a FIFO or device would hang the parser
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".gz"):
         raise ValueError(f"table {str(path)!r}: unknown file type {path.suffix!r}; use .csv or .parquet")
+    try:
+        frame = pd.read_parquet(path) if suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except (ValueError, OSError, EOFError) as exc:  # parser errors, bad encodings, truncated or corrupt files
+        raise ValueError(f"cannot read table {path}: {str(exc).strip()[:300] or type(exc).__name__} (a truncated "
+                         f"or corrupt file, or not a {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
+                         f"file?)") from exc
     frame.columns = [str(c) for c in frame.columns]
     return path, frame
+
+
+def _check_classes(path, target: str, classes: list[str], counts) -> None:
+    """A classifier needs two classes; labels that differ only in surrounding spaces are one
+    class written two ways (an error), labels that differ only in case may be two (a warning)."""
+    if len(classes) < 2:
+        raise ValueError(f"{path}: the target column {target!r} holds one class ({classes[0]!r}, {counts[0]} "
+                         f"row(s)); a classifier needs at least 2: check the column or the file")
+    for fold, what in ((str.strip, "only in spaces around them"), (lambda c: c.strip().casefold(), "only in case")):
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(classes):
+            groups.setdefault(fold(c), []).append(i)
+        same = next((g for g in groups.values() if len(g) > 1), None)
+        if same is None:
+            continue
+        names = " and ".join(f"{classes[i]!r} ({counts[i]} rows)" for i in same)
+        message = f"{path}: column {target!r} has labels that differ {what}: {names}"
+        if fold is str.strip:
+            raise ValueError(f"{message}; they would be separate classes: fix the labels in the file")
+        log.warning("%s; they are kept as separate classes", message)
 
 
 def _check_finite(path, frame) -> None:

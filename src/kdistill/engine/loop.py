@@ -165,7 +165,8 @@ def _resume(path: Path, cfg: TrainConfig, trainer: Trainer, callbacks, state: St
             f"{path} holds a checkpoint from an earlier run; pass resume=True to continue it, "
             f"or choose another checkpoint_dir so it is not overwritten"
         )
-    position = checkpoint.restore(trainer, checkpoint.load(path, trainer.device), path, callbacks, state)
+    blob = checkpoint.load(path, trainer.device, cfg.epochs, state.batches_per_epoch)
+    position = checkpoint.restore(trainer, blob, path, callbacks, state)
     if trainer.rt.is_main:
         log.info("resumed from %s at epoch %d, batch %d", path, position[0] + 1, position[1])
     return position

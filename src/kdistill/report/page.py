@@ -5,6 +5,10 @@ from ``results.json`` and whatever else the folder holds: ``data.json`` (class c
 ``curves-*.png``, ``confusion.png``, ``predictions.png``, ``tradeoff.png``, ``calibration.png``,
 ``onnx/export.json`` (written by ``kdistill export``) and the sweep's ``trials.json``,
 ``tune.json`` and ``tune-*.png``. The HTML embeds every image, so it can be mailed as one file.
+
+A run folder may come from elsewhere: only regular files directly inside it that really are
+PNG images (by their signature) are embedded; links, other files under a ``.png`` name and
+anything outside the folder are left out with a warning, and every text is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
+import os
+import stat
 from pathlib import Path
 
-from ..weights import atomic_write
+from ..files import atomic_write
 from .tables import slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
@@ -25,13 +32,52 @@ h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;borde
 code{background:#f3f5f7;padding:0 .25em}"""
 
 
+log = logging.getLogger("kdistill")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png(folder: Path, name: str) -> bytes | None:
+    """The bytes of image ``name`` if it is a regular file directly inside ``folder`` (not a
+    link) that starts with the PNG signature; ``None``, with a warning, otherwise."""
+    path = Path(folder) / name
+    try:
+        info = os.lstat(path)
+        if Path(name).name != name or not stat.S_ISREG(info.st_mode):
+            problem = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file in the run folder"
+        else:
+            with open(path, "rb") as fh:  # a regular file, not a link: nothing else is opened
+                data = fh.read()
+            problem = None if data.startswith(PNG_SIGNATURE) else "not a PNG image"
+    except OSError as exc:
+        problem = f"unreadable ({exc})"
+    if problem is None:
+        return data
+    log.warning("report: left out %s: it is %s", path, problem)
+    return None
+
+
 def blocks(folder) -> list[tuple]:
-    """The report's content as ``(kind, ...)`` blocks, read from the run folder ``folder``."""
+    """The report's content as ``(kind, ...)`` blocks, read from the run folder ``folder``.
+
+    Raises
+    ------
+    ValueError
+        If the folder has no ``results.json``, or its JSON files are not what kdistill writes.
+    """
     folder = Path(folder)
     path = folder / "results.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a run folder: it has no results.json")
-    results = json.loads(path.read_text())
+    try:
+        return _blocks(folder, json.loads(path.read_text()))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{folder}: its results.json, data.json or trials.json is not what kdistill writes "
+                         f"({type(exc).__name__}: {str(exc)[:200]}); restore the files or run the experiment "
+                         f"again") from exc
+
+
+def _blocks(folder: Path, results: dict) -> list[tuple]:
     out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
     out += _data_blocks(folder)
     header, rows = table_rows(results)
@@ -43,9 +89,9 @@ def blocks(folder) -> list[tuple]:
         out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
     kept = _kept(results)
     out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
-    out += [("img", p.name, p.stem) for p in _curves(folder, results)]
+    out += [("img", p.name, p.stem) for p in _curves(folder, results) if png(folder, p.name) is not None]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name) and png(folder, name) is not None:
             out += [("h2", title), ("img", name, title)]
     out += _calibration_blocks(folder, results)
     out += deployment_blocks(folder)
@@ -100,7 +146,7 @@ def _kept(results: dict) -> str:
     """Which epoch each model ends at (the best on validation), per seed."""
     parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
              f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
-             for m in results["models"] if all("epoch_kept" in s for s in m.get("per_seed", []))]
+             for m in results["models"] if m.get("per_seed") and all("epoch_kept" in s for s in m["per_seed"])]
     return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
             "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
@@ -195,10 +241,10 @@ def _sweep_blocks(folder: Path) -> list[tuple]:
     rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
              *[f"{t['params'][k]:.4g}" if k in t["params"] else "" for k in keys]] for t in trials]
     out.append(("table", ["trial", "state", "val accuracy", *keys], rows))
-    for png, title in (("tune-objective.png", "Objective per trial"),
-                       ("tune-alpha-temperature.png", "Validation accuracy over alpha × T")):
-        if (folder / png).is_file():
-            out += [("h3", title), ("img", png, title)]
+    for image, title in (("tune-objective.png", "Objective per trial"),
+                         ("tune-alpha-temperature.png", "Validation accuracy over alpha × T")):
+        if os.path.lexists(folder / image) and png(folder, image) is not None:
+            out += [("h3", title), ("img", image, title)]
     return out
 
 
@@ -235,7 +281,7 @@ def to_html(content: list[tuple], folder) -> str:
         elif kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in args[0]) + "</ul>")
         elif kind == "img":
-            data = base64.b64encode((folder / args[0]).read_bytes()).decode("ascii")
+            data = base64.b64encode(png(folder, args[0]) or b"").decode("ascii")
             parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(args[1])}">')
         elif kind == "table":
             header, rows = args

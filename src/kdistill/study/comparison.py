@@ -19,37 +19,50 @@ from torch import nn
 
 from ..data import Splits, class_summary
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
+from ..files import atomic_write
 from ..methods import ALONE, build, kd_objective
 from ..report import write_report
 from ..teachers import Teacher, as_teacher
-from ..weights import atomic_write
 from . import members
-from .folders import INCOMPLETE, finish_run_dir, open_run_dir
+from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import ModelSpec
 
 
-def run_in_folder(setup: Callable[[], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
+def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
                   students: list[ModelSpec], *, out, seeds, title: str, config: dict, quiet=False, resume=False,
-                  cache_dir=None, trackers=(), device: str = "cpu") -> tuple[dict | None, Path]:
+                  cache_dir=None, trackers=(), device: str = "cpu",
+                  resume_command: Callable[[Path], str] | None = None) -> tuple[dict | None, Path]:
     """Run a study into a new run folder ``out`` (``out-2``... if taken; with ``resume`` the
-    interrupted run in ``out``), then write ``data.json`` and the report. ``setup()``, called once
-    the folder is proven writable (before any data is read), returns ``load(seed) -> Splits`` and
-    ``data_info() -> dict`` (what ``data.json`` holds)."""
+    interrupted run in ``out``), then write ``data.json`` and the report.
+
+    ``setup(folder)``, called once the folder is claimed and before the teacher trains, checks
+    what it can and returns ``load(seed) -> Splits`` and ``data_info() -> dict`` (what
+    ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
+    released however the run ends; Ctrl-C names ``resume_command(folder)``.
+    """
     rt = Runtime.create(device)  # joins the process group under torchrun
     folder = open_run_dir(Path(out), resume, rt)
-    load, data_info = setup()
+    try:
+        load, data_info = setup(folder)
+    except BaseException:
+        if not resume and rt.is_main:
+            abandon_run_dir(folder)  # a new run that never began leaves no folder behind
+        release_run_dir(folder)
+        raise
     try:
         results = run_study(load, teacher, students, out=folder, seeds=seeds, title=title, config=config, quiet=quiet,
                             resume=resume, cache_dir=cache_dir, trackers=trackers)
+        if rt.is_main:
+            atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
+            write_report(folder)
+            finish_run_dir(folder)
     except TrainingInterrupted as exc:
+        again = resume_command(folder) if resume_command else f"resume=True and out={str(folder)!r}"
         raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
-                                f"run folder {folder} is marked {INCOMPLETE}: continue it with kdistill run "
-                                f"EXPERIMENT.yaml --out {folder} --resume") from exc
-    if rt.is_main:
-        atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
-        write_report(folder)
-        finish_run_dir(folder)
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with {again}") from exc
+    finally:
+        release_run_dir(folder)
     return results, folder
 
 
@@ -118,7 +131,7 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train}}
-    results, folder = run_in_folder(lambda: (load, lambda: _data_info(load(seeds[0]))), t_spec, specs,
+    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(load(seeds[0]))), t_spec, specs,
                                     out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),

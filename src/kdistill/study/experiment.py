@@ -4,13 +4,16 @@ the report, in a run folder (the same path as :func:`~kdistill.study.comparison.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from .. import config
 from ..config import Experiment, train_options
 from ..data import Source, read_source, split_source, unlabeled_inputs
-from ..weights import atomic_write
+from ..files import atomic_write
+from .check import check_models
 from .comparison import run_in_folder, trackers_from
+from .folders import check_same_experiment
 from .specs import student_spec, teacher_spec
 
 
@@ -40,21 +43,51 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     The teacher's outputs are cached in ``cache_dir`` (see
     :func:`~kdistill.study.folders.teacher_cache_dir`). Returns the results (``None`` on ranks
     other than 0 under torchrun) and the folder."""
+    given = exp
     if not isinstance(exp, Experiment):
         exp = config.load(exp, overrides)
     elif overrides:
         raise ValueError("overrides apply to an experiment file's path; change the Experiment object instead")
     asked = Path(out) if out is not None else Path("runs") / exp.name
 
-    def setup():  # once the run folder is proven writable
-        source = read_source(exp.data, exp.path)
-        unlabeled = read_unlabeled(exp, source)
+    def setup(folder):  # once the run folder is claimed, before the teacher trains
+        source, unlabeled = _checked_source(exp, folder, resume)
         return (lambda seed: load_splits(exp, seed, source, unlabeled)), (lambda: data_summary(source))
 
     return run_in_folder(setup, teacher_spec(exp), [student_spec(exp, s) for s in exp.students], out=asked,
                          seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
                          config=resolved_config(exp), quiet=quiet, resume=resume, cache_dir=cache_dir,
-                         trackers=trackers_from(_tracking(exp)), device=train_options(exp.train).get("device", "cpu"))
+                         trackers=trackers_from(_tracking(exp)), device=train_options(exp.train).get("device", "cpu"),
+                         resume_command=lambda folder: _resume_command(given, overrides, folder, cache_dir))
+
+
+def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
+    """The experiment's data and unlabelled inputs, read once all is checked that can be before
+    the teacher trains: a resumed run's settings, and every model's dry step on the data."""
+    if resume:  # every rank reads it, so that all refuse together
+        check_same_experiment(folder, resolved_config(exp))
+    source = read_source(exp.data, exp.path)
+    unlabeled = read_unlabeled(exp, source)
+    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
+    return source, unlabeled
+
+
+def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
+    """The command that continues an interrupted run, with the same file, ``--set`` values and
+    cache folder."""
+    path = "EXPERIMENT.yaml" if isinstance(exp, Experiment) else str(exp)
+    words = ["kdistill", "run", path, "--out", str(folder), "--resume"]
+    words += [w for o in overrides or () for w in ("--set", o)]
+    words += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+    return shlex.join(words)
+
+
+def validate_experiment(exp: Experiment) -> list[str]:
+    """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
+    is read and split (the first seed), and every model is built and takes one dry step on it
+    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
+    source = read_source(exp.data, exp.path)
+    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
 
 
 def _tracking(exp: Experiment) -> dict | None:
@@ -88,6 +121,35 @@ def resolved_config(exp: Experiment) -> dict:
 def data_summary(source: Source) -> dict:
     """What ``data.json`` holds: class counts, imbalance and skipped files, for the report."""
     return {"name": source.name, "classes": source.classes, **source.info}
+
+
+def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
+    """The experiment's data and unlabelled inputs, read once all is checked that can be before
+    the teacher trains: a resumed run's settings, and every model's dry step on the data."""
+    if resume:  # every rank reads it, so that all refuse together
+        check_same_experiment(folder, exp.model_dump(mode="json"))
+    source = read_source(exp.data, exp.path)
+    unlabeled = read_unlabeled(exp, source)
+    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
+    return source, unlabeled
+
+
+def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
+    """The command that continues an interrupted run, with the same file, ``--set`` values and
+    cache folder."""
+    path = "EXPERIMENT.yaml" if isinstance(exp, Experiment) else str(exp)
+    words = ["kdistill", "run", path, "--out", str(folder), "--resume"]
+    words += [w for o in overrides or () for w in ("--set", o)]
+    words += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
+    return shlex.join(words)
+
+
+def validate_experiment(exp: Experiment) -> list[str]:
+    """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
+    is read and split (the first seed), and every model is built and takes one dry step on it
+    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
+    source = read_source(exp.data, exp.path)
+    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
 
 
 def write_data_summary(folder: Path, source: Source) -> None:

@@ -18,11 +18,11 @@ import torch
 
 from ..data import Splits
 from ..engine import Runtime
+from ..files import atomic_write, make_dir
 from ..metrics import calibration, classification_metrics, fidelity, mean_std
 from ..report import (CalibrationDisplay, ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, TradeoffDisplay,
                       display_images, results_markdown, save_figure, slug)
 from ..teachers import CachedTeacher, as_teacher, teacher_fingerprint
-from ..weights import atomic_write
 from . import members
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
@@ -54,7 +54,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     specs = {s.name: s for s in (teacher, *students)}
     pairs = baselines(students)
     if is_main:
-        (out / "weights").mkdir(parents=True, exist_ok=True)
+        for sub in ("weights", "onnx", "checkpoints"):
+            make_dir(out / sub, inside=out)  # never a link out of the run folder
         atomic_write(out / "config.json", json.dumps(config or {}, indent=2, default=str) + "\n")
     fixed = None if teacher.fit else seeds[0]
     if fixed is not None and len(seeds) > 1:
@@ -113,10 +114,13 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     shape, k = data.input_shape, data.num_classes
 
     def train(spec: ModelSpec, model, teacher=None):
+        folder = out / "checkpoints" / f"{slug(spec.name)}-seed{seed}"
         if spec.fit:
             log.info("seed %d: training %s", seed, spec.name)
+            if Runtime.current().is_main:
+                make_dir(folder, inside=out)
         options = {**spec.train, "seed": seed, **settings,  # the study's own settings win
-                   "checkpoint_dir": str(out / "checkpoints" / f"{slug(spec.name)}-seed{seed}")}
+                   "checkpoint_dir": str(folder)}
         callbacks = [t.callback(spec.name, seed, spec.hyperparams) for t in trackers]
         return members.train(spec, model, data, teacher, seed=seed, options=options, callbacks=callbacks)
 

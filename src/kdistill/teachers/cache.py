@@ -9,8 +9,9 @@ test evaluation) reads the same file.
 
 A cache entry is a folder named by a fingerprint of the teacher's weights and of the inputs
 exactly as the teacher receives them (so a changed input transform changes it too). An entry
-that does not match (another fingerprint, another number of rows, damaged files, an unfinished
-write) is rebuilt, never used.
+that does not match (another fingerprint, another number of rows or shape, values that fail
+their checksum or are not finite, an unfinished write) is rebuilt, never used (see
+:mod:`kdistill.teachers.entries`).
 
 Augmentation contract: a dataset the loop augments (``Splits.augment`` on the train split, which
 the engine passes on as ``for_dataset(ds, augmented=True)``, or an ``augment`` attribute on the
@@ -24,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -35,18 +35,17 @@ from torch.utils.data import Dataset
 
 from ..data import batches
 from ..data.fingerprint import dataset_fingerprint, hash_tensor
-from ..weights import staged
+from ..files import staged
 from .adapters import OnnxTeacher, SklearnTeacher, TorchTeacher
 from .base import Teacher
+from .entries import DTYPES, clear, verified, write_meta
 from .wrap import as_teacher
 
 log = logging.getLogger("kdistill")
 
 ENV_VAR = "KDISTILL_CACHE_DIR"
 DEFAULT_DIR = ".kdistill-cache"
-DTYPES = {"float16": np.float16, "float32": np.float32}
-_FORMAT = 1  # bump when the file layout changes, so old entries are rebuilt
-_META = "meta.json"
+_FORMAT = 2  # bump when the file layout changes, so old entries are rebuilt (2: checksums of the values)
 
 
 def cache_dir(path=None) -> Path:
@@ -57,19 +56,12 @@ def cache_dir(path=None) -> Path:
 def clear_cache(path=None) -> tuple[int, int]:
     """Delete every cache entry in the cache folder (see :func:`cache_dir`).
 
-    Only folders that hold a kdistill ``meta.json`` (or an unfinished write) are removed, so a
-    mistaken path never deletes unrelated files. Returns the number of entries and bytes freed.
+    Only folders that are verifiably kdistill's entries are removed: named by a key that their
+    own ``meta.json`` repeats, or unfinished builds of a process that has ended (see
+    :func:`kdistill.teachers.entries.is_entry`); anything else in the folder, and links, are
+    left alone. Returns the number of entries and bytes freed.
     """
-    root = cache_dir(path)
-    if not root.is_dir():
-        return 0, 0
-    entries, freed = 0, 0
-    for entry in root.iterdir():
-        if entry.is_dir() and ((entry / _META).is_file() or entry.name.endswith(".tmp")):
-            freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
-            shutil.rmtree(entry)
-            entries += 1
-    return entries, freed
+    return clear(cache_dir(path))
 
 
 def teacher_fingerprint(teacher: Teacher) -> str:
@@ -193,13 +185,16 @@ class CachedTeacher(Teacher):
             "format": _FORMAT, "teacher": teacher_fingerprint(self.teacher), "data": dataset_fingerprint(dataset),
             "dtype": self.dtype, "top_k": self.top_k}).encode()).hexdigest()[:32]
         entry = cache_dir(self.cache_dir) / key
-        meta = _read_meta(entry, key, len(dataset))
+        meta = verified(entry, key, len(dataset))
         seconds = None
         if meta is None:
             start = time.perf_counter()
             _build(self.teacher, dataset, entry, key, self)
             seconds = time.perf_counter() - start
-            meta = _read_meta(entry, key, len(dataset))
+            meta = verified(entry, key, len(dataset))
+        if meta is None:
+            raise OSError(f"the teacher cache entry {entry} failed its check right after it was written (see the "
+                          f"warning above); the disk or the cache folder {entry.parent} may be faulty")
         self.entries.append(_stats(entry, meta, getattr(dataset, "k", 1), seconds))
         if seconds is not None:
             e = self.entries[-1]
@@ -216,35 +211,13 @@ def _stats(entry: Path, meta: dict, views: int, seconds: float | None) -> dict:
             "bytes": size, "bytes_per_row": round(size / max(meta["rows"], 1)), "build_seconds": seconds}
 
 
-def _read_meta(entry: Path, key: str, rows: int) -> dict | None:
-    """The entry's metadata if it is complete and matches; None otherwise (a damaged or
-    mismatched entry is deleted with a warning, so that it is rebuilt)."""
-    if not entry.exists():
-        return None
-    try:
-        meta = json.loads((entry / _META).read_text())
-        lengths = {np.load(entry / f"{part}.npy", mmap_mode="r").shape[0] for part in meta["parts"]}
-        problem = None if meta["key"] == key and lengths == {meta["rows"]} else "its key or files do not match"
-        if meta["rows"] != rows:
-            problem = f"it holds {meta['rows']} rows for a dataset of {rows}"
-    except (OSError, ValueError, KeyError) as exc:
-        problem = f"unreadable: {exc}"
-    if problem is None:
-        return meta
-    log.warning("teacher cache %s is stale or damaged (%s); rebuilding it", entry, problem)
-    shutil.rmtree(entry, ignore_errors=True)
-    return None
-
-
 def _build(teacher: Teacher, dataset: Dataset, entry: Path, key: str, opts: CachedTeacher) -> None:
     """One batched teacher pass over ``dataset`` into a new entry, written atomically: into a
     temporary folder renamed at the end, so an interrupted build never leaves an entry."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with staged(entry) as tmp:
-            tmp.mkdir()
-            meta = _write_parts(teacher.for_dataset(dataset), dataset, tmp, opts)
-            (tmp / _META).write_text(json.dumps({"key": key, **meta}))
+        with staged(entry, folder=True) as tmp:
+            write_meta(tmp, key, _write_parts(teacher.for_dataset(dataset), dataset, tmp, opts))
     except OSError:
         if not entry.exists():
             raise
