@@ -85,3 +85,23 @@ def test_compare_refuses_bad_arguments(digits, tmp_path):
     with pytest.raises(ValueError, match="students must be a non-empty dict"):
         kdistill.compare(mlp(64, 10), [], digits, out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_compares_the_config_the_run_wrote(tiny, make_folder, write_experiment, tmp_path):
+    """config.json holds absolute data paths (so export can rebuild the data); resuming compares
+    the experiment in that same form, so a relative path is not a changed experiment."""
+    from kdistill import config
+    from kdistill.study import resolved_config
+    from kdistill.study.experiment import _checked_source
+
+    make_folder(tmp_path / "imgs", counts={"a": 8, "b": 8}, size=8)
+    tiny["data"] = {"images": {"path": "imgs", "size": [8, 8]}}
+    exp = config.load(write_experiment(tiny))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(resolved_config(exp)))
+    assert resolved_config(exp)["data"]["images"]["path"] == str(tmp_path / "imgs")
+    _checked_source(exp, folder, resume=True)  # the same experiment: resumed
+    changed = config.load(write_experiment({**tiny, "seeds": [1]}, name="other"))
+    with pytest.raises(ValueError, match="seeds"):
+        _checked_source(changed, folder, resume=True)

@@ -123,35 +123,6 @@ def data_summary(source: Source) -> dict:
     return {"name": source.name, "classes": source.classes, **source.info}
 
 
-def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
-    """The experiment's data and unlabelled inputs, read once all is checked that can be before
-    the teacher trains: a resumed run's settings, and every model's dry step on the data."""
-    if resume:  # every rank reads it, so that all refuse together
-        check_same_experiment(folder, exp.model_dump(mode="json"))
-    source = read_source(exp.data, exp.path)
-    unlabeled = read_unlabeled(exp, source)
-    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
-    return source, unlabeled
-
-
-def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
-    """The command that continues an interrupted run, with the same file, ``--set`` values and
-    cache folder."""
-    path = "EXPERIMENT.yaml" if isinstance(exp, Experiment) else str(exp)
-    words = ["kdistill", "run", path, "--out", str(folder), "--resume"]
-    words += [w for o in overrides or () for w in ("--set", o)]
-    words += ["--cache-dir", str(cache_dir)] if cache_dir is not None else []
-    return shlex.join(words)
-
-
-def validate_experiment(exp: Experiment) -> list[str]:
-    """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
-    is read and split (the first seed), and every model is built and takes one dry step on it
-    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
-    source = read_source(exp.data, exp.path)
-    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
-
-
 def write_data_summary(folder: Path, source: Source) -> None:
     """``data.json``: class counts, imbalance and skipped files, for the report."""
     atomic_write(Path(folder) / "data.json", json.dumps(data_summary(source), indent=2) + "\n")
