@@ -127,7 +127,8 @@ def _validate(args) -> int:
 
     exp = config.load(args.experiment, args.set)
     models = validate_experiment(exp)  # reads the data and takes one dry step with every model
-    say(f"{args.experiment}: valid. Experiment {exp.name!r}: {exp.data.source} data, teacher {exp.teacher.file or exp.teacher.model!r}, "
+    teacher = exp.teacher.file or exp.teacher.model
+    say(f"{args.experiment}: valid. Experiment {exp.name!r}: {exp.data.source} data, teacher {teacher!r}, "
         f"{len(exp.students)} student(s) ({', '.join(s.name for s in exp.students)}), seeds {exp.seeds}. Every model "
         f"was built and ran one step on the data: " + "; ".join(models) + ".")
     return 0
