@@ -89,10 +89,12 @@ def splits(seed: int, pool: bool, views: bool = False, augment: bool = False) ->
     return data
 
 
-def epochs_for(steps: int, data: Splits, distilled: bool) -> int:
-    """Epochs that make ``steps`` optimizer steps on the model's training set (rounded up)."""
+def epochs_for(steps: int, data: Splits, distilled: bool) -> tuple[int, int]:
+    """Whole epochs closest to ``steps`` optimizer steps on the model's training set, and the
+    steps they make."""
     per_epoch = len(kdistill.data.epoch_plan(data.training(distilled), BATCH, True, 0))
-    return max(1, round(steps / per_epoch))
+    epochs = max(1, round(steps / per_epoch))
+    return epochs, epochs * per_epoch
 
 
 RECIPES = {  # name: (objective, pool, views); None = the student alone
@@ -110,21 +112,31 @@ def student(seed: int):
     return models.cnn((1, 28, 28), 10, **STUDENT)
 
 
-def train(name: str, seed: int, teacher, cache: Path, steps: int, with_val: bool = True):
-    """Train recipe ``name`` for about ``steps`` optimizer steps; return the model and history."""
+def train(name: str, seed: int, teacher, cache: Path, steps: int, with_val: bool = True) -> dict:
+    """Train recipe ``name`` for about ``steps`` optimizer steps (whole epochs). Returns the model,
+    its history and data, the steps made, and the CPU seconds of building the teacher cache
+    (0 when it was there before) and of training."""
     objective, pool, views = RECIPES[name]
     data = splits(seed, pool, views, augment=objective is None and with_val)
     if not with_val:
         data.val = None
     model = student(seed)
-    options = {"epochs": epochs_for(steps, data, objective is not None), "batch_size": BATCH, "lr": LR,
-               "schedule": "warmup-cosine", "seed": seed, "quiet": True}
-    if objective is None:
+    epochs, made = epochs_for(steps, data, objective is not None)
+    options = {"epochs": epochs, "batch_size": BATCH, "lr": LR, "schedule": "warmup-cosine", "seed": seed,
+               "quiet": True}
+    t0 = time.process_time()
+    teacher = None if objective is None else CachedTeacher(teacher, cache_dir=cache)
+    if teacher is not None:  # build (or open) the cache entries first, timed on their own
+        for ds in (data.training(True), data.val):
+            if ds is not None:
+                teacher.for_dataset(ds)
+    build, t0 = time.process_time() - t0, time.process_time()
+    if teacher is None:
         history = kdistill.fit(model, data, **options)
     else:
-        history = kdistill.distill(CachedTeacher(teacher, cache_dir=cache), model, data, objective=objective,
-                                   **options)
-    return model, history, data
+        history = kdistill.distill(teacher, model, data, objective=objective, **options)
+    return {"model": model, "history": history, "data": data, "steps": made, "build_cpu_s": build,
+            "train_cpu_s": time.process_time() - t0}
 
 
 def test_accuracy(model, data: Splits) -> float:
@@ -141,36 +153,36 @@ def run_seed(seed: int, folder: Path) -> dict:
     out = {"seed": seed, "teacher": {"test": test_accuracy(teacher, data), "cpu_s": time.process_time() - t0}}
     alone = []
     for steps in ALONE_BUDGETS:
-        model, history, d = train("student alone", seed, teacher, folder, steps)
-        val = max(r["val_accuracy"] for r in history.epochs)
-        alone.append({"steps": steps, "val": val, "test": test_accuracy(model, d)})
-        print(f"seed {seed} alone {steps} steps: val {val:.4f}", flush=True)
-    best = max(alone, key=lambda r: r["val"])
+        r = train("student alone", seed, teacher, folder, steps)
+        val = max(e["val_accuracy"] for e in r["history"].epochs)
+        alone.append({"steps": r["steps"], "val": val, "test": test_accuracy(r["model"], r["data"])})
+        print(f"seed {seed} alone {r['steps']} steps: val {val:.4f}", flush=True)
+    best = max(alone, key=lambda a: a["val"])
     out["student alone"] = {**best, "budgets": alone}
     for name in list(RECIPES)[1:]:
-        model, history, d = train(name, seed, teacher, folder / f"cache-{seed}", STEPS)
-        out[name] = {"val": max(r["val_accuracy"] for r in history.epochs), "test": test_accuracy(model, d),
-                     "steps": STEPS}
+        r = train(name, seed, teacher, folder / f"cache-{seed}", STEPS)
+        out[name] = {"val": max(e["val_accuracy"] for e in r["history"].epochs),
+                     "test": test_accuracy(r["model"], r["data"]), "steps": r["steps"]}
         print(f"seed {seed} {name}: val {out[name]['val']:.4f} test {out[name]['test']:.4f}", flush=True)
     return out, teacher
 
 
 def timing(teacher, seed: int, folder: Path) -> dict:
-    """CPU seconds of each recipe for STEPS optimizer steps without a validation pass: with a fresh
-    cache (build included) and with the cache built before; the student alone without augmentation."""
+    """CPU seconds of each recipe for exactly STEPS optimizer steps, without a validation pass: the
+    cache build (a fresh cache) plus the training's CPU time scaled from the whole epochs it ran to
+    STEPS; ``cpu_s_cache_built`` leaves the build out (a cache shared with other students, seeds or
+    trials). The student alone runs without augmentation."""
     out = {}
     for name in RECIPES:
         fresh = Path(tempfile.mkdtemp(dir=folder))
-        t0 = time.process_time()
-        _, _, data = train(name, seed, teacher, fresh, STEPS, with_val=False)
-        out[name] = {"cpu_s": time.process_time() - t0}
+        r = train(name, seed, teacher, fresh, STEPS, with_val=False)
+        per_step = r["train_cpu_s"] / r["steps"]
+        out[name] = {"cpu_s": r["build_cpu_s"] + per_step * STEPS, "cpu_s_cache_built": per_step * STEPS,
+                     "build_cpu_s": r["build_cpu_s"], "steps_run": r["steps"]}
         if RECIPES[name][0] is not None:
-            t0 = time.process_time()
-            train(name, seed, teacher, fresh, STEPS, with_val=False)  # the same cache entry, read
-            out[name]["cpu_s_cache_built"] = time.process_time() - t0
-            entry = next(p for p in fresh.iterdir() if p.is_dir())
+            entry = next(p for p in fresh.iterdir() if p.is_dir() and len(list(p.iterdir())) > 1)
             out[name]["cache_mb"] = sum(f.stat().st_size for f in entry.iterdir()) / 1e6
-            out[name]["cache_rows"] = len(data.training(True))
+            out[name]["cache_rows"] = len(r["data"].training(True))
         print(f"timing {name}: {out[name]}", flush=True)
     return out
 
@@ -189,8 +201,7 @@ def table(per_seed: list[dict], cost: dict) -> tuple[str, dict]:
         mean, std = statistics.mean(acc[n]), statistics.stdev(acc[n]) if len(acc[n]) > 1 else 0.0
         v = verdict.get(n)
         c = cost.get(n, {})
-        ratio = c.get("cpu_s", float("nan")) / base
-        shared = c.get("cpu_s_cache_built", c.get("cpu_s", float("nan"))) / base
+        ratio, shared = c.get("cpu_s", float("nan")) / base, c.get("cpu_s_cache_built", float("nan")) / base
         summary[n] = {"test_mean": mean, "test_std": std, "delta": v["accuracy_delta"] if v else 0.0,
                       "significant": v["significant"] if v else None, "gap_recovered": statistics.mean(gap),
                       "cost_ratio": ratio, "cost_ratio_cache_built": shared, **c}

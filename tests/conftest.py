@@ -11,6 +11,8 @@ from PIL import Image
 
 from kdistill.data import split_arrays
 from kdistill.models import mlp
+from kdistill.teachers import Teacher, TorchTeacher
+from kdistill.teachers.cache import teacher_fingerprint
 
 # Tiny models gain nothing from intra-op threads; several threads per test only oversubscribe
 # the cores (measured: a gradient-boosting -> MLP test took 7 s with default threads, 1.6 s with 1).
@@ -68,6 +70,26 @@ def write_experiment(tmp_path):
         return path
 
     return write
+
+
+class CountingTeacher(Teacher):
+    """A torch teacher that counts the samples it is run on (cacheable: it has a fingerprint)."""
+
+    def __init__(self, module):
+        self.inner, self.samples = TorchTeacher(module), 0
+
+    def logits(self, x, index=None):
+        self.samples += len(x)
+        return self.inner.logits(x, index)
+
+    def fingerprint(self):
+        return teacher_fingerprint(self.inner)
+
+
+@pytest.fixture
+def counting_teacher():
+    """The class of a teacher that counts the samples it runs on."""
+    return CountingTeacher
 
 
 @pytest.fixture

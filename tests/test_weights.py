@@ -10,9 +10,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeRegressor
 
+from kdistill.cli import main
 from kdistill.models import mlp
 from kdistill.sklearn import DistilledClassifier
-from kdistill.cli import main
 from kdistill.weights import file_kind, load_sklearn, load_weights, rebuild, save_sklearn, save_weights
 
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-
 @contextlib.contextmanager
 def staged(path, folder: bool = False):
     """Yield a new temporary file (or, with ``folder``, an empty folder) beside ``path``; when

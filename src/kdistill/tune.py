@@ -24,6 +24,7 @@ from .config import Experiment, train_options
 from .config.schema import TuneConfig
 from .data import read_source
 from .engine import TrainConfig, fit
+from .files import atomic_write, make_dir
 from .report import ParamsDisplay, TrialsDisplay, save_figure, write_report
 from .study import (
     finish_run_dir,
@@ -37,7 +38,6 @@ from .study import (
     write_data_summary,
 )
 from .teachers import CachedTeacher
-from .files import atomic_write, make_dir
 from .weights import load_weights, save_weights
 
 log = logging.getLogger("kdistill")

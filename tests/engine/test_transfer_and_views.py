@@ -9,8 +9,7 @@ from kdistill import CachedTeacher, distill, fit, models
 from kdistill.data import Augment, split_parts
 from kdistill.data.views import ViewDataset
 from kdistill.methods import Method
-from kdistill.teachers import Teacher, TorchTeacher
-from kdistill.teachers.cache import teacher_fingerprint
+from kdistill.teachers import TorchTeacher
 
 K = 3
 
@@ -31,18 +30,6 @@ def _data(unlabeled=40, views=None, mixup=None):
 def _net(seed, channels=(4,)):
     torch.manual_seed(seed)
     return models.cnn((1, 8, 8), K, channels=list(channels), hidden=8, dropout=0.0)
-
-
-class Counting(Teacher):
-    def __init__(self, module):
-        self.inner, self.samples = TorchTeacher(module), 0
-
-    def logits(self, x, index=None):
-        self.samples += len(x)
-        return self.inner.logits(x, index)
-
-    def fingerprint(self):
-        return teacher_fingerprint(self.inner)
 
 
 class Probe(Method):
@@ -85,7 +72,7 @@ def test_labeled_share_fixes_the_labelled_samples_per_batch():
 
 
 @pytest.mark.parametrize("mixup", [None, 0.4])
-def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_path, mixup):
+def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_path, mixup, counting_teacher):
     data = _data(views=4, mixup=mixup)
     teacher = _net(0, (8,))
     reference = TorchTeacher(teacher)
@@ -93,7 +80,7 @@ def test_the_cached_teacher_serves_each_view_its_own_output_computed_once(tmp_pa
     def same_view(step):  # the output served is the teacher's on the very input the student sees
         torch.testing.assert_close(step.logits_t, reference.logits(step.x), rtol=0, atol=1e-5)
 
-    counting = Counting(teacher)
+    counting = counting_teacher(teacher)
     cached = CachedTeacher(counting, cache_dir=tmp_path, dtype="float32")
     probes = [Probe(same_view), Probe(same_view)]
     for probe in probes:  # two students share the cache

@@ -32,20 +32,6 @@ def _student():
     return models.cnn((1, 8, 8), 10, channels=[4], hidden=8, dropout=0.0)
 
 
-class CountingTeacher(Teacher):
-    """A teacher that counts the samples it is run on."""
-
-    def __init__(self, module):
-        self.inner, self.samples = TorchTeacher(module), 0
-
-    def logits(self, x, index=None):
-        self.samples += len(x)
-        return self.inner.logits(x, index)
-
-    def fingerprint(self):
-        return teacher_fingerprint(self.inner)
-
-
 @pytest.mark.parametrize("dtype, rtol", [("float32", 1e-5), ("float16", 5e-3)])
 def test_cached_distillation_gives_the_live_losses(data, tmp_path, dtype, rtol):
     teacher = _teacher()
@@ -57,8 +43,8 @@ def test_cached_distillation_gives_the_live_losses(data, tmp_path, dtype, rtol):
             assert b[key] == pytest.approx(a[key], rel=rtol), key
 
 
-def test_teacher_runs_once_per_split_for_all_epochs_students_and_evaluation(data, tmp_path):
-    counting = CountingTeacher(_teacher())
+def test_teacher_runs_once_per_split_for_all_epochs_students_and_evaluation(data, tmp_path, counting_teacher):
+    counting = counting_teacher(_teacher())
     cached = CachedTeacher(counting, cache_dir=tmp_path)
     for _ in range(2):
         distill(cached, _student(), data, epochs=3, quiet=True)
@@ -215,13 +201,13 @@ def test_the_fingerprint_follows_the_weights():
     assert teacher_fingerprint(a) != teacher_fingerprint(b)
 
 
-def test_the_live_teacher_runs_on_validation_once_and_its_outputs_are_the_same(data, monkeypatch):
+def test_the_live_teacher_runs_on_validation_once_and_its_outputs_are_the_same(data, monkeypatch, counting_teacher):
     """Without a cache, the live teacher runs on every training batch, but on the validation split
     only in the first epoch: later epochs read its remembered outputs, which change nothing."""
     from kdistill.teachers import serving
 
     def run():
-        counting = CountingTeacher(_teacher())
+        counting = counting_teacher(_teacher())
         history = distill(counting, _student(), data, epochs=3, batch_size=32, quiet=True)
         return counting.samples, history
 

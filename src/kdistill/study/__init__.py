@@ -2,9 +2,9 @@
 evaluated and compared with the student alone), verdicts, the comparison from Python, experiment
 files run end to end, and the demo."""
 
+from .check import check_models
 from .comparison import compare, run_in_folder
 from .demo import demo_file, run_demo
-from .check import check_models
 from .experiment import (load_splits, read_unlabeled, resolved_config, run_experiment, validate_experiment,
                          write_data_summary)
 from .folders import CACHE, INCOMPLETE, finish_run_dir, free_dir, open_run_dir, release_run_dir, teacher_cache_dir
