@@ -245,7 +245,8 @@ def test_import_path_to_something_other_than_a_model_is_never_called(tiny, tmp_p
     marker = tmp_path / "marker"
     tiny["teacher"] = {"model": model, "options": {"command": f"touch {marker}", "args": ["touch", str(marker)]}}
     with pytest.raises(ConfigError, match=rf"teacher.model: model '{model}': '\w+' is a .*; a model must be a "
-                                          rf"Python function returning a torch.nn.Module, or an nn.Module subclass"):
+                                          rf"Python function returning a torch.nn.Module, an nn.Module subclass, "
+                                          rf"or a scikit-learn classifier or regressor class"):
         config.validate(tiny)
     assert not marker.exists()
 

@@ -132,3 +132,21 @@ def test_an_internal_error_is_said_to_be_a_bug_with_its_traceback(tmp_path, monk
     assert "Traceback" in err and "KeyError" in err
     assert err.splitlines()[-1] == ("bug: kdistill stopped on an internal error (KeyError: 'models'); this is a bug, "
                                     "not a problem with your input: please report it with the traceback above")
+
+
+def test_layers_lists_shapes_side_by_side_and_suggests_pairs(tiny, write_experiment, capsys):
+    tiny["teacher"] = {"model": "cnn", "options": {"channels": [8, 16], "hidden": 16}}
+    tiny["student"] = {"model": "cnn", "options": {"channels": [4, 8], "hidden": 8}}
+    assert main(["layers", str(write_experiment(tiny))]) == 0
+    out = capsys.readouterr().out
+    assert "| teacher: layer | type | output | params | alone: layer | type | output | params |" in out
+    assert "| features.0 | Conv2d | (8, 8, 8) | 72 | features.0 | Conv2d | (4, 8, 8) | 36 |" in out
+    assert "| features.2 | (4, 8, 8) | features.2 | (8, 8, 8) |" in out  # pairs of equal spatial size
+    assert "| features.6 | (8, 4, 4) | features.6 | (16, 4, 4) |" in out
+
+
+def test_layers_of_a_model_needs_its_input_shape(capsys):
+    assert main(["layers", "mlp"]) == 2
+    assert "give --input-shape" in capsys.readouterr().err
+    assert main(["layers", "mlp", "--input-shape", "5", "--classes", "3"]) == 0
+    assert "| features.1 | Linear | (64,) | 384 |" in capsys.readouterr().out

@@ -139,6 +139,32 @@ def test_bad_export_options_are_named(tmp_path, kwargs, message):
         export(_cnn(), (1, 8, 8), tmp_path / "m.onnx", **kwargs)
 
 
+def test_int8_of_an_image_folder_run_is_measured_quantizes_convolutions_and_reaches_the_report(
+        tiny, make_folder, write_experiment, tmp_path, capsys):
+    make_folder(tmp_path / "imgs", counts={"a": 20, "b": 20}, size=12, mode="RGB")
+    tiny["data"] = {"images": {"path": "imgs", "size": [8, 8], "color": "rgb"}}
+    tiny["teacher"] = {"model": "cnn", "options": {"channels": [4], "hidden": 8}}
+    tiny["student"] = {"model": "cnn", "options": {"channels": [2], "hidden": 4}}
+    run = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(run), "--quiet"]) == 0
+    assert main(["export", str(run), "--int8"]) == 0
+    out = capsys.readouterr().out
+    reports = json.loads((run / "onnx" / "export.json").read_text())
+    test_size = json.loads((run / "results.json").read_text())["split_sizes"][2]
+    for r in reports:
+        assert r["accuracy"] is not None and r["int8"]["accuracy"] is not None
+        assert r["int8"]["method"] == "static"
+        assert any("(Conv)" in layer for layer in r["int8"]["quantized"])  # convolutions computed in int8
+        assert abs(r["accuracy"] - r["int8"]["accuracy"]) * test_size <= max(2, 0.2 * test_size)
+    assert "static: " in out and "(Conv)" in out
+    report = (run / "report.md").read_text()
+    assert "## Deployment (kdistill export)" in report and "| int8 |" in report
+
+
+def test_int8_without_calibration_quantizes_dense_layers_only(tmp_path, digits):
+    report = export(_cnn(), (1, 8, 8), tmp_path / "m.onnx", int8=True, test=digits.test)
+    assert report["int8"]["method"] == "dynamic"
+    assert report["int8"]["quantized"] and all("Conv" not in layer for layer in report["int8"]["quantized"])
 def test_the_parity_tolerance_grows_with_the_logits_size(tmp_path):
     """float32 rounding is relative: 1.07e-4 on logits of size ~100 (a long-trained Fashion-MNIST
     student on random inputs) is faithful, the same difference on logits of size 1 is not."""
@@ -147,3 +173,5 @@ def test_the_parity_tolerance_grows_with_the_logits_size(tmp_path):
     _check_parity(1.07e-4, 1e-4, 100.0, tmp_path / "m.onnx")
     with pytest.raises(ParityError, match=r"above the tolerance 0.0001 \(0.0001 x max\(1, largest \|logit\| 0.5\)\)"):
         _check_parity(1.07e-4, 1e-4, 0.5, tmp_path / "m.onnx")
+
+

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score
@@ -37,3 +38,20 @@ def test_evaluate_with_teacher_and_order():
 
 def test_latency_is_positive():
     assert latency_ms(mlp(3, 2), (3,), repeats=3, warmup=1) > 0
+
+
+def test_calibration_error_matches_numpy():
+    from kdistill.metrics import calibration
+
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(0, 2, (500, 4)), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 4, 500))
+    p = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
+    conf, pred = p.max(1), p.argmax(1)
+    bins = np.minimum((conf * 15).astype(int), 14)
+    ece = sum((bins == b).mean() * abs((pred == labels.numpy())[bins == b].mean() - conf[bins == b].mean())
+              for b in range(15) if (bins == b).any())
+    out = calibration(logits, labels)
+    assert out["ece"] == pytest.approx(ece, rel=1e-5) and sum(b["count"] for b in out["bins"]) == 500
+    perfect = calibration(torch.tensor([[10.0, -10.0]] * 4), torch.tensor([0, 0, 0, 0]))
+    assert perfect["ece"] == pytest.approx(0.0, abs=1e-6)

@@ -9,7 +9,9 @@ The public API:
 - data: :func:`load_dataset`, :func:`load_images`, :func:`load_idx`, :func:`load_table`,
   :func:`split_arrays`, :class:`Splits`;
 - evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency);
-- experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
+- studies: :func:`compare` (teacher vs students, from Python, into a run folder and report);
+  experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
+- tracking callbacks: :class:`TensorBoard`, :class:`MLflow`;
 - model files: :func:`save_weights`, :func:`load_weights`, :func:`save_sklearn`, :func:`load_sklearn`.
 """
 
@@ -18,13 +20,13 @@ import os
 from . import losses, methods, models
 from .config import load as load_experiment
 from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
-from .engine import EarlyStopping, History, NonFiniteLossError, TrainConfig, fit
+from .engine import EarlyStopping, History, MLflow, NonFiniteLossError, TensorBoard, TrainConfig, fit
 from .export import export
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
 from .modes import ModeResult, born_again, mutual, self_distill
 from .sklearn import DistilledClassifier
-from .study import run_experiment
+from .study import compare, run_experiment
 from .taps import FeatureTaps
 from .teachers import CachedTeacher, EnsembleTeacher, Teacher, as_teacher, clear_cache
 from .weights import load_sklearn, load_weights, save_sklearn, save_weights
@@ -54,8 +56,8 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
 
 
 __all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
-           "History", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TrainConfig", "as_teacher",
-           "born_again", "clear_cache", "distill", "evaluate", "export", "fit", "kd_loss", "latency_ms", "load_dataset",
-           "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table", "load_weights", "losses",
-           "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights", "self_distill",
-           "split_arrays"]
+           "History", "MLflow", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TensorBoard", "TrainConfig",
+           "as_teacher", "born_again", "clear_cache", "compare", "distill", "evaluate", "export", "fit", "kd_loss",
+           "latency_ms", "load_dataset", "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table",
+           "load_weights", "losses", "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights",
+           "self_distill", "split_arrays"]

@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo | run | validate | tune | report | export | methods | cache clear``.
+"""Command line: ``kdistill demo | run | validate | tune | report | export | layers | methods | cache clear``.
 
 Output is fit for logs: on an interactive terminal, tables and log lines are drawn with rich;
 anywhere else (a pipe, a file, CI, nohup) they are plain text, one line per log record and one
@@ -81,6 +81,7 @@ def _logging(quiet: bool) -> None:
         handler = _Handler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
+    log.propagate = False  # a root handler some library installs (onnxruntime.quantization) must not repeat our lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +127,8 @@ def _validate(args) -> int:
 
     exp = config.load(args.experiment, args.set)
     models = validate_experiment(exp)  # reads the data and takes one dry step with every model
-    say(f"{args.experiment}: valid. Experiment {exp.name!r}: {exp.data.source} data, teacher {exp.teacher.model!r}, "
+    teacher = exp.teacher.file or exp.teacher.model
+    say(f"{args.experiment}: valid. Experiment {exp.name!r}: {exp.data.source} data, teacher {teacher!r}, "
         f"{len(exp.students)} student(s) ({', '.join(s.name for s in exp.students)}), seeds {exp.seeds}. Every model "
         f"was built and ran one step on the data: " + "; ".join(models) + ".")
     return 0
@@ -136,33 +138,15 @@ def _tune(args) -> int:
     import optuna
 
     from . import config
-    from .report import param_text
-    from .tune import tune
+    from .tune import answer_lines, trials_table, tune
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
                    quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
-    trials = [t for t in summary["trials"] if t["state"] != "FAIL"]
-    keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t["study"], str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
-             "" if t["seed"] is None else str(t["seed"]),
-             *[param_text(t["params"].get(k)) for k in keys]] for t in trials]
-    show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)",
-               ["study", "trial", "state", "val accuracy", "seed", *keys], rows)
+    show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)", *trials_table(summary["trials"]))
     _print_results(summary["results"], summary["folder"])
-    gap = summary["gap_recovered"]
-    cost = summary["cost"]
-    say(f"Answer: {summary['answer']}")
-    models = {m["name"]: m["accuracy"] for m in summary["results"]["models"]}
-    shown = [f"{summary['chosen_model']} {summary['test_accuracy']:.4f} (the answer)"]
-    if summary["choice"] == "distilled":
-        shown.append(f"student alone {summary['alone_test_accuracy']:.4f}")
-    elif summary["distilled_model"]:
-        shown.append(f"{summary['distilled_model']} {models[summary['distilled_model']]:.4f}")
-    say(f"On test: {', '.join(shown)}, teacher {summary['teacher_test_accuracy']:.4f}"
-        + ("" if gap is None else f"; {gap:.0%} of the teacher-alone gap recovered")
-        + f". Sweep: {cost['sweep_seconds']:.0f} s, {cost['trainings']} trainings, {cost['teacher_passes']} teacher "
-          f"pass(es).")
+    for line in answer_lines(summary):
+        say(line)
     return 0
 
 
@@ -184,10 +168,38 @@ def _export(args) -> int:
             if row is not None:
                 lat = [row["latency"][f"batch{b}"] for b in (1, 64)]
                 acc = f"{row['accuracy']:.4f}" if "accuracy" in row else "–"
+                layers = (f"{row['method']}: {len(row['quantized'])} layer(s): {', '.join(row['quantized'])}"
+                          if "quantized" in row else "")
                 rows.append([row["path"], f"{row['size_mb']:.4f}", f"{row['parity_max_abs_diff']:.2e}",
-                             *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc])
+                             *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc, layers])
     show_table(f"ONNX export of {args.path} (latency: onnxruntime, ms per batch, p50 / p95)",
-               ["file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy"], rows)
+               ["file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy", "int8 layers"], rows)
+    return 0
+
+
+def _shape(row: dict) -> str:
+    shape = row["shape"]
+    return "(not run)" if shape is None else shape if isinstance(shape, str) else str(tuple(shape))
+
+
+def _layers(args) -> int:
+    from itertools import zip_longest
+
+    from .study.layers import model_layers
+
+    found = model_layers(args.target, args.input_shape, args.classes)
+    names = list(found["models"])
+    blank = {"name": "", "type": "", "shape": "", "params": ""}
+    for first, second in zip_longest(names[:1] * max(1, len(names) - 1), names[1:]):
+        tables = [found["models"][first]] + ([found["models"][second]] if second else [])
+        header = [h for name in [first, second] if name for h in (f"{name}: layer", "type", "output", "params")]
+        rows = [[c for r in row for c in (r["name"], r["type"], _shape(r) if r["name"] else "", str(r["params"]))]
+                for row in zip_longest(*tables, fillvalue=blank)]
+        show_table(f"layers for inputs of shape {tuple(found['input_shape'])}", header, rows)
+    for student, pairs in found["pairs"].items():
+        rows = [[s["name"], _shape(s), t["name"], _shape(t)] for s, t in pairs]
+        show_table(f"suggested pairs for feature methods ({student} -> {names[0]}): student: [...], teacher: [...]",
+                   ["student layer", "output", "teacher layer", "output"], rows)
     return 0
 
 
@@ -219,6 +231,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
     return value
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"must be positive integers separated by commas, e.g. 3,32,32; got {text}")
+    return shape
 
 
 def _cache_dir_arg(parser) -> None:
@@ -287,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the factory that builds the architecture, when it is not kdistill's mlp or cnn (a "
                              "weights file never chooses code to run: you name it here)")
     export.set_defaults(func=_export)
+    layers = sub.add_parser("layers", help="every layer's output shape and parameters; suggested pairs for feature "
+                                           "methods")
+    layers.add_argument("target", help="an experiment file, a weights file, or a model (cnn, mynets:factory)")
+    layers.add_argument("--input-shape", type=_shape_arg, default=None, help="a model's input shape, e.g. 3,32,32")
+    layers.add_argument("--classes", type=_positive, default=None, help="a model's number of classes")
+    layers.set_defaults(func=_layers, quiet=True)
     methods = sub.add_parser("methods", help="list the registered distillation methods and their options")
     methods.set_defaults(func=_methods, quiet=True)
     cache = sub.add_parser("cache", help="manage the teacher-output cache")

@@ -1,5 +1,7 @@
 """Deployment numbers: ONNX export with a dynamic batch axis, a parity check against PyTorch,
-onnxruntime latency and file size, and optional int8 dynamic quantization.
+onnxruntime latency and file size, and optional int8 quantization: static (calibrated on
+training samples) where the model has convolutions and calibration data is at hand, dynamic
+(dense layers only) otherwise.
 
 The legacy TorchScript exporter (``dynamo=False``) is used on purpose: it handles the zoo's
 plain modules exactly and needs no ``onnxscript`` dependency.
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .data import BUILTIN, batches, load_dataset
+from .data import BUILTIN, Splits, batches, load_dataset, read_source, split_source
 from .files import atomic_write, make_dir
 from .weights import rebuild
 
@@ -103,15 +105,26 @@ def latency(sess, input_shape, batch_sizes=BATCH_SIZES, repeats: int = 50, warmu
     return out
 
 
-def quantize_int8(path, out) -> Path:
-    """int8 dynamic quantization of an ONNX file's dense layers (``MatMul``/``Gemm``: weights
-    int8, activations quantized at run time).
+def quantize_int8(path, out, calibration: np.ndarray | None = None) -> Path:
+    """int8 quantization of an ONNX file. Returns the path of the quantized file.
 
-    Convolutions stay float32: onnxruntime's CPU kernel for dynamically quantized convolutions
-    (``ConvInteger``) runs many times slower than float32; static quantization with calibration
-    data is the tool for them.
+    With ``calibration`` (training inputs, float32, samples first) and convolutions in the
+    model: static quantization (QDQ format: int8 weights per channel, uint8 activations whose
+    ranges are calibrated on those samples) of convolutions and dense layers, which onnxruntime
+    runs with integer kernels. Otherwise dynamic quantization of the dense layers only
+    (``MatMul``/``Gemm``: weights int8, activations quantized at run time): onnxruntime's CPU
+    kernel for dynamically quantized convolutions (``ConvInteger``) runs many times slower than
+    float32, so convolutions then stay float32. :func:`quantized_layers` names what was quantized.
     """
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_dynamic, quantize_static)
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self, x):
+            self.batches = iter([{"input": b} for b in np.array_split(x, max(1, len(x) // 32))])
+
+        def get_next(self):
+            return next(self.batches, None)
 
     previous = logging.root.manager.disable
     logging.disable(logging.INFO)  # onnxruntime.quantization logs every tensor on the root logger
@@ -119,11 +132,39 @@ def quantize_int8(path, out) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             prepared = Path(tmp) / "prepared.onnx"
             quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-            atomic_write(out, lambda tmp: quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8,
-                                                           op_types_to_quantize=["MatMul", "Gemm"]))
+            if calibration is not None and _has_conv(prepared):
+                reader = _Reader(np.asarray(calibration, np.float32))
+                atomic_write(out, lambda tmp: quantize_static(
+                    str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"]))
+            else:
+                atomic_write(out, lambda tmp: quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8,
+                                                               op_types_to_quantize=["MatMul", "Gemm"]))
     finally:
         logging.disable(previous)
     return Path(out)
+
+
+def _has_conv(path) -> bool:
+    import onnx
+
+    return any(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
+
+
+_INTEGER_OPS = {"MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul"}
+
+
+def quantized_layers(path) -> list[str]:
+    """The layers of an ONNX file that compute in int8, as ``"name (op)"``: integer operators,
+    and convolutions or dense layers fed by ``DequantizeLinear`` (QDQ format)."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+    return [f"{n.name or n.output[0]} ({n.op_type})" for n in nodes
+            if n.op_type in _INTEGER_OPS or (n.op_type in ("Conv", "Gemm", "MatMul")
+                                              and any(i in dequantized for i in n.input))]
 
 
 def _accuracy(sess, dataset: Dataset) -> float:
@@ -143,7 +184,8 @@ def _check_parity(diff: float, tolerance: float, scale: float, path: Path) -> No
 
 
 def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dataset | None = None,
-           tolerance: float = PARITY_TOLERANCE, threads: int | None = None, repeats: int = 50) -> dict:
+           tolerance: float = PARITY_TOLERANCE, threads: int | None = None, repeats: int = 50,
+           calibration: Dataset | None = None) -> dict:
     """Export ``model`` to ONNX and measure it for deployment.
 
     Parameters
@@ -155,8 +197,9 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
     path : str or Path
         The ``.onnx`` file to write; with ``int8`` also ``<stem>.int8.onnx`` beside it.
     int8 : bool
-        Also write an int8 dynamically quantized model, with its own latency and size, and its
-        test accuracy next to the float32 model's when ``test`` is given.
+        Also write an int8 quantized model (see :func:`quantize_int8`), with its own latency and
+        size, the layers quantized, and its test accuracy next to the float32 model's when
+        ``test`` is given.
     test : Dataset, optional
         Inputs of the parity check (the first 64 samples; random inputs otherwise) and the split
         on which accuracy is measured.
@@ -166,13 +209,17 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
         onnxruntime intra-op threads (default: its own choice).
     repeats : int
         Timed runs per batch size.
+    calibration : Dataset, optional
+        Training samples (the first 256 are used) that calibrate static int8 quantization of
+        convolutions; without them convolutions stay float32.
 
     Returns
     -------
     dict
         ``path``, ``size_mb``, ``parity_max_abs_diff``, ``latency`` (``batch1``/``batch64`` with
         ``p50_ms``/``p95_ms``), ``accuracy`` (when ``test`` is given) and ``int8`` (the same
-        keys for the quantized file, parity measured against PyTorch, when ``int8``).
+        keys for the quantized file, parity measured against PyTorch, plus ``quantized``: the
+        layers computed in int8, and ``method``: ``"static"`` or ``"dynamic"``, when ``int8``).
 
     Raises
     ------
@@ -189,8 +236,12 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
     report = _measure(path, model, x, input_shape, test, threads, repeats)
     _check_parity(report["parity_max_abs_diff"], tolerance, report["logit_scale"], path)
     if int8:
-        q = quantize_int8(path, path.with_name(path.stem + ".int8.onnx"))
+        samples = None if calibration is None else torch.stack(
+            [calibration[i][0] for i in range(min(len(calibration), 256))]).numpy()
+        q = quantize_int8(path, path.with_name(path.stem + ".int8.onnx"), samples)
         report["int8"] = _measure(q, model, x, input_shape, test, threads, repeats)
+        layers = quantized_layers(q)
+        report["int8"].update(quantized=layers, method="static" if any("Conv" in n for n in layers) else "dynamic")
         if test is not None and report["accuracy"] - report["int8"]["accuracy"] > INT8_ACCURACY_TOLERANCE:
             log.warning("%s: int8 quantization lost %.3f test accuracy (%.3f -> %.3f)", q,
                         report["accuracy"] - report["int8"]["accuracy"], report["accuracy"],
@@ -208,19 +259,43 @@ def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
     return out
 
 
-def _test_split(info: dict, where) -> Dataset | None:
-    """The test split recorded in ``info`` if it is a built-in dataset that reloads identically."""
+def _splits(info: dict, file: Path) -> Splits | None:
+    """The splits a weights file was trained on, rebuilt when they reload identically: from the
+    ``data`` section of the run folder's ``config.json`` (its paths made absolute by the run; only
+    that section is read, so nothing in the folder decides what is imported), or from a built-in
+    dataset's name; ``None`` (with a warning) when neither is possible."""
     split = info.get("split") if isinstance(info.get("split"), dict) else {}
+    config_file = file.parent.parent / "config.json"
+    candidates = []
+    if type(split.get("seed")) is int and config_file.is_file():
+        candidates.append(lambda: _from_config(json.loads(config_file.read_text()), file.parent.parent, split))
     if info.get("dataset") in BUILTIN and type(split.get("seed")) is int:
+        candidates.append(lambda: load_dataset(info["dataset"], seed=split["seed"],
+                                               train_fraction=split.get("train_fraction", 1.0)))
+    for make in candidates:
         try:
-            data = load_dataset(info["dataset"], seed=split["seed"], train_fraction=split.get("train_fraction", 1.0))
-        except (TypeError, ValueError) as exc:  # a changed file: the split it records cannot be made
-            log.warning("%s: the split its metadata records cannot be made (%s)", where, exc)
-            return None
-        if split.get("sizes") in (None, [len(data.train), len(data.val or []), len(data.test or [])]):
-            return data.test
-    log.warning("%s: its test split cannot be rebuilt here, so accuracy is not measured", where)
+            data = make()
+        except (TypeError, ValueError, OSError, KeyError) as exc:  # a changed file: the split cannot be made
+            log.warning("%s: its data cannot be read again (%s)", file, str(exc).splitlines()[0])
+            continue
+        if data is not None and split.get("sizes") in (None, [len(data.train), len(data.val or []),
+                                                                len(data.test or [])]):
+            return data
+    log.warning("%s: its test split cannot be rebuilt here, so accuracy is not measured", file)
     return None
+
+
+def _from_config(raw: dict, run: Path, split: dict) -> Splits | None:
+    """The splits of an experiment's ``data`` section for the recorded seed (None for a folder
+    written by ``kdistill.compare``, whose data lives in Python)."""
+    from .config.data import DataConfig
+
+    if not isinstance(raw.get("data"), dict):
+        return None
+    d = DataConfig.model_validate(raw["data"])
+    return split_source(read_source(d, lambda value: Path(value) if Path(value).is_absolute() else run / value),
+                        seed=split["seed"], val_size=d.val_size, test_size=d.test_size,
+                        train_fraction=d.train_fraction)
 
 
 def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None,
@@ -229,9 +304,12 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
 
     ONNX files go to ``out`` (default ``RUN_DIR/onnx`` for a run folder, else beside the weights
     file), with ``export.json`` holding every report (see :func:`export`). Accuracy is measured
-    on the test split when the weights record a built-in dataset. Models are rebuilt from the
-    files' metadata, which may only name a zoo model; ``model`` (``"package.module:factory"``)
-    names the factory of any other architecture (see :func:`kdistill.weights.rebuild`).
+    on the test split, and int8 quantization calibrated on training samples, whenever the data
+    can be rebuilt: from the run folder's ``config.json`` (any data source of an experiment
+    file) or a built-in dataset's name. A run folder's report is rebuilt with the numbers.
+    Models are rebuilt from the files' metadata, which may only name a zoo model; ``model``
+    (``"package.module:factory"``) names the factory of any other architecture (see
+    :func:`kdistill.weights.rebuild`).
     """
     path = Path(path)
     if path.is_dir():
@@ -243,11 +321,24 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         files, folder = [path], Path(out) if out else path.parent
     else:
         raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
-    reports = []
+    reports, rebuilt = [], {}
     for file in files:
-        net, info = rebuild(file, factory=model)
+        try:
+            net, info = rebuild(file, factory=model)
+        except ValueError as exc:
+            if not path.is_dir():
+                raise
+            log.warning("skipping %s: %s", file, exc)  # e.g. a model kdistill.compare got from Python
+            continue
+        key = json.dumps([str(file.parent.parent), info.get("dataset"), str(info.get("split"))])
+        data = rebuilt[key] if key in rebuilt else rebuilt.setdefault(key, _splits(info, file))  # read once per split
         report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
-                        test=_test_split(info, file), threads=threads)
+                        test=None if data is None else data.test, threads=threads,
+                        calibration=None if data is None else data.train)
         reports.append({"weights": str(file), **report})
     atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
+    if path.is_dir() and (path / "results.json").is_file() and folder == path / "onnx":
+        from .report import write_report
+
+        write_report(path)
     return reports

@@ -82,3 +82,25 @@ def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     arr = np.asarray(values, dtype=float)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def calibration(logits: Tensor, labels: Tensor, bins: int = 15) -> dict:
+    """Expected calibration error and the reliability diagram's bins (Guo et al., "On Calibration
+    of Modern Neural Networks", ICML 2017): the top-1 confidences ``max softmax`` are put into
+    ``bins`` equal-width bins over [0, 1]; ``ece = sum_b (n_b / N) |accuracy_b - confidence_b|``.
+
+    Returns ``ece`` and, per bin, its ``count``, mean ``confidence`` and ``accuracy`` (``None``
+    for an empty bin)."""
+    probs = F.softmax(logits.float(), dim=1)
+    confidence, predicted = probs.max(1)
+    correct = (predicted == labels).float()
+    which = torch.clamp((confidence * bins).long(), max=bins - 1)
+    ece, rows = 0.0, []
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        if n:
+            acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+            ece += n / len(labels) * abs(acc - conf)
+        rows.append({"count": n, "confidence": conf if n else None, "accuracy": acc if n else None})
+    return {"ece": ece, "bins": rows}

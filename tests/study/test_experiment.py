@@ -9,7 +9,7 @@ import pytest
 from kdistill.cli import main
 
 FILES = ["config.json", "history.jsonl", "results.json", "results.md", "report.md", "report.html", "confusion.png",
-         "data.json"]
+         "data.json", "tradeoff.png", "calibration.png"]
 
 
 def test_run_writes_run_folder_and_report(tiny, write_experiment, tmp_path, capsys):
@@ -21,10 +21,12 @@ def test_run_writes_run_folder_and_report(tiny, write_experiment, tmp_path, caps
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and 'src="curves' not in html  # self-contained
+    # curves of 2 students + teacher, confusion, predictions, tradeoff, calibration
+    assert html.count("data:image/png;base64,") == 7 and 'src="curves' not in html  # self-contained
     md = (out / "report.md").read_text()
     for heading in ("Comparison on the test split", "Training curves", "Confusion matrices",
-                    "Predictions on test images", "Per-class report"):
+                    "Predictions on test images", "Accuracy against size and latency", "Calibration",
+                    "Per-class report"):
         assert f"## {heading}" in md
     # the report is rebuilt from the folder alone
     (out / "report.md").unlink()
@@ -107,9 +109,8 @@ def test_demo_is_the_bundled_experiment(tmp_path, monkeypatch):
     exp = config.load(demo_file())
     assert exp.name == "demo" and [s.name for s in exp.students][0] == "student alone"
     calls = {}
-    monkeypatch.setattr("kdistill.study.experiment.run_study", lambda *a, **k: calls.update(k) or {})
-    monkeypatch.setattr("kdistill.study.experiment.write_data_summary", lambda folder, source: None)
-    monkeypatch.setattr("kdistill.study.experiment.write_report", lambda folder: None)
+    monkeypatch.setattr("kdistill.study.comparison.run_study", lambda *a, **k: calls.update(k) or {})
+    monkeypatch.setattr("kdistill.study.comparison.write_report", lambda folder: None)
     from kdistill.study import run_demo
 
     run_demo(tmp_path / "demo", seeds=2, epochs=3)

@@ -45,7 +45,7 @@ def test_ctrl_c_prints_the_resume_command_with_the_set_flags(tiny, write_experim
     def interrupt(*args, **kwargs):
         raise TrainingInterrupted(2, 5, None)
 
-    monkeypatch.setattr("kdistill.study.experiment.run_study", interrupt)
+    monkeypatch.setattr("kdistill.study.comparison.run_study", interrupt)  # both front doors run the study there
     path = write_experiment(tiny)
     out = tmp_path / "my run"
     code = main(["run", str(path), "--out", str(out), "--set", "train.epochs=1", "--set", "train.lr=0.02",

@@ -1,6 +1,7 @@
 """Teacher adapters: torch, scikit-learn, ONNX, callable and ensemble, and the class-order check."""
 
 import copy
+import logging
 import pickle
 import warnings
 
@@ -228,3 +229,28 @@ def test_onnx_teacher_with_double_input(tmp_path):
                           input_names=["x"], dynamic_axes={"x": {0: "n"}})
     x = torch.randn(3, 4)
     torch.testing.assert_close(as_teacher(path).logits(x), net(x.double()).float().detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_probabilities_given_as_logits_are_named_in_a_warning(caplog):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    teacher = as_teacher(net)  # declared as logits (the default)
+    with caplog.at_level(logging.WARNING, logger="kdistill"):
+        teacher.logits(torch.randn(8, 4))
+        teacher.logits(torch.randn(8, 4))
+    assert caplog.text.count("rows look like probabilities") == 1 and "output='probabilities'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kdistill"):
+        as_teacher(small_net()).logits(torch.randn(8, 4))
+        as_teacher(net, output="probabilities").logits(torch.randn(8, 4))
+    assert "probabilities" not in caplog.text
+
+
+def test_as_teacher_takes_the_onnx_output_name(onnx_file):
+    net, path = onnx_file
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(as_teacher(path, output_name="logits").logits(x), net(x).detach(), rtol=1e-4,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="output_name='nope' is not an output"):
+        as_teacher(path, output_name="nope")
+    with pytest.raises(ValueError, match="output_name= names an output of an ONNX model; Linear is not one"):
+        as_teacher(torch.nn.Linear(4, 3), output_name="logits")

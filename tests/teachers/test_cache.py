@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn.ensemble import HistGradientBoostingClassifier
+
 from kdistill import CachedTeacher, clear_cache, distill, load_dataset, models
 from kdistill.cli import main
 from kdistill.data import ArrayDataset, batches
@@ -263,3 +265,32 @@ def test_the_fingerprint_covers_structure_and_output_kind():
     assert teacher_fingerprint(TorchTeacher(relu)) != teacher_fingerprint(TorchTeacher(tanh))
     assert (teacher_fingerprint(TorchTeacher(relu, output="logits"))
             != teacher_fingerprint(TorchTeacher(relu, output="probabilities")))
+
+
+class Counting(HistGradientBoostingClassifier):
+    """Counts the samples it gives probabilities for."""
+
+    calls = 0
+
+    def predict_proba(self, x):
+        Counting.calls += len(x)
+        return super().predict_proba(x)
+
+
+def test_sklearn_and_onnx_teachers_get_content_fingerprints(data, tmp_path):
+    from kdistill.export import export_onnx
+    from kdistill.teachers import as_teacher
+
+    x, y = data.train.x.reshape(len(data.train), -1).numpy(), data.train.y.numpy()
+    fits = [HistGradientBoostingClassifier(max_iter=n, random_state=0).fit(x, y) for n in (5, 5, 6)]
+    prints = [teacher_fingerprint(as_teacher(m)) for m in fits]
+    assert prints[0] == prints[1] != prints[2]  # the same model learned twice, then another
+    onnx = [export_onnx(_teacher(seed), (1, 8, 8), tmp_path / f"t{seed}.onnx") for seed in (0, 1)]
+    assert teacher_fingerprint(as_teacher(onnx[0])) != teacher_fingerprint(as_teacher(onnx[1]))
+    assert teacher_fingerprint(as_teacher(onnx[0])) != teacher_fingerprint(as_teacher(onnx[0], output="probabilities"))
+
+    counting = Counting(max_iter=5, random_state=0).fit(x, y)
+    cached = CachedTeacher(counting, cache_dir=tmp_path / "cache")
+    for _ in range(2):  # two students: the teacher runs once per split
+        distill(cached, models.mlp((1, 8, 8), 10, hidden=[8]), data, epochs=2, quiet=True)
+    assert Counting.calls == len(data.train) + len(data.val)

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..engine import TrainConfig
+from ..models import importable
 from .schema import Experiment, train_options
 from .section import ConfigError
 
@@ -92,7 +93,8 @@ def _set(node, parts, value):
 def validate(raw: dict, base=".", source: str = "experiment") -> Experiment:
     """Validate a raw mapping into an :class:`Experiment`; relative paths resolve against ``base``."""
     try:
-        exp = Experiment.model_validate(raw)
+        with importable(base):  # `model: mynets:factory` beside the experiment file
+            exp = Experiment.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()], source) from None
     except ValueError as exc:  # a train-settings check of TrainConfig itself

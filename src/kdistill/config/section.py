@@ -34,3 +34,14 @@ class Section(BaseModel):
                     raise PydanticCustomError("unknown_key", "unknown key{hint}; allowed keys: {allowed}",
                                               {"key": str(key), "hint": extra, "allowed": ", ".join(allowed)})
         return data
+
+
+def at(path: str, message: str) -> ValueError:
+    """An error of a whole-section check, located at ``path`` (read back by ``loading._problem``)."""
+    return ValueError(f"@{path}@ {message}")
+
+
+def raise_at(problem, prefix: str = "") -> None:
+    """Raise the ``(field, message)`` problem, if any, at ``prefix + field``."""
+    if problem is not None:
+        raise at(prefix + problem[0], problem[1])

@@ -13,12 +13,14 @@ from .builtin import BUILTIN, load_dataset
 from .idx import idx_images, idx_inputs, read_idx
 from .images import ImageFolder
 from .normalize import Normalize
-from .sources import Source, load_idx, load_images, load_table, read_source, split_source, unlabeled_inputs
+from .sources import (Source, class_summary, load_idx, load_images, load_table, read_source, split_source,
+                      unlabeled_inputs)
 from .splits import ArrayDataset, Splits, check_labels, combine, split_arrays, split_parts, unlabeled_set
 from .tables import read_table, table_encoder
 from .views import ViewDataset
 
 __all__ = ["BUILTIN", "ArrayDataset", "Augment", "ImageFolder", "Normalize", "Source", "Splits", "ViewDataset",
-           "batches", "check_labels", "combine", "epoch_plan", "fetch", "global_batches", "idx_images", "idx_inputs",
+           "batches", "check_labels", "class_summary", "combine", "epoch_plan", "fetch", "global_batches", "idx_images",
+           "idx_inputs",
            "load_dataset", "load_idx", "load_images", "load_table", "read_idx", "read_source", "read_table",
            "split_arrays", "split_parts", "split_source", "table_encoder", "unlabeled_inputs", "unlabeled_set"]

@@ -180,6 +180,9 @@ def split_source(source: Source, *, seed: int = 0, val_size: float = 0.15, test_
     splits = split_parts(source.parts, source.classes, name=source.name, seed=seed, val_size=val_size,
                          test_size=test_size, train_fraction=train_fraction, prepare=source.prepare,
                          info=dict(source.info), unlabeled=unlabeled, unlabeled_rest=unlabeled_rest)
+    if isinstance(source.prepare, Normalize):  # to show images as read (report), and to augment them
+        mean, std = source.prepare.fitted
+        splits.info["normalization"] = {"mean": mean, "std": std}
     if augment is not None:
         options = dict(augment)
         views, mixup, cutmix = (options.pop(k, None) for k in ("views", "mixup", "cutmix"))

@@ -1,4 +1,5 @@
-"""Loop state, history and the built-in callbacks (best epoch and early stopping, progress bar).
+"""Loop state, history and the built-in callbacks (best epoch and early stopping; progress as a
+bar on a terminal, a live line in Jupyter, one line per epoch anywhere else).
 
 Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``on_batch_end``,
 ``on_epoch_end`` and ``on_fit_end``, each called with the :class:`State`. A callback with
@@ -7,6 +8,7 @@ Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -132,3 +134,50 @@ class ProgressBar:
     def on_fit_end(self, state: State) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+def _epoch_line(state: State) -> str:
+    r = state.history[-1]
+    shown = " ".join(f"{k}={r[k]:.4f}" for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in r)
+    return f"epoch {r['epoch'] + 1}/{state.config.epochs} {shown} ({r.get('seconds', 0.0):.1f} s)"
+
+
+class EpochLog:
+    """One plain line per epoch (losses, accuracies, seconds) on ``stream`` (standard error by
+    default): progress where no bar can be drawn, e.g. in a log file, CI or under nohup."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+
+    def on_epoch_end(self, state: State) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(_epoch_line(state) + "\n")
+        stream.flush()
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where a terminal progress bar cannot be drawn)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+class NotebookProgress:
+    """A progress line in a Jupyter notebook, updated in place after every epoch (a bar of the
+    epochs done and the latest metrics). ``display`` is IPython's ``display`` by default."""
+
+    def __init__(self, display=None, width: int = 20):
+        self.display, self.width = display, width
+        self._handle = None
+
+    def on_fit_start(self, state: State) -> None:
+        display = self.display
+        if display is None:
+            from IPython.display import display
+        self._handle = display(f"training: epoch {state.epoch}/{state.config.epochs}", display_id=True)
+
+    def on_epoch_end(self, state: State) -> None:
+        done = (state.history[-1]["epoch"] + 1) / state.config.epochs
+        bar = "#" * round(done * self.width) + "." * (self.width - round(done * self.width))
+        if self._handle is not None:
+            self._handle.update(f"[{bar}] {_epoch_line(state)}")

@@ -20,7 +20,7 @@ from .. import methods
 from ..data import Splits
 from ..teachers import as_teacher
 from . import checkpoint
-from .callbacks import BestEpoch, History, ProgressBar, State, call
+from .callbacks import BestEpoch, EpochLog, History, NotebookProgress, ProgressBar, State, call, in_notebook
 from .config import TrainConfig
 from .interrupt import Interrupt, Stop, TrainingInterrupted
 from .runtime import Runtime
@@ -118,13 +118,14 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
 
 def _callbacks(given, cfg: TrainConfig, data: Splits, rt: Runtime) -> tuple[list, BestEpoch | None]:
     """The user's callbacks, the best-epoch tracker (with a val split: the model ends at its best
-    epoch; with ``patience`` it also stops early) and, on an interactive terminal, a progress bar."""
+    epoch; with ``patience`` it also stops early) and progress (unless ``quiet``): a bar on an
+    interactive terminal, a live line in a Jupyter notebook, one line per epoch anywhere else."""
     callbacks, best = list(given), None
     if data.val is not None:
         best = BestEpoch(cfg.monitor, cfg.patience, cfg.restore_best)
         callbacks.append(best)
-    if not cfg.quiet and rt.is_main and sys.stderr.isatty():
-        callbacks.append(ProgressBar())
+    if not cfg.quiet and rt.is_main:
+        callbacks.append(ProgressBar() if sys.stderr.isatty() else NotebookProgress() if in_notebook() else EpochLog())
     return callbacks, best
 
 

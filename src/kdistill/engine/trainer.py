@@ -178,7 +178,7 @@ class Trainer:
         if self.serving is not None and self.serving.teacher.classes is not None:
             check_classes(self.serving.teacher.classes, self.data.classes)
         for term in self.terms:
-            term.method.setup(step)
+            _dry_term(term, step)
 
     def _non_finite(self, epoch: int, batch: int, values) -> None:
         parts = ", ".join(f"{name}={float(v):.4g}" for name, v in zip(self.names, values))
@@ -189,6 +189,28 @@ class Trainer:
             f"before applying that step and {kept}. Lower the learning rate, check the inputs for NaN/inf, "
             f"or check the teacher's outputs."
         )
+
+
+def _dry_term(term, step) -> None:
+    """Shape a method's connectors and run it once, so that layers it cannot pair fail before
+    training with both layers and their output shapes named, not a bare torch error."""
+    pairs = list(zip(term.method.student_taps, term.method.teacher_taps))
+    try:
+        term.method.setup(step)
+        if pairs:
+            with torch.no_grad():
+                term.method(step)
+    except (RuntimeError, ValueError) as exc:
+        if not pairs:
+            raise
+
+        def shape(t):
+            return "not tapped" if t is None else f"output {tuple(t.shape[1:])}"
+
+        named = "; ".join(f"student layer {s!r} ({shape(step.feats_s.get(s))}) with teacher layer {t!r} "
+                          f"({shape(step.feats_t.get(t))})" for s, t in pairs)
+        raise ValueError(f"method {term.name!r} cannot pair {named}: {exc}; choose layers whose outputs it can "
+                         f"compare (`kdistill layers` lists every layer's output shape and suggests pairs)") from exc
 
 
 def _f32(t: Tensor) -> Tensor:

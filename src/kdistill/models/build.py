@@ -1,4 +1,8 @@
-"""Building a model from a spec: the zoo by name or a factory by import path, and freezing.
+"""Building a model from a spec: the zoo by name, a factory or a scikit-learn estimator class by
+import path, and freezing.
+
+Import paths are resolved with the experiment file's folder and the current folder importable
+(:func:`importable`), appended to ``sys.path`` only while the module is imported.
 
 Weights are read by :mod:`kdistill.weights`; freezing here is what keeps a teacher (or a frozen
 prefix of a transfer-learned model) out of training: no grad, and eval mode that a wrapper's
@@ -7,9 +11,14 @@ prefix of a transfer-learned model) out of training: no grad, and eval mode that
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
+import os
+import sys
+from pathlib import Path
 
 from torch import nn
 
@@ -17,9 +26,48 @@ from .zoo import cnn, mlp
 
 ZOO = {"mlp": mlp, "cnn": cnn}
 
+# Folders (besides the current one) from which import paths are resolved: an experiment file's own.
+_FOLDERS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("kdistill_import_folders", default=())
+
+
+@contextlib.contextmanager
+def importable(*folders):
+    """Resolve import paths inside this block with ``folders`` importable too (besides the
+    current folder), e.g. the folder of the experiment file that names ``mynets:factory``."""
+    token = _FOLDERS.set(tuple(dict.fromkeys([*_FOLDERS.get(), *(os.fspath(Path(f).resolve()) for f in folders)])))
+    try:
+        yield
+    finally:
+        _FOLDERS.reset(token)
+
+
+def _import(module_name: str):
+    """Import ``module_name`` with the current folder and the :func:`importable` folders appended to
+    ``sys.path`` for the import only. Appended, so they never shadow installed packages; removed
+    afterwards, so later imports elsewhere are unchanged (the module itself stays imported)."""
+    added = [f for f in dict.fromkeys([os.getcwd(), *_FOLDERS.get()]) if f not in sys.path]
+    sys.path.extend(added)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        for folder in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+
+
+def is_estimator_class(obj) -> bool:
+    """Whether ``obj`` is a scikit-learn classifier or regressor class."""
+    if not inspect.isclass(obj):
+        return False
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+    return issubclass(obj, BaseEstimator) and issubclass(obj, (ClassifierMixin, RegressorMixin))
+
 
 def resolve_factory(name: str):
-    """The model factory for ``name``: ``"mlp"``, ``"cnn"`` or ``"package.module:attribute"``."""
+    """The model factory for ``name``: ``"mlp"``, ``"cnn"`` or ``"package.module:attribute"``
+    (a function returning a module, an ``nn.Module`` subclass, or a scikit-learn classifier or
+    regressor class such as ``sklearn.tree:DecisionTreeClassifier``)."""
     if name in ZOO:
         return ZOO[name]
     if ":" not in name:
@@ -27,24 +75,35 @@ def resolve_factory(name: str):
                          f"'package.module:factory'")
     module_name, _, attr = name.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import(module_name)
     except ImportError as exc:
-        raise ValueError(f"model {name!r}: cannot import module {module_name!r} ({exc})") from exc
+        where = ", ".join([os.getcwd(), *_FOLDERS.get()])
+        raise ValueError(f"model {name!r}: cannot import module {module_name!r} ({exc}); looked in the installed "
+                         f"packages and in {where}") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"model {name!r}: module {module_name!r} has no callable {attr!r}")
-    if not (inspect.isfunction(factory) or (inspect.isclass(factory) and issubclass(factory, nn.Module))):
+    if not (inspect.isfunction(factory) or (inspect.isclass(factory) and issubclass(factory, nn.Module))
+            or is_estimator_class(factory)):
         # Not a security boundary (see the README's trust model), but it stops a file from naming
         # a builtin or a class such as os:system or subprocess:Popen as its "model".
         kind = "class that is not a torch.nn.Module" if inspect.isclass(factory) else type(factory).__name__
         raise ValueError(f"model {name!r}: {attr!r} is a {kind}; a model must be a Python function returning a "
-                         f"torch.nn.Module, or an nn.Module subclass")
+                         f"torch.nn.Module, an nn.Module subclass, or a scikit-learn classifier or regressor class")
     return factory
 
 
-def build_model(name: str, options: dict, input_shape, num_classes: int) -> nn.Module:
-    """Call the factory with ``options``, adding ``input_shape`` and ``num_classes`` when it takes them."""
+def is_sklearn_model(name: str) -> bool:
+    """Whether the model ``name`` names is a scikit-learn estimator class."""
+    return is_estimator_class(resolve_factory(name))
+
+
+def build_model(name: str, options: dict, input_shape, num_classes: int):
+    """Call the factory with ``options``, adding ``input_shape`` and ``num_classes`` when it takes
+    them. Returns an ``nn.Module``, or an unfitted scikit-learn estimator for an estimator class."""
     factory = resolve_factory(name)
+    if is_estimator_class(factory):
+        return factory(**options)
     params = _parameters(factory)
     kwargs = dict(options)
     for key, value in (("input_shape", tuple(input_shape)), ("num_classes", num_classes)):

@@ -2,7 +2,8 @@
 
 Both are rendered from one list of blocks (headings, paragraphs, tables, images, lists), built
 from ``results.json`` and whatever else the folder holds: ``data.json`` (class counts),
-``curves-*.png``, ``confusion.png``, ``predictions.png`` and the sweep's ``trials.json``,
+``curves-*.png``, ``confusion.png``, ``predictions.png``, ``tradeoff.png``, ``calibration.png``,
+``onnx/export.json`` (written by ``kdistill export``) and the sweep's ``trials.json``,
 ``tune.json`` and ``tune-*.png``. The HTML embeds every image, so it can be mailed as one file.
 
 A run folder may come from elsewhere: only regular files directly inside it that really are
@@ -25,7 +26,7 @@ from .tables import param_text, slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
+table{display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
 tr:nth-child(even) td{background:#fafbfc}img{max-width:100%;border:1px solid #e5e7eb;margin:.4em 0}
 h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #e5e7eb}
 code{background:#f3f5f7;padding:0 .25em}"""
@@ -82,15 +83,20 @@ def _blocks(folder: Path, results: dict) -> list[tuple]:
     out += sweep  # after a sweep, its answer comes first: it is what a user acts on
     out += _data_blocks(folder)
     header, rows = table_rows(results)
-    out += [("h2", "Comparison on the test split"), ("table", header, rows),
-            ("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
+    out += [("h2", "Comparison on the test split"), ("table", header, rows)]
+    out += _table_notes(results)
+    out += [("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
     out += _teacher_blocks(results)
+    if (folder / "tradeoff.png").is_file():
+        out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
     kept = _kept(results)
     out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
     out += [("img", p.name, p.stem) for p in _curves(folder, results) if png(folder, p.name) is not None]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if os.path.lexists(folder / name) and png(folder, name) is not None:
             out += [("h2", title), ("img", name, title)]
+    out += _calibration_blocks(folder, results)
+    out += deployment_blocks(folder)
     out += _per_class_blocks(results)
     return out + trials
 
@@ -163,6 +169,50 @@ def _data_blocks(folder: Path) -> list[tuple]:
     if info.get("skipped"):
         notes.append(f"{info['skipped']} unreadable image(s) skipped, e.g. {', '.join(info['skipped_files'][:3])}.")
     return out + [("p", " ".join(notes))] if notes else out
+
+
+def _table_notes(results: dict) -> list[tuple]:
+    notes = []
+    if len(results["seeds"]) > 1:
+        notes.append("Table cells are mean ± standard deviation over seeds; a verdict's ± is the standard error "
+                     "of the paired mean difference.")
+    if results.get("split_seed") is not None and len(results["seeds"]) > 1:
+        notes.append(f"The teacher was used as loaded, so every seed used the split of seed {results['split_seed']}.")
+    if any(m.get("onnx_mb") is None for m in results["models"]):
+        notes.append("ONNX columns show – for models kdistill cannot convert to ONNX here (scikit-learn models, "
+                     "transformers teachers, callables); their latency is measured in Python.")
+    return [("p", " ".join(notes))] if notes else []
+
+
+def _calibration_blocks(folder: Path, results: dict) -> list[tuple]:
+    models = [m for m in results["models"] if m.get("ece") is not None]
+    if not models:
+        return []
+    rows = [[m["name"], f"{m['ece']:.4f}" + (f" ± {m['std']['ece']:.4f}" if m["std"].get("ece") else "")]
+            for m in models]
+    out = [("h2", "Calibration"), ("p", "Expected calibration error (ECE, 15 equal-width confidence bins; 0 is "
+                                        "perfectly calibrated) on the test split, and each model's reliability "
+                                        "diagram (first seed)."), ("table", ["model", "ECE"], rows)]
+    return out + ([("img", "calibration.png", "reliability diagrams")] if (folder / "calibration.png").is_file()
+                  else [])
+
+
+def deployment_blocks(folder: Path) -> list[tuple]:
+    """The ``kdistill export`` table (float32 and int8 ONNX), when the run folder holds one."""
+    path = folder / "onnx" / "export.json"
+    if not path.is_file():
+        return []
+    rows = []
+    for r in json.loads(path.read_text()):
+        for label, row in (("float32", r), ("int8", r.get("int8"))):
+            if row is not None:
+                rows.append([Path(r.get("weights", row["path"])).stem, label, f"{row['size_mb']:.4f}",
+                             *[f"{row['latency'][f'batch{b}']['p50_ms']:.3f}" for b in (1, 64)],
+                             "–" if row.get("accuracy") is None else f"{row['accuracy']:.4f}",
+                             ", ".join(row.get("quantized", [])) or ("–" if label == "int8" else "")])
+    return [("h2", "Deployment (kdistill export)"),
+            ("p", "onnxruntime on the CPU, p50 milliseconds per batch; accuracy on the test split."),
+            ("table", ["model", "precision", "MB", "ms b=1", "ms b=64", "test accuracy", "int8 layers"], rows)]
 
 
 def _per_class_blocks(results: dict) -> list[tuple]:

@@ -99,6 +99,69 @@ class PredictionGridDisplay(_Display):
         return self
 
 
+def display_images(images, normalization: dict | None = None) -> np.ndarray:
+    """Images ``(N, C, H, W)`` as they were read: the per-channel normalization undone
+    (``x * std + mean``, from the splits' ``info["normalization"]``) and clipped to [0, 1]."""
+    images = np.asarray(images, dtype=np.float32)
+    if normalization:
+        mean = np.asarray(normalization["mean"], np.float32)[:, None, None]
+        std = np.asarray(normalization["std"], np.float32)[:, None, None]
+        images = images * std + mean
+    return np.clip(images, 0.0, 1.0) if normalization else images
+
+
+class TradeoffDisplay(_Display):
+    """Test accuracy against ``size_mb`` or ``latency_ms`` for every model of a results table
+    (log scale; a model without that number is left out and named in the title)."""
+
+    def __init__(self, models: list[dict], x: str = "size_mb"):
+        self.models, self.x = models, x
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (5.5, 4.2))
+        shown = [m for m in self.models if m.get(self.x) and m.get("accuracy") is not None]
+        for m in shown:
+            ax.scatter(m[self.x], m["accuracy"], s=50)
+            ax.annotate(m["name"], (m[self.x], m["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        if shown:
+            ax.set_xscale("log")
+        label = {"size_mb": "size (MB)", "latency_ms": "CPU latency (ms per sample)"}.get(self.x, self.x)
+        ax.set_xlabel(label + ", log scale")
+        ax.set_ylabel("test accuracy")
+        missing = [m["name"] for m in self.models if m not in shown]
+        ax.set_title(f"accuracy vs {label}" + (f"\n(no {self.x}: {', '.join(missing)})" if missing else ""),
+                     fontsize=9)
+        ax.grid(alpha=0.3)
+        return self
+
+
+class CalibrationDisplay(_Display):
+    """A reliability diagram: accuracy against mean confidence per confidence bin (bars), the
+    diagonal of perfect calibration, and the expected calibration error in the title."""
+
+    def __init__(self, bins: list[dict], name: str = "", ece: float | None = None):
+        self.bins, self.name, self.ece = bins, name, ece
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (4, 4))
+        width = 1.0 / len(self.bins)
+        centers = [(i + 0.5) * width for i in range(len(self.bins))]
+        accuracy = [b["accuracy"] or 0.0 for b in self.bins]
+        ax.bar(centers, accuracy, width=width * 0.95, color="#4c78a8", edgecolor="black", lw=0.4, label="accuracy")
+        gaps = [(c, b["confidence"]) for c, b in zip(centers, self.bins) if b["count"]]
+        if gaps:
+            ax.scatter(*zip(*gaps), color="#e45756", s=12, zorder=3, label="mean confidence")
+        ax.plot([0, 1], [0, 1], "--", color="gray", lw=1, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top-1 probability)")
+        ax.set_ylabel("accuracy")
+        ece = "" if self.ece is None else f" (ECE {self.ece:.3f})"
+        ax.set_title(f"{self.name}{ece}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        return self
+
+
 class TrialsDisplay(_Display):
     """A sweep's objective per trial (pruned trials at their last report) and the best so far;
     ``baseline`` draws a reference line (e.g. the student alone's validation accuracy)."""

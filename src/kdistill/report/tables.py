@@ -6,14 +6,15 @@ import re
 
 COLUMNS = [("name", "model"), ("params", "params"), ("size_mb", "size MB"), ("hyperparams", "hyperparameters"),
            ("accuracy", "test accuracy"), ("macro_f1", "macro-F1"), ("agreement", "agreement"),
-           ("kl_to_teacher", "KL(t‖s)"), ("latency_ms", "latency ms/sample"), ("onnx_ms_b1", "ONNX ms b=1"),
-           ("onnx_ms_b64", "ONNX ms b=64"), ("onnx_mb", "ONNX MB"), ("speedup", "speedup vs teacher (b=64)")]
+           ("kl_to_teacher", "KL(t‖s)"), ("ece", "ECE"), ("latency_ms", "latency ms/sample"),
+           ("onnx_ms_b1", "ONNX ms b=1"), ("onnx_ms_b64", "ONNX ms b=64"), ("onnx_mb", "ONNX MB"),
+           ("speedup", "speedup vs teacher (b=64)")]
 
 
 def _cell(model: dict, key: str) -> str:
     value = model.get(key)
     if value is None:
-        return "–"  # a column this run folder predates
+        return "–"  # a column this run folder predates, or a number this kind of model has not
     if key == "hyperparams":
         return ", ".join(f"{k}={v}" for k, v in value.items())
     if key == "params":
@@ -23,7 +24,7 @@ def _cell(model: dict, key: str) -> str:
     std = model.get("std", {}).get(key)
     if key == "speedup":
         return f"{value:.1f}x ± {std:.1f}" if std else f"{value:.1f}x"
-    digits = 4 if key in ("latency_ms", "kl_to_teacher", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb") else 3
+    digits = 4 if key in ("latency_ms", "kl_to_teacher", "ece", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb") else 3
     return f"{value:.{digits}f} ± {std:.{digits}f}" if std else f"{value:.{digits}f}"
 
 

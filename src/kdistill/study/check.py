@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
 from ..config import Experiment
 from ..data import Splits
 from ..engine import Runtime, TrainConfig, Trainer
 from ..methods import objective
 from ..teachers import as_teacher
+from . import members
 from .specs import ModelSpec, student_spec, teacher_spec
 
 
@@ -41,6 +44,8 @@ def check_models(exp: Experiment, data: Splits) -> list[str]:
 
 
 def _line(spec: ModelSpec, model) -> str:
+    if members.kind(model) != "torch":
+        return f"{spec.name}: {type(getattr(model, 'estimator', model)).__name__}, on cpu"
     device = next(iter(model.parameters()), torch.empty(0)).device
     return f"{spec.name}: {spec.arch['model'] if spec.arch else 'model'}, " \
            f"{sum(p.numel() for p in model.parameters()):,} parameters, on {device}"
@@ -57,13 +62,27 @@ def _check(spec: ModelSpec, where: str, data: Splits, teacher) -> torch.nn.Modul
         arch = spec.arch or {}
         raise ValueError(f"{where}: cannot build model {arch.get('model')!r} with options {arch.get('options')} "
                          f"for inputs of shape {data.input_shape} and {data.num_classes} classes: {exc}") from exc
+    if members.kind(model) != "torch":
+        return model  # a scikit-learn model or a teacher used as loaded: nothing the engine runs
     terms = objective(spec.objective)
     needs = any(t.method.needs_teacher for t in terms)
     try:
-        Trainer(model.to(rt.device), data, terms, as_teacher(teacher) if needs else None, cfg, rt)
+        Trainer(model.to(rt.device), data, terms, _dry_teacher(teacher, data) if needs else None, cfg, rt)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
     return model
+
+
+def _dry_teacher(teacher, data: Splits):
+    """The teacher of a student's dry step; a scikit-learn teacher the study has yet to fit is
+    stood in for by uniform logits (the step checks the student's side)."""
+    if members.kind(teacher) == "sklearn":
+        try:
+            return as_teacher(teacher)
+        except NotFittedError:
+            k = data.num_classes
+            return as_teacher(lambda x: np.zeros((len(x), k), np.float32), output="logits")
+    return as_teacher(teacher)
 
 
 def _runtime(cfg: TrainConfig, where: str) -> Runtime:

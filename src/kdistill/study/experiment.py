@@ -1,5 +1,5 @@
 """An experiment file, run: its data source, split per seed, its models as specs, the study and
-the report, in a run folder."""
+the report, in a run folder (the same path as :func:`~kdistill.study.comparison.compare`)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from pathlib import Path
 from .. import config
 from ..config import Experiment, train_options
 from ..data import Source, read_source, split_source, unlabeled_inputs
-from ..engine import Runtime, TrainingInterrupted
 from ..files import atomic_write
-from ..report import write_report
 from .check import check_models
-from .folders import INCOMPLETE, abandon_run_dir, check_same_experiment, finish_run_dir, open_run_dir, release_run_dir
-from .runner import run_study
+from .comparison import run_in_folder, trackers_from
+from .folders import check_same_experiment
 from .specs import student_spec, teacher_spec
 
 
@@ -51,38 +49,23 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
     elif overrides:
         raise ValueError("overrides apply to an experiment file's path; change the Experiment object instead")
     asked = Path(out) if out is not None else Path("runs") / exp.name
-    rt = Runtime.create(train_options(exp.train).get("device", "cpu"))  # joins the process group under torchrun
-    folder = open_run_dir(asked, resume, rt)
-    try:
+
+    def setup(folder):  # once the run folder is claimed, before the teacher trains
         source, unlabeled = _checked_source(exp, folder, resume)
-    except BaseException:
-        if not resume and rt.is_main:
-            abandon_run_dir(folder)  # a new run that never began leaves no folder behind
-        release_run_dir(folder)
-        raise
-    try:
-        results = run_study(lambda seed: load_splits(exp, seed, source, unlabeled), teacher_spec(exp),
-                            [student_spec(exp, s) for s in exp.students], out=folder, seeds=exp.seeds,
-                            title=exp.title or f"{exp.name}: teacher -> student", config=exp.model_dump(mode="json"),
-                            quiet=quiet, resume=resume, cache_dir=cache_dir)
-        if rt.is_main:
-            write_data_summary(folder, source)
-            write_report(folder)
-            finish_run_dir(folder)
-    except TrainingInterrupted as exc:
-        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
-                                f"run folder {folder} is marked {INCOMPLETE}: continue it with "
-                                f"{_resume_command(given, overrides, folder, cache_dir)}") from exc
-    finally:
-        release_run_dir(folder)
-    return results, folder
+        return (lambda seed: load_splits(exp, seed, source, unlabeled)), (lambda: data_summary(source))
+
+    return run_in_folder(setup, teacher_spec(exp), [student_spec(exp, s) for s in exp.students], out=asked,
+                         seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
+                         config=resolved_config(exp), quiet=quiet, resume=resume, cache_dir=cache_dir,
+                         trackers=trackers_from(_tracking(exp)), device=train_options(exp.train).get("device", "cpu"),
+                         resume_command=lambda folder: _resume_command(given, overrides, folder, cache_dir))
 
 
 def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:
     """The experiment's data and unlabelled inputs, read once all is checked that can be before
     the teacher trains: a resumed run's settings, and every model's dry step on the data."""
     if resume:  # every rank reads it, so that all refuse together
-        check_same_experiment(folder, exp.model_dump(mode="json"))
+        check_same_experiment(folder, resolved_config(exp))
     source = read_source(exp.data, exp.path)
     unlabeled = read_unlabeled(exp, source)
     check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
@@ -107,8 +90,39 @@ def validate_experiment(exp: Experiment) -> list[str]:
     return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
 
 
+def _tracking(exp: Experiment) -> dict | None:
+    """The experiment's ``tracking`` section, its local paths read from the file's folder."""
+    t = exp.tracking
+    if t is None:
+        return None
+    local = t.mlflow is not None and "://" not in t.mlflow and not t.mlflow.startswith("sqlite:")
+    return {"tensorboard": t.tensorboard and str(exp.path(t.tensorboard)),
+            "mlflow": str(exp.path(t.mlflow)) if local else t.mlflow, "experiment": t.experiment or exp.name}
+
+
+def resolved_config(exp: Experiment) -> dict:
+    """The experiment as ``config.json`` holds it: every data path made absolute, so that the
+    run folder alone rebuilds the data (``kdistill export`` measures accuracy on its test split)."""
+    dump = exp.model_dump(mode="json")
+    data = dump["data"]
+    keys = {"images": ("path",), "table": ("path",),
+            "idx": ("train_images", "train_labels", "test_images", "test_labels")}
+    for source, fields in keys.items():
+        if data.get(source):
+            for key in fields:
+                if data[source].get(key) is not None:
+                    data[source][key] = str(exp.path(data[source][key]).resolve())
+    for section, key in (("teacher", "file"), ("teacher", "weights"), ("student", "weights")):
+        if (dump.get(section) or {}).get(key) is not None:
+            dump[section][key] = str(exp.path(dump[section][key]).resolve())
+    return dump
+
+
+def data_summary(source: Source) -> dict:
+    """What ``data.json`` holds: class counts, imbalance and skipped files, for the report."""
+    return {"name": source.name, "classes": source.classes, **source.info}
+
+
 def write_data_summary(folder: Path, source: Source) -> None:
     """``data.json``: class counts, imbalance and skipped files, for the report."""
-    info = {"name": source.name, "classes": source.classes, **source.info}
-    atomic_write(Path(folder) / "data.json", json.dumps(info, indent=2) + "\n")
-
+    atomic_write(Path(folder) / "data.json", json.dumps(data_summary(source), indent=2) + "\n")

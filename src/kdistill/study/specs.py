@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from ..config import Experiment, ModelConfig, StudentConfig, train_options
+from ..config import Experiment, ModelConfig, StudentConfig, TeacherConfig, train_options
 from ..engine import TrainConfig
 from ..methods import ALONE, build
-from ..models import build_model, freeze_layers
+from ..models import build_model, freeze_layers, importable
+from ..teachers import load_teacher_file
 from ..weights import load_weights
+from .members import needs_teacher, seeded, sklearn_options
 
 log = logging.getLogger("kdistill")
 
@@ -25,21 +28,37 @@ class ModelSpec:
     model a distilled student. ``hyperparams`` are what the results table shows. ``fit=False``
     uses the model as built (a teacher whose weights were loaded). ``arch`` is the model's
     ``{"model": name, "options": {...}}`` spec for :func:`kdistill.models.build_model`, stored in
-    its weights file so that ``kdistill export`` can rebuild it.
+    its weights file so that ``kdistill export`` can rebuild it. ``build`` may also return a
+    scikit-learn estimator (whose objective may be :class:`~kdistill.sklearn.DistilledClassifier`
+    options) or a teacher used as loaded (see :mod:`.members`). Students of one ``family`` (the
+    same architecture) are compared with the student alone of that family.
     """
 
     name: str
-    build: Callable[[tuple, int], torch.nn.Module]
-    objective: list = field(default_factory=lambda: list(ALONE))
+    build: Callable[[tuple, int], object]
+    objective: list | dict = field(default_factory=lambda: list(ALONE))
     train: dict = field(default_factory=dict)
     hyperparams: dict = field(default_factory=dict)
     fit: bool = True
     arch: dict | None = None
+    family: str | None = None
+
+    @property
+    def distilled(self) -> bool:
+        """Whether the model learns from the teacher."""
+        return needs_teacher(self.objective)
 
 
 def _builder(model: ModelConfig, where: str, exp: Experiment):
+    if isinstance(model, TeacherConfig) and model.file is not None:
+        return lambda shape, k: load_teacher_file(exp.path(model.file), model.kind, output=model.output,
+                                                  output_name=model.output_name, trusted=model.trusted)
+
     def build(shape, k):
-        net = build_model(model.model, model.options, shape, k)
+        with importable(exp.path(".")):
+            net = build_model(model.model, model.options, shape, k)
+        if model.sklearn:
+            return seeded(net)
         if model.weights is not None:
             load_weights(net, exp.path(model.weights), partial=model.weights_partial)
         if model.freeze is not None:
@@ -50,14 +69,22 @@ def _builder(model: ModelConfig, where: str, exp: Experiment):
     return build
 
 
-def _arch(model: ModelConfig) -> dict:
-    """How ``kdistill export`` rebuilds the model from its weights file."""
+def _arch(model: ModelConfig) -> dict | None:
+    """How ``kdistill export`` rebuilds the model from its weights file (PyTorch models only)."""
+    if isinstance(model, TeacherConfig) and model.file is not None or model.sklearn:
+        return None
     return {"model": model.model, "options": dict(model.options)}
 
 
-def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data=None) -> dict:
+def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data=None, sklearn: bool = False) -> dict:
     """What the results table shows of a model: its size options, its objective, the inputs it
-    trained on (unlabelled ones, fixed views) and its budget."""
+    trained on (unlabelled ones, fixed views) and its budget; a scikit-learn model's options and
+    DistilledClassifier settings."""
+    if sklearn:
+        shown = dict(options)
+        if student is not None and student.distilled:
+            shown.update(sklearn_options(student.objective()))
+        return shown
     shown = {k: v for k, v in options.items() if k in ("channels", "hidden")}
     cfg = TrainConfig(**train)
     if student is not None:
@@ -78,13 +105,16 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     """The teacher of the experiment as a study model spec."""
     t = exp.teacher
     train = train_options(exp.train, t.train)
+    loaded = {"file": t.file} if t.file is not None else {"weights": t.weights}
     return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
-                     hyperparams=_hyperparams(None, train, t.options, exp.data) if t.fit else {"weights": t.weights})
+                     hyperparams=(_hyperparams(None, train, t.options, exp.data, t.file is None and t.sklearn)
+                                  if t.fit else loaded))
 
 
 def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_changes) -> ModelSpec:
     """Student ``s`` as a study model spec; ``objective`` and ``train_changes`` override the file's."""
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
-    return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or [m.term() for m in s.methods],
-                     train=train, hyperparams=_hyperparams(s, train, model.options, exp.data), arch=_arch(model))
+    return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
+                     hyperparams=_hyperparams(s, train, model.options, exp.data, model.sklearn), arch=_arch(model),
+                     family=json.dumps({"model": model.model, "options": model.options}, sort_keys=True, default=str))

@@ -1,5 +1,5 @@
-"""Teacher adapters: a torch module, a fitted scikit-learn classifier, an ONNX file, a callable;
-:func:`as_teacher` picks the right one."""
+"""Teacher adapters: a torch module, a fitted scikit-learn classifier, an ONNX file, a callable
+(:func:`~kdistill.teachers.as_teacher` picks the right one; :mod:`.hf` adds transformers models)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import freeze
-from .base import OUTPUTS, Teacher, as_list, check_output, finish_logits, set_classes
+from .base import Teacher, as_list, check_output, finish_logits, set_classes
 
 
 class TorchTeacher(Teacher):
@@ -28,7 +28,7 @@ class TorchTeacher(Teacher):
         with torch.inference_mode():
             out = self.module(x if weight is None else x.to(weight.device))
         # A normal tensor: inference tensors cannot be saved for the student's backward pass.
-        return finish_logits(out.clone(), self.output, x, "the torch teacher")
+        return finish_logits(out.clone(), self.output, x, "the torch teacher", self)
 
     def to(self, device) -> TorchTeacher:
         self.module.to(device)
@@ -43,7 +43,7 @@ class _NumpyTeacher(Teacher):
 
     def logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         array = x.detach().to("cpu", torch.float32).numpy()
-        return finish_logits(self._scores(array), self.output, x, self.source)
+        return finish_logits(self._scores(array), self.output, x, self.source, self)
 
     def _scores(self, x: np.ndarray):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -144,38 +144,3 @@ class CallableTeacher(_NumpyTeacher):
     def _scores(self, x: np.ndarray):
         out = self.fn(x)
         return out.detach().cpu() if isinstance(out, Tensor) else out
-
-
-def as_teacher(obj, *, output: str | None = None, classes=None) -> Teacher:
-    """Wrap ``obj`` as a :class:`Teacher`.
-
-    Parameters
-    ----------
-    obj : Teacher, torch.nn.Module, scikit-learn estimator, str or path, or callable
-        A fitted scikit-learn classifier or pipeline needs ``predict_proba``; a string or path
-        names an ``.onnx`` file; a callable gets a float32 NumPy batch.
-    output : {"logits", "probabilities"}, optional
-        What ``obj`` returns. Required for a callable; ``"logits"`` by default for a module or
-        an ONNX file; scikit-learn estimators always give probabilities.
-    classes : sequence, optional
-        The class of each output column, in order, checked against the data's classes.
-        Taken from ``classes_`` for scikit-learn estimators.
-    """
-    if isinstance(obj, Teacher):
-        if output is not None or classes is not None:
-            raise ValueError("output= and classes= apply when wrapping a model; this object is already a Teacher")
-        return obj
-    if isinstance(obj, nn.Module):
-        return TorchTeacher(obj, output or "logits", classes)
-    if hasattr(obj, "predict_proba") or hasattr(obj, "fit"):
-        if output not in (None, "probabilities"):
-            raise ValueError(f"a scikit-learn teacher gives probabilities, got output={output!r}")
-        return SklearnTeacher(obj, classes)
-    if isinstance(obj, (str, os.PathLike)):
-        return OnnxTeacher(obj, output or "logits", classes)
-    if callable(obj):
-        if output is None:
-            raise ValueError(f"output is required for a callable teacher: one of {', '.join(OUTPUTS)}")
-        return CallableTeacher(obj, output, classes)
-    raise TypeError(f"cannot use {type(obj).__name__} as a teacher; expected a torch.nn.Module, a fitted "
-                    f"scikit-learn classifier, a path to an ONNX file, a callable or a kdistill Teacher")

@@ -16,10 +16,14 @@ difference, including the same classes in another order: outputs are never silen
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+log = logging.getLogger("kdistill")
 
 PROB_EPS = 1e-6  # floor of probabilities before the log: log(1e-6) = -13.8
 OUTPUTS = ("logits", "probabilities")
@@ -85,14 +89,29 @@ def probabilities_to_logits(p: Tensor, source: str = "teacher") -> Tensor:
     return torch.log(p.clamp_min(PROB_EPS))
 
 
-def finish_logits(out, output: str, like: Tensor, source: str) -> Tensor:
-    """Turn a teacher's raw output into float32 logits on ``like``'s device."""
+def finish_logits(out, output: str, like: Tensor, source: str, teacher: Teacher | None = None) -> Tensor:
+    """Turn a teacher's raw output into float32 logits on ``like``'s device; outputs declared as
+    logits that look like probabilities are named in a warning, once per ``teacher``."""
     out = torch.as_tensor(np.asarray(out) if not isinstance(out, Tensor) else out).float().to(like.device)
     if output == "probabilities":
         return probabilities_to_logits(out, source)
     if out.ndim != 2:
         raise ValueError(f"{source} returned logits of shape {tuple(out.shape)}; expected (batch, classes)")
+    if teacher is not None and not getattr(teacher, "_warned_probabilities", False) and looks_like_probabilities(out):
+        teacher._warned_probabilities = True
+        log.warning("%s was declared to return logits, but its rows look like probabilities (non-negative, each "
+                    "summing to 1); used as logits they flatten the teacher's distribution: pass "
+                    "output='probabilities' (output: probabilities in an experiment file) if they are", source)
     return out
+
+
+def looks_like_probabilities(out: Tensor) -> bool:
+    """Whether every row of a (batch, classes) output is non-negative and sums to 1 (to 1e-3):
+    probabilities, not logits (a batch of one row of logits rarely does, several never)."""
+    if out.ndim != 2 or out.shape[1] < 2 or not len(out) or not torch.isfinite(out).all():
+        return False
+    sums = out.sum(1)
+    return bool(out.min() >= 0 and torch.allclose(sums, torch.ones_like(sums), atol=1e-3))
 
 
 def check_classes(teacher_classes, data_classes, where: str = "teacher") -> None:

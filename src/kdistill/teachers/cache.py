@@ -36,9 +36,10 @@ from torch.utils.data import Dataset
 from ..data import batches
 from ..data.fingerprint import dataset_fingerprint, hash_tensor
 from ..files import staged
-from .adapters import TorchTeacher, as_teacher
+from .adapters import OnnxTeacher, SklearnTeacher, TorchTeacher
 from .base import Teacher
 from .entries import DTYPES, clear, verified, write_meta
+from .wrap import as_teacher
 
 log = logging.getLogger("kdistill")
 
@@ -64,22 +65,53 @@ def clear_cache(path=None) -> tuple[int, int]:
 
 
 def teacher_fingerprint(teacher: Teacher) -> str:
-    """Hash of a teacher's identity: a PyTorch teacher's class, parameter and buffer values.
+    """Hash of a teacher's identity, from its content: a PyTorch (or ``transformers``) teacher's
+    structure, parameters and buffers; a scikit-learn teacher's fitted state; an ONNX teacher's
+    file bytes and chosen output.
 
     Other teachers must provide a ``fingerprint()`` method returning a string that changes
     whenever their outputs may change.
     """
     if hasattr(teacher, "fingerprint"):
         return str(teacher.fingerprint())
-    if not isinstance(teacher, TorchTeacher):
-        raise TypeError(f"cannot fingerprint a {type(teacher).__name__} teacher for the cache; give it a "
-                        f"fingerprint() method that returns a string changing whenever its outputs change")
+    if isinstance(teacher, TorchTeacher):
+        return _torch_fingerprint(teacher)
+    if isinstance(teacher, SklearnTeacher):
+        return _sklearn_fingerprint(teacher)
+    if isinstance(teacher, OnnxTeacher):
+        h = hashlib.sha256(f"onnx\n{teacher.output}\n{teacher.output_name}\n{teacher._output}".encode())
+        with open(teacher.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    raise TypeError(f"cannot fingerprint a {type(teacher).__name__} teacher for the cache; give it a "
+                    f"fingerprint() method that returns a string changing whenever its outputs change")
+
+
+def _torch_fingerprint(teacher: TorchTeacher) -> str:
     # The structure (repr lists parameter-free layers and their settings too) and the output
     # kind, besides the weights: two teachers with equal weights may still compute different logits.
     h = hashlib.sha256(f"{type(teacher.module).__qualname__}\n{teacher.module!r}\n{teacher.output}".encode())
     for name, t in teacher.module.state_dict().items():
         h.update(name.encode())
         hash_tensor(h, t)
+    return h.hexdigest()
+
+
+def _sklearn_fingerprint(teacher: SklearnTeacher) -> str:
+    """The estimator's whole fitted state, serialized only to be hashed (never read back):
+    equal for two fits that learned the same model, different after any change of it."""
+    import pickle
+
+    h = hashlib.sha256(f"sklearn\n{type(teacher.estimator).__qualname__}\n{teacher.classes}".encode())
+    try:
+        h.update(pickle.dumps(teacher.estimator, protocol=4))
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise TypeError(f"cannot fingerprint the scikit-learn teacher {type(teacher.estimator).__name__} for the "
+                        f"cache ({exc}); give it a fingerprint() method") from exc
+    return h.hexdigest()
+
+
     return h.hexdigest()
 
 

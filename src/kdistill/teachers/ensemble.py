@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .adapters import as_teacher
+from .wrap import as_teacher
 from .base import PROB_EPS, Teacher, set_classes
 
 

@@ -5,8 +5,8 @@ validation by more than the seed-to-seed noise, and it is then tested on the tes
 
 from .decide import Candidate, candidates, decide
 from .space import Recipe, Space
-from .sweep import trial_rows, tune
+from .sweep import answer_lines, trial_rows, trials_table, tune
 from .trials import recipe_spec, target_student
 
-__all__ = ["Candidate", "Recipe", "Space", "candidates", "decide", "recipe_spec", "target_student", "trial_rows",
-           "tune"]
+__all__ = ["Candidate", "Recipe", "Space", "answer_lines", "candidates", "decide", "recipe_spec", "target_student",
+           "trial_rows", "trials_table", "tune"]

@@ -96,6 +96,9 @@ class Context:
         path = self.folder / "weights" / TEACHER_FILE
         torch.manual_seed(self.exp.seeds[0])
         model = spec.build(data.input_shape, data.num_classes)
+        if spec.fit and not isinstance(model, torch.nn.Module):
+            raise ValueError("kdistill tune trains PyTorch teachers once per sweep; fit a scikit-learn teacher "
+                             "yourself and give it as teacher.file (skops), or pass it to tune(teacher=...)")
         if path.is_file():
             load_weights(model, path)  # a truncated or mismatched file is a clear error
         elif spec.fit:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..config import Experiment
 from ..config.tune import TuneConfig
-from ..report import SpaceDisplay, TrialsDisplay, save_figure, write_report
+from ..report import SpaceDisplay, TrialsDisplay, param_text, save_figure, write_report
 from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
 from ..files import atomic_write, make_dir
 from ..weights import load_weights
@@ -242,3 +242,29 @@ def _summary(ctx: Context, decision: dict, results: dict, names: dict, cost: dic
             "alone_test_accuracy": alone, "teacher_test_accuracy": teacher, "gap_recovered": gap,
             "decision": decision, "cost": cost, "finished": {k: finished(s) for k, s in studies.items()},
             "comparisons": results["comparisons"]}
+
+
+def trials_table(trials: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of every trial that ran (study, number, state, value, seed, parameters)."""
+    trials = [t for t in trials if t["state"] != "FAIL"]
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[t["study"], str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
+             "" if t["seed"] is None else str(t["seed"]), *[param_text(t["params"].get(k)) for k in keys]]
+            for t in trials]
+    return ["study", "trial", "state", "val accuracy", "seed", *keys], rows
+
+
+def answer_lines(summary: dict) -> list[str]:
+    """The sweep's answer and what it bought on test, in two sentences."""
+    gap, cost = summary["gap_recovered"], summary["cost"]
+    models = {m["name"]: m["accuracy"] for m in summary["results"]["models"]}
+    shown = [f"{summary['chosen_model']} {summary['test_accuracy']:.4f} (the answer)"]
+    if summary["choice"] == "distilled":
+        shown.append(f"student alone {summary['alone_test_accuracy']:.4f}")
+    elif summary["distilled_model"]:
+        shown.append(f"{summary['distilled_model']} {models[summary['distilled_model']]:.4f}")
+    return [f"Answer: {summary['answer']}",
+            f"On test: {', '.join(shown)}, teacher {summary['teacher_test_accuracy']:.4f}"
+            + ("" if gap is None else f"; {gap:.0%} of the teacher-alone gap recovered")
+            + f". Sweep: {cost['sweep_seconds']:.0f} s, {cost['trainings']} trainings, {cost['teacher_passes']} "
+              f"teacher pass(es)."]

@@ -45,7 +45,11 @@ def target_student(exp: Experiment):
 def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) -> ModelSpec:
     """The study's model spec of ``recipe``: the target student's model, the recipe's objective,
     and its budget as whole epochs of the training set it uses (at least one)."""
-    spec = student_spec(exp, target_student(exp), objective=recipe.objective(), **recipe.train_changes())
+    target = target_student(exp)
+    if getattr(exp.student_model(target), "sklearn", False):
+        raise ValueError(f"kdistill tune searches recipes of PyTorch students; student {target.name!r} is a "
+                         f"scikit-learn model (set tune.student to a PyTorch one)")
+    spec = student_spec(exp, target, objective=recipe.objective(), **recipe.train_changes())
     train = dict(spec.train)
     per_epoch = steps_per_epoch(data, recipe, train)
     if recipe.steps is not None:

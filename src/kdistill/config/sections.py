@@ -1,0 +1,198 @@
+"""Sections of an experiment file about models: the teacher, the students, their methods and
+training settings. A model given by import path is imported to check that it exists."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Literal
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from .. import methods
+from ..engine import TrainConfig
+from ..models import ZOO, is_estimator_class, option_names, resolve_factory
+from .section import Section, at, raise_at
+
+
+class MethodConfig(Section):
+    """One weighted term of a student's objective, checked against the method registry."""
+
+    name: str
+    weight: float = Field(1.0, ge=0.0)
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        try:
+            methods.build(self.name.split(":")[0], **self.options)
+        except TypeError as exc:
+            raise ValueError(f"method {self.name!r} cannot be built with options {self.options}: {exc}") from None
+        return self
+
+    def term(self) -> tuple:
+        return (self.name, self.weight, dict(self.options))
+
+
+def _train_model():
+    """A pydantic model of :class:`TrainConfig`'s fields, so that new engine settings are
+    accepted here without edits; ``seed`` and ``quiet`` are set by the experiment."""
+    hints = typing.get_type_hints(TrainConfig)
+    fields = {f.name: (_loose(hints[f.name]) | None, None) for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("seed", "quiet", "checkpoint_dir", "resume")}
+    return create_model("TrainSettings", __base__=Section, **fields)
+
+
+def _loose(tp):
+    try:
+        from pydantic import TypeAdapter
+
+        TypeAdapter(tp)
+        return tp
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check is passed through unchecked
+        return Any
+
+
+TrainSettings = _train_model()
+
+
+def train_options(*layers) -> dict:
+    """Merge training settings (later layers win), leaving out unset ones."""
+    merged: dict = {}
+    for layer in layers:
+        if layer is not None:
+            merged.update(layer.model_dump(exclude_none=True))
+    return merged
+
+
+class FreezeConfig(Section):
+    modules: list[str] = []
+    first_layers: int = Field(0, ge=0)
+
+
+class ModelConfig(Section):
+    """A model: built-in (``mlp``, ``cnn``), ``package.module:factory`` or a scikit-learn
+    estimator class (``sklearn.tree:DecisionTreeClassifier``), with its options."""
+
+    model: str = "cnn"
+    options: dict[str, Any] = {}
+    weights: str | None = None
+    weights_partial: bool = False
+    freeze: FreezeConfig | None = None
+    train: TrainSettings | None = None
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        raise_at(check_model(self.model, self.options))
+        if self.sklearn:
+            for key in ("weights", "freeze"):
+                if getattr(self, key) is not None:
+                    raise at(key, f"{key}: applies to PyTorch models; {self.model!r} is a scikit-learn estimator, "
+                                  f"trained in the study (give a fitted one to the teacher as file: PATH.skops)")
+        return self
+
+    @property
+    def sklearn(self) -> bool:
+        """Whether the model is a scikit-learn estimator class."""
+        return ":" in self.model and is_estimator_class(resolve_factory(self.model))
+
+
+def check_model(model: str, options: dict) -> tuple[str, str] | None:
+    """``(field, problem)`` unless ``model`` is a built-in model taking ``options``, or an import path."""
+    if model.count(":") == 1 and all(model.split(":")):
+        try:
+            factory = resolve_factory(model)
+        except ValueError as exc:
+            return "model", str(exc)
+        if is_estimator_class(factory):
+            unknown = sorted(set(options) - set(factory().get_params(deep=False)))
+            if unknown:
+                return "options", (f"{unknown} are not parameters of {factory.__name__}; allowed: "
+                                   f"{', '.join(sorted(factory().get_params(deep=False)))}")
+        return None
+    if model not in ZOO:
+        hint = difflib.get_close_matches(model, list(ZOO), n=1)
+        return "model", (f"{model!r} is unknown{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
+                         f"use {', '.join(ZOO)} or an import path 'package.module:factory'")
+    allowed = option_names(model)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        return "options", f"{unknown} are not options of model {model!r}; allowed: {', '.join(allowed)}"
+    return None
+
+
+class TeacherConfig(ModelConfig):
+    """The teacher: a model trained in the study, a model with loaded ``weights`` (``fit:
+    false`` to use it as loaded), or a ``file`` used as loaded: a scikit-learn model saved with
+    skops, an ONNX model or a ``transformers`` model folder, recognised from its content."""
+
+    name: str = "teacher"
+    fit: bool = True
+    file: str | None = None
+    kind: Literal["auto", "skops", "onnx", "transformers"] = "auto"
+    output: Literal["logits", "probabilities"] | None = None
+    output_name: str | None = None
+    trusted: list[str] = []
+
+    @model_validator(mode="after")
+    def _loaded(self):
+        defaults = {k: f.default for k, f in type(self).model_fields.items()}
+        changed = sorted(k for k in ("model", "options", "weights", "freeze", "weights_partial", "kind", "output",
+                                     "output_name", "trusted") if getattr(self, k) != defaults[k])
+        if self.file is not None:
+            clash = [k for k in changed if k not in ("kind", "output", "output_name", "trusted")]
+            if clash or (self.fit and "fit" in self.model_fields_set):
+                given = clash or ["fit: true"]
+                raise at("file", f"a teacher file is used as loaded; it cannot be combined with {', '.join(given)}")
+            self.fit = False
+        elif not self.fit and self.weights is None:
+            raise ValueError("fit: false uses the teacher as loaded, so it needs weights: PATH (or file: PATH)")
+        for key in ("kind", "output", "output_name", "trusted"):
+            if key in changed and self.file is None:
+                raise at(key, f"{key}: describes a teacher file; give file: PATH too")
+        return self
+
+
+class DistillConfig(Section):
+    """How a scikit-learn student is distilled (:class:`~kdistill.sklearn.DistilledClassifier`)."""
+
+    mode: Literal["soft", "hard"] = "soft"
+    temperature: float | None = Field(None, gt=0.0)
+    augment: Literal["munge", "gaussian"] | None = None
+    n_synthetic: int | None = Field(None, ge=1)
+
+
+class StudentConfig(Section):
+    """One student run. ``model`` and ``options`` default to the experiment's ``student``."""
+
+    name: str
+    model: str | None = None
+    options: dict[str, Any] | None = None
+    methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
+        MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
+    distill: DistillConfig | None = None
+    train: TrainSettings | None = None
+
+    @model_validator(mode="after")
+    def _known_model(self):
+        if self.model is not None:
+            raise_at(check_model(self.model, self.options or {}))
+        return self
+
+    @property
+    def distilled(self) -> bool:
+        return self.distill is not None or any(methods.build(m.name.split(":")[0], **m.options).needs_teacher
+                                               for m in self.methods)
+
+    def objective(self):
+        """The objective of the study's spec: the method terms, or for ``distill:`` the
+        :class:`~kdistill.sklearn.DistilledClassifier` options (temperature from a kd term)."""
+        terms = [m.term() for m in self.methods]
+        if self.distill is None:
+            return terms
+        options = self.distill.model_dump(exclude_none=True)
+        kd = next((m for m in self.methods if m.name == "kd"), None)
+        if "temperature" not in options and kd is not None:
+            options["temperature"] = float(methods.build("kd", **kd.options).temperature)
+        return options

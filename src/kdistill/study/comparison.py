@@ -1,0 +1,244 @@
+"""The comparison from Python: :func:`compare` runs the study ``kdistill run`` runs, on models
+and data given as Python objects, into the same run folder, table, verdicts and report.
+
+:func:`run_in_folder` is the one path both front doors take: open a run folder that is never
+overwritten, run the study, write the data summary and the report, mark the folder finished.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ..data import Splits, class_summary
+from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
+from ..files import atomic_write
+from ..methods import ALONE, build, kd_objective
+from ..report import write_report
+from ..teachers import Teacher, as_teacher
+from . import members
+from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
+from .runner import run_study
+from .specs import ModelSpec
+
+
+def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
+                  students: list[ModelSpec], *, out, seeds, title: str, config: dict, quiet=False, resume=False,
+                  cache_dir=None, trackers=(), device: str = "cpu",
+                  resume_command: Callable[[Path], str] | None = None) -> tuple[dict | None, Path]:
+    """Run a study into a new run folder ``out`` (``out-2``... if taken; with ``resume`` the
+    interrupted run in ``out``), then write ``data.json`` and the report.
+
+    ``setup(folder)``, called once the folder is claimed and before the teacher trains, checks
+    what it can and returns ``load(seed) -> Splits`` and ``data_info() -> dict`` (what
+    ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
+    released however the run ends; Ctrl-C names ``resume_command(folder)``.
+    """
+    rt = Runtime.create(device)  # joins the process group under torchrun
+    folder = open_run_dir(Path(out), resume, rt)
+    try:
+        load, data_info = setup(folder)
+    except BaseException:
+        if not resume and rt.is_main:
+            abandon_run_dir(folder)  # a new run that never began leaves no folder behind
+        release_run_dir(folder)
+        raise
+    try:
+        results = run_study(load, teacher, students, out=folder, seeds=seeds, title=title, config=config, quiet=quiet,
+                            resume=resume, cache_dir=cache_dir, trackers=trackers)
+        if rt.is_main:
+            atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
+            write_report(folder)
+            finish_run_dir(folder)
+    except TrainingInterrupted as exc:
+        again = resume_command(folder) if resume_command else f"resume=True and out={str(folder)!r}"
+        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
+                                f"run folder {folder} is marked {INCOMPLETE}: continue it with {again}") from exc
+    finally:
+        release_run_dir(folder)
+    return results, folder
+
+
+def trackers_from(tracking) -> list:
+    """Trackers from ``{"tensorboard": DIR, "mlflow": URI, "experiment": NAME}``, or a list of
+    tracker objects as they are."""
+    if tracking is None:
+        return []
+    if not isinstance(tracking, dict):
+        return list(tracking)
+    unknown = sorted(set(tracking) - {"tensorboard", "mlflow", "experiment"})
+    if unknown:
+        raise ValueError(f"tracking has unknown key(s) {unknown}; allowed: tensorboard, mlflow, experiment")
+    out = [TensorBoard(tracking["tensorboard"])] if tracking.get("tensorboard") else []
+    if tracking.get("mlflow"):
+        out.append(MLflow(tracking["mlflow"], tracking.get("experiment") or "kdistill"))
+    return out
+
+
+def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teacher: bool | None = None,
+            title: str | None = None, quiet: bool = False, cache_dir=None, resume: bool = False, tracking=None,
+            teacher_train: dict | None = None, **train) -> dict:
+    """Compare distilled students with the same students trained alone, as ``kdistill run`` does.
+
+    Parameters
+    ----------
+    teacher : object
+        Anything :func:`kdistill.as_teacher` takes (a torch module, a fitted scikit-learn model,
+        an ONNX, skops or ``transformers`` file, a callable wrapped by ``as_teacher``, a
+        :class:`~kdistill.Teacher`), or a model to train: an unfitted scikit-learn estimator is
+        fitted on each seed's train split; a torch module (a fresh copy per seed) or a function
+        ``(input_shape, num_classes) -> model`` is trained with ``train_teacher=True``; a torch
+        module is otherwise used as it is.
+    students : dict
+        Name -> student, or name -> ``(student, objective)``. A student is a torch module
+        (copied, its weights drawn anew per seed), a function ``(input_shape, num_classes) ->
+        model``, or a scikit-learn estimator (cloned). A bare student is distilled with the
+        default objective (``kd_objective(0.5, 4)``; soft labels for scikit-learn students); an
+        objective is a term list as in :func:`kdistill.fit` (``[("ce", 1.0)]`` learns alone), or
+        for a scikit-learn student :class:`~kdistill.sklearn.DistilledClassifier` options such as
+        ``{"mode": "hard"}``. Each distilled student without a counterpart trained alone gets one,
+        ``"<name> alone"``.
+    data : Splits or callable
+        The splits, or ``seed -> Splits``. A teacher used as loaded gets the first seed's split
+        for every seed.
+    seeds : sequence of int
+    out : str or Path, optional
+        The run folder (default ``runs/compare``; never overwritten: ``-2``, ``-3``... are used).
+    tracking : dict or list, optional
+        ``{"tensorboard": DIR, "mlflow": URI}``, or tracker objects
+        (:class:`~kdistill.engine.TensorBoard`, :class:`~kdistill.engine.MLflow`).
+    teacher_train : dict, optional
+        Training options of the teacher, over ``train``.
+    **train
+        :class:`~kdistill.TrainConfig` options of every PyTorch model (``epochs``, ``lr``, ...).
+
+    Returns
+    -------
+    dict
+        The results written to ``results.json`` (table rows under ``models``, verdicts under
+        ``comparisons``), plus ``folder``: the run folder.
+    """
+    TrainConfig.from_kwargs(**train, **(teacher_train or {}))  # every option checked before anything runs
+    load = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
+    specs = _student_specs(students, train)
+    t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
+    config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
+                          "seeds": list(seeds), "train": train}}
+    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(load(seeds[0]))), t_spec, specs,
+                                    out=out or "runs/compare", seeds=tuple(seeds),
+                                    title=title or "teacher -> student comparison", config=config, quiet=quiet,
+                                    resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
+                                    device=train.get("device", "cpu"))
+    return None if results is None else {**results, "folder": str(folder)}
+
+
+def _what(obj) -> str:
+    return str(obj) if isinstance(obj, (str, Path)) else type(obj).__name__
+
+
+def _data_info(data: Splits) -> dict:
+    parts = {p: (None, ds.y.numpy() if hasattr(ds, "y") else [int(ds[i][1]) for i in range(len(ds))])
+             for p in ("train", "val", "test") if (ds := getattr(data, p)) is not None}
+    return {"name": data.name, "classes": data.classes, **class_summary(parts, data.classes)}
+
+
+def _fresh(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with its weights drawn anew (from the seed the study has just set)."""
+    model = copy.deepcopy(module)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return model
+
+
+def _builder(obj) -> Callable:
+    if isinstance(obj, nn.Module):
+        return lambda shape, k: _fresh(obj)
+    if members.kind_or_none(obj) == "sklearn":
+        return lambda shape, k: members.seeded(clone(obj))
+    if callable(obj):
+        return lambda shape, k: obj(shape, k)
+    raise TypeError(f"cannot use {type(obj).__name__} as a student: give a torch module, a function "
+                    f"(input_shape, num_classes) -> model, or a scikit-learn estimator")
+
+
+def _student_specs(students: dict, train: dict) -> list[ModelSpec]:
+    if not isinstance(students, dict) or not students:
+        raise ValueError(f"students must be a non-empty dict of name -> student, got {students!r}")
+    specs, families, originals = [], {}, {}
+    for name, given in students.items():
+        model, objective = given if isinstance(given, tuple) else (given, None)
+        family = families.setdefault(id(model), f"student {len(families)}")
+        originals[family] = model
+        if objective is None:
+            objective = {"mode": "soft"} if members.kind_or_none(model) == "sklearn" else kd_objective(0.5, 4.0)
+        specs.append(ModelSpec(name, _builder(model), objective=objective, train=dict(train), family=family,
+                               hyperparams=_shown(objective, train, model)))
+    alone = {s.family for s in specs if not s.distilled}
+    for spec in [s for s in specs if s.distilled and s.family not in alone]:
+        alone.add(spec.family)
+        specs.insert(0, ModelSpec(f"{spec.name} alone", spec.build, objective=list(ALONE), train=dict(train),
+                                  family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+    return specs
+
+
+def _shown(objective, train: dict, model) -> dict:
+    """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
+    another, DistilledClassifier options and changed parameters of a scikit-learn student; the
+    epochs and lr of training."""
+    if isinstance(objective, dict):
+        shown = dict(objective)
+    else:
+        terms = {t[0]: t for t in objective}
+        shown = {}
+        if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
+            options = terms["kd"][2] if len(terms["kd"]) > 2 else {}
+            shown = {"alpha": terms["kd"][1], "T": build("kd", **options).temperature}
+        elif members.needs_teacher(objective):
+            shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
+    if members.kind_or_none(model) == "sklearn":
+        return {**_changed_params(model), **shown}
+    cfg = TrainConfig(**train)
+    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
+
+
+def _changed_params(estimator) -> dict:
+    """The parameters of a scikit-learn estimator that differ from its class's defaults."""
+    try:
+        defaults = type(estimator)().get_params(deep=False)
+    except TypeError:  # an estimator whose parameters have no defaults
+        return {}
+    return {k: v for k, v in estimator.get_params(deep=False).items() if k in defaults and v != defaults[k]}
+
+
+def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec:
+    kind = members.kind_or_none(teacher)
+    if kind == "sklearn" and not isinstance(teacher, Teacher):
+        try:
+            check_is_fitted(teacher)
+            fitted = True
+        except NotFittedError:
+            fitted = False
+        fit = not fitted if train_teacher is None else train_teacher
+        build_ = (lambda shape, k: members.seeded(clone(teacher))) if fit else (lambda shape, k: teacher)
+        return ModelSpec("teacher", build_, fit=fit,
+                         hyperparams={"model": type(teacher).__name__, **_changed_params(teacher)})
+    if kind == "torch":
+        fit = bool(train_teacher)
+        build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
+        return ModelSpec("teacher", build_, train=train, fit=fit, hyperparams=_shown(list(ALONE), train, teacher)
+                         if fit else {"model": type(teacher).__name__})
+    if train_teacher and callable(teacher) and not isinstance(teacher, Teacher):  # a factory of the model to train
+        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None))
+    if train_teacher:
+        raise ValueError(f"train_teacher=True needs a torch module, a function (input_shape, num_classes) -> "
+                         f"model or a scikit-learn estimator, got {type(teacher).__name__}")
+    loaded = as_teacher(teacher)
+    return ModelSpec("teacher", lambda shape, k: loaded, fit=False, hyperparams={"teacher": _what(teacher)})
