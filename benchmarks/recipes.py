@@ -109,8 +109,8 @@ class Fingerprinted(Teacher):
 
 
 def write_table(path: Path) -> None:
-    from sklearn.datasets import make_classification
     import pandas as pd
+    from sklearn.datasets import make_classification
 
     x, y = make_classification(n_samples=20000, n_features=20, n_informative=10, n_redundant=4, n_classes=4,
                                n_clusters_per_class=3, class_sep=1.2, flip_y=0.02, random_state=0)
@@ -147,7 +147,8 @@ def run_task(name: str, work: Path, jobs: int) -> dict:
     alone, teacher_row = models["student alone"], next(iter(models.values()))
     verdict = next((c for c in summary["comparisons"] if c["model"] == summary["distilled_model"]), None)
     chosen = models[summary["chosen_model"]]
-    recipe = next(c["recipe"] for c in summary["decision"]["candidates"] if c["candidate"] == summary["decision"]["chosen"])
+    decision = summary["decision"]
+    recipe = next(c["recipe"] for c in decision["candidates"] if c["candidate"] == decision["chosen"])
     row = {"task": name, "answer": summary["choice"], "recipe": recipe,
            "teacher": teacher_row["accuracy"], "alone": alone["accuracy"], "alone_std": alone["std"]["accuracy"],
            "chosen": chosen["accuracy"], "chosen_std": chosen["std"]["accuracy"],
@@ -189,7 +190,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default="digits,fashion,tabular")
     parser.add_argument("--jobs", type=int, default=2, help="trial processes per sweep (default 2, one per core)")
-    parser.add_argument("--out", default=None, help="folder of recipes.json and recipes.md (default benchmarks/results)")
+    parser.add_argument("--out", default=None,
+                        help="folder of recipes.json and recipes.md (default benchmarks/results)")
     parser.add_argument("--keep", default=None, help="keep the sweeps' run folders here (default: a temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -28,7 +28,8 @@ from .weights import rebuild
 
 log = logging.getLogger("kdistill")
 
-PARITY_TOLERANCE = 1e-4  # max |logit difference| allowed between PyTorch and float32 ONNX, per unit of the largest |logit| above 1
+# max |logit difference| allowed between PyTorch and float32 ONNX, per unit of the largest |logit| above 1
+PARITY_TOLERANCE = 1e-4
 INT8_ACCURACY_TOLERANCE = 0.02  # test accuracy an int8 model may lose before a warning
 BATCH_SIZES = (1, 64)
 
@@ -116,8 +117,14 @@ def quantize_int8(path, out, calibration: np.ndarray | None = None) -> Path:
     kernel for dynamically quantized convolutions (``ConvInteger``) runs many times slower than
     float32, so convolutions then stay float32. :func:`quantized_layers` names what was quantized.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     class _Reader(CalibrationDataReader):
         def __init__(self, x):

@@ -8,7 +8,7 @@ import torch
 
 from kdistill import fit, load_dataset
 from kdistill.cli import main
-from kdistill.engine import EpochLog, MLflow, NotebookProgress, TensorBoard
+from kdistill.engine import EpochLog, NotebookProgress, TensorBoard
 from kdistill.models import cnn, mlp
 
 

@@ -6,7 +6,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from kdistill import CachedTeacher, clear_cache, distill, load_dataset, models

@@ -39,7 +39,8 @@ LABELS = {"distilled:4": "kd a", "distilled:7": "kd b", "alone:2": "student alon
 
 
 def test_a_gain_beyond_the_noise_makes_the_distilled_recipe_the_answer():
-    runs = _reruns({"distilled:4": [0.91, 0.92, 0.93], "distilled:7": [0.95, 0.96, 0.94], "alone:2": [0.88, 0.89, 0.87]})
+    runs = _reruns({"distilled:4": [0.91, 0.92, 0.93], "distilled:7": [0.95, 0.96, 0.94],
+                    "alone:2": [0.88, 0.89, 0.87]})
     answer = decide(runs, CANDS, [1, 2, 3], LABELS)
     assert answer["choice"] == "distilled" and answer["chosen"] == "distilled:7"  # the best by re-run mean
     # the margin: one-sided 5%, Bonferroni over 2 distilled candidates, pooled sd over 3 x 2 degrees of freedom
@@ -51,7 +52,8 @@ def test_a_gain_beyond_the_noise_makes_the_distilled_recipe_the_answer():
 
 def test_a_gain_within_the_noise_answers_train_it_alone():
     # The sweep trial of distilled:4 looked far better (0.95 vs 0.90); its re-runs do not.
-    runs = _reruns({"distilled:4": [0.90, 0.93, 0.89], "distilled:7": [0.88, 0.92, 0.87], "alone:2": [0.89, 0.91, 0.88]})
+    runs = _reruns({"distilled:4": [0.90, 0.93, 0.89], "distilled:7": [0.88, 0.92, 0.87],
+                    "alone:2": [0.89, 0.91, 0.88]})
     answer = decide(runs, CANDS, [1, 2, 3], LABELS)
     assert answer["choice"] == "alone" and answer["chosen"] == "alone:2"
     assert 0 < answer["difference"] < answer["margin"]

@@ -15,8 +15,17 @@ from pydantic import Field, PrivateAttr, model_validator
 from ..report.tables import slug
 from .data import DataConfig
 from .section import ConfigError, Section, at, raise_at
-from .sections import (DistillConfig, FreezeConfig, MethodConfig, ModelConfig, StudentConfig, TeacherConfig,
-                       TrainSettings, check_model, train_options)
+from .sections import (
+    DistillConfig,
+    FreezeConfig,
+    MethodConfig,
+    ModelConfig,
+    StudentConfig,
+    TeacherConfig,
+    TrainSettings,
+    check_model,
+    train_options,
+)
 from .tune import TuneConfig
 
 __all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "MethodConfig", "ModelConfig", "Section",

@@ -8,7 +8,7 @@ import difflib
 import typing
 from typing import Any, Literal
 
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, create_model, model_validator
 
 from .. import methods
 from ..engine import TrainConfig

@@ -13,8 +13,16 @@ from .builtin import BUILTIN, load_dataset
 from .idx import idx_images, idx_inputs, read_idx
 from .images import ImageFolder
 from .normalize import Normalize
-from .sources import (Source, class_summary, load_idx, load_images, load_table, read_source, split_source,
-                      unlabeled_inputs)
+from .sources import (
+                      Source,
+                      class_summary,
+                      load_idx,
+                      load_images,
+                      load_table,
+                      read_source,
+                      split_source,
+                      unlabeled_inputs,
+)
 from .splits import ArrayDataset, Splits, check_labels, combine, split_arrays, split_parts, unlabeled_set
 from .tables import read_table, table_encoder
 from .views import ViewDataset

@@ -2,8 +2,7 @@
 settings, callbacks (early stopping, progress, TensorBoard and MLflow tracking), checkpoints,
 Ctrl-C handling and runtime (device, precision, torch.distributed)."""
 
-from .callbacks import (BestEpoch, EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State,
-                        in_notebook)
+from .callbacks import BestEpoch, EarlyStopping, EpochLog, History, NotebookProgress, ProgressBar, State, in_notebook
 from .checkpoint import CHECKPOINT
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 from .interrupt import TrainingInterrupted

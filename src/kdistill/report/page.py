@@ -26,7 +26,8 @@ from .tables import param_text, slug, table_rows
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
-table{display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
+table{display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:left}th{background:#f3f5f7}
 tr:nth-child(even) td{background:#fafbfc}img{max-width:100%;border:1px solid #e5e7eb;margin:.4em 0}
 h1{border-bottom:2px solid #d0d7de;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #e5e7eb}
 code{background:#f3f5f7;padding:0 .25em}"""
@@ -239,7 +240,8 @@ def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
         if os.path.lexists(folder / image) and png(folder, image) is not None:
             out += [("h3", title), ("img", image, title)]
     keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(), "" if t["value"] is None else f"{t['value']:.4f}",
+    rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(),
+             "" if t["value"] is None else f"{t['value']:.4f}",
              "" if t.get("seed") is None else str(t["seed"]),
              *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
     return out, [("h2", "Every trial of the sweep"),
@@ -253,8 +255,8 @@ def _decision_blocks(tune: dict) -> list[tuple]:
              f"{c['mean']:.4f} ± {c['std']:.4f}"] for c in tune["decision"]["candidates"]]
     d = tune["decision"]
     return out + [("h3", "How the answer was decided (validation only)"),
-            ("p", f"The best candidates were trained again with {d['seeds']} other seeds on the same split. A distilled "
-                  f"recipe is the answer only if its mean beats the student alone's by more than "
+            ("p", f"The best candidates were trained again with {d['seeds']} other seeds on the same split. A "
+                  f"distilled recipe is the answer only if its mean beats the student alone's by more than "
                   f"{d['margin']:.4f}: a one-sided t-test at {d['level']:.0%} (Bonferroni over the distilled "
                   f"candidates) with the pooled seed-to-seed standard deviation {d['pooled_std']:.4f}."),
             ("table", ["candidate", "sweep trial", "sweep val accuracy", "re-runs", "mean ± std"], rows)]

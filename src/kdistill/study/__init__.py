@@ -5,8 +5,14 @@ files run end to end, and the demo."""
 from .check import check_models
 from .comparison import compare, run_in_folder
 from .demo import demo_file, run_demo
-from .experiment import (load_splits, read_unlabeled, resolved_config, run_experiment, validate_experiment,
-                         write_data_summary)
+from .experiment import (
+                         load_splits,
+                         read_unlabeled,
+                         resolved_config,
+                         run_experiment,
+                         validate_experiment,
+                         write_data_summary,
+)
 from .folders import CACHE, INCOMPLETE, finish_run_dir, free_dir, open_run_dir, release_run_dir, teacher_cache_dir
 from .runner import METRICS, baselines, run_study
 from .specs import ModelSpec, student_spec, teacher_spec

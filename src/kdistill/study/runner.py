@@ -20,8 +20,17 @@ from ..data import Splits
 from ..engine import Runtime
 from ..files import atomic_write, make_dir
 from ..metrics import calibration, classification_metrics, fidelity, mean_std
-from ..report import (CalibrationDisplay, ConfusionDisplay, CurvesDisplay, PredictionGridDisplay, TradeoffDisplay,
-                      display_images, results_markdown, save_figure, slug)
+from ..report import (
+    CalibrationDisplay,
+    ConfusionDisplay,
+    CurvesDisplay,
+    PredictionGridDisplay,
+    TradeoffDisplay,
+    display_images,
+    results_markdown,
+    save_figure,
+    slug,
+)
 from ..teachers import CachedTeacher, as_teacher, teacher_fingerprint
 from . import members
 from .folders import teacher_cache_dir

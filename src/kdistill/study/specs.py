@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
-
 from ..config import Experiment, ModelConfig, StudentConfig, TeacherConfig, train_options
 from ..engine import TrainConfig
 from ..methods import ALONE, build

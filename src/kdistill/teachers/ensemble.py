@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .wrap import as_teacher
 from .base import PROB_EPS, Teacher, set_classes
+from .wrap import as_teacher
 
 
 class EnsembleTeacher(Teacher):

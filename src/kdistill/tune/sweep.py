@@ -20,9 +20,9 @@ from pathlib import Path
 
 from ..config import Experiment
 from ..config.tune import TuneConfig
+from ..files import atomic_write, make_dir
 from ..report import SpaceDisplay, TrialsDisplay, param_text, save_figure, write_report
 from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
-from ..files import atomic_write, make_dir
 from ..weights import load_weights
 from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, run
 from .decide import candidates, decide, enqueue
@@ -160,7 +160,8 @@ def _cost(folder: Path, seconds: float, builds: int, studies: dict) -> dict:
     trials' own training time."""
     path = folder / "tune-cost.json"
     before = json.loads(path.read_text()) if path.is_file() else {"sweep_seconds": 0.0, "cache_builds": 0}
-    cost = {"sweep_seconds": round(before["sweep_seconds"] + seconds, 1), "cache_builds": before["cache_builds"] + builds}
+    cost = {"sweep_seconds": round(before["sweep_seconds"] + seconds, 1),
+            "cache_builds": before["cache_builds"] + builds}
     attrs = [t.user_attrs for s in studies.values() for t in s.get_trials(deepcopy=False)]
     cost["live_teacher_epochs"] = sum(a.get("live_teacher_epochs", 0) for a in attrs)
     cost["teacher_passes"] = cost["cache_builds"] + cost["live_teacher_epochs"]
