@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from kdistill.tune import Candidate, candidates, decide
-from kdistill.tune.decide import enqueue
+from kdistill.tune.decide import pending
 
 
 def _study(values, params):
@@ -65,11 +65,13 @@ def test_a_worse_distilled_recipe_is_never_the_answer():
     assert decide(runs, CANDS, [1, 2, 3], LABELS)["choice"] == "alone"
 
 
-def test_unfinished_reruns_are_an_error_and_queued_ones_are_not_queued_twice():
+def test_unfinished_reruns_are_an_error_and_only_the_missing_ones_are_pending():
     runs = _reruns({"distilled:4": [0.9, 0.9], "distilled:7": [0.9, 0.9, 0.9], "alone:2": [0.9, 0.9, 0.9]})
     with pytest.raises(RuntimeError, match="re-runs of distilled:4 are unfinished"):
         decide(runs, CANDS, [1, 2, 3], LABELS)
-    assert enqueue(runs, CANDS, [1, 2, 3]) == 1  # only the missing (distilled:4, seed 3)
-    assert enqueue(runs, CANDS, [1, 2, 3]) == 0
-    waiting = runs.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert [(t.user_attrs["candidate"], t.user_attrs["seed"]) for t in waiting] == [("distilled:4", 3)]
+    assert [(c.key, seed) for c, seed in pending(runs, CANDS, [1, 2, 3])] == [("distilled:4", 3)]
+    runs.ask()  # a re-run left running by a killed process is still pending
+    assert len(pending(runs, CANDS, [1, 2, 3])) == 1
+    runs.add_trial(optuna.trial.create_trial(value=0.9, params={}, distributions={},
+                                             user_attrs={"candidate": "distilled:4", "seed": 3}))
+    assert pending(runs, CANDS, [1, 2, 3]) == []

@@ -90,6 +90,10 @@ def test_jobs_run_trials_in_parallel_processes_sharing_the_storage(tiny, write_e
     assert {t["worker"] for t in trials} == {1, 2}  # both worker processes trained, none in the parent
     distilled = [t for t in trials if t["study"] == "distilled"]
     assert 3 <= len(distilled) <= 4  # the shared count stops both (a trial under way may finish)
+    reruns = [t for t in trials if t["study"] == "repeats"]
+    # each worker trains its own share of the re-runs: none twice (Optuna's shared queue did, on SQLite)
+    assert sorted((t["candidate"], t["seed"]) for t in reruns) == sorted({(t["candidate"], t["seed"]) for t in reruns})
+    assert len(reruns) == 4 and {t["worker"] for t in reruns} == {1, 2}  # 2 candidates x 2 seeds
 
 
 def test_a_storage_that_cannot_be_opened_is_a_clear_error_before_any_training(tiny, write_experiment, tmp_path,

@@ -110,20 +110,35 @@ class Context:
 
 
 def run(ctx: Context, kind: str, wanted: int, jobs: int, opened=None) -> None:
-    """Bring the ``kind`` study to ``wanted`` finished trials (re-runs: every queued one), in
+    """Bring the ``kind`` study (``alone`` or ``distilled``) to ``wanted`` finished trials, in
     this process or in ``jobs`` worker processes sharing the storage."""
+    _spread(ctx, jobs, opened, [(kind, wanted)] * max(1, jobs))
+
+
+def rerun(ctx: Context, todo: list, jobs: int, opened=None) -> None:
+    """Train each (candidate, seed) re-run of ``todo`` once, recording it in the ``repeats``
+    study; ``--jobs`` workers each take their own share, so no re-run is trained twice."""
+    shares = [todo[i::jobs] for i in range(jobs)] if jobs > 1 else [todo]
+    shares = [("repeats", share) for share in shares if share]
+    if shares:
+        _spread(ctx, jobs if len(shares) > 1 else 1, opened, shares)
+
+
+def _spread(ctx: Context, jobs: int, opened, tasks: list) -> None:
+    """Run ``tasks`` (one per worker) here, or in worker processes when ``jobs`` > 1."""
     if jobs <= 1:
-        _work(ctx, kind, wanted, 0, opened)
+        _work(ctx, *tasks[0], 0, opened)
         return
     spawn = get_context("spawn")  # a fresh interpreter: no forked torch or SQLite state
     level = logging.getLogger("kdistill").getEffectiveLevel()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-        futures = [pool.submit(_worker, ctx, kind, wanted, i + 1, jobs, level) for i in range(jobs)]
+    with ProcessPoolExecutor(max_workers=len(tasks), mp_context=spawn) as pool:
+        futures = [pool.submit(_worker, ctx, kind, arg, i + 1, len(tasks), level) for i, (kind, arg) in
+                   enumerate(tasks)]
         for future in futures:
             future.result()  # a worker's error is raised here
 
 
-def _worker(ctx: Context, kind: str, wanted: int, worker: int, jobs: int, level: int) -> None:
+def _worker(ctx: Context, kind: str, arg, worker: int, jobs: int, level: int) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
@@ -133,37 +148,39 @@ def _worker(ctx: Context, kind: str, wanted: int, worker: int, jobs: int, level:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"[job {worker}] %(message)s"))
     logger.addHandler(handler)
-    _work(ctx, kind, wanted, worker, None)
+    _work(ctx, kind, arg, worker, None)
 
 
-def _work(ctx: Context, kind: str, wanted: int, worker: int, opened) -> None:
+def _work(ctx: Context, kind: str, arg, worker: int, opened) -> None:
+    """``arg``: the number of finished trials wanted, or for ``repeats`` the re-runs to train."""
     import optuna
 
     data, teacher, space, _ = opened or ctx.open()
     study = ctx.study(kind, seed_offset=1000 * worker)
     objective = Trials(ctx.exp, space, data, teacher, ctx.quiet, kind, worker)
     if kind == "repeats":
-        _run_queued(study, objective)
+        _rerun(study, objective, arg)
         return
-    missing = wanted - finished(study)
+    missing = arg - finished(study)
     if missing > 0:
-        done = optuna.study.MaxTrialsCallback(wanted, states=(optuna.trial.TrialState.COMPLETE,
-                                                              optuna.trial.TrialState.PRUNED))
+        done = optuna.study.MaxTrialsCallback(arg, states=(optuna.trial.TrialState.COMPLETE,
+                                                           optuna.trial.TrialState.PRUNED))
         study.optimize(objective, n_trials=missing, callbacks=[done, _log_trial(kind)])
 
 
-def _run_queued(study, objective) -> None:
-    """Run the queued re-runs until none is left (several processes may share the queue)."""
-    from optuna.trial import TrialState
+def _rerun(study, objective, todo: list) -> None:
+    """Train each (candidate, seed) of ``todo`` with the candidate's recipe, and record it as a
+    finished trial (a re-run that fails records nothing, so the next sweep trains it again)."""
+    import optuna
 
-    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-    def stop_when_empty(study, trial) -> None:
-        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            study.stop()
-
-    if waiting:
-        study.optimize(objective, n_trials=waiting, callbacks=[stop_when_empty, _log_trial("re-run")])
+    for cand, seed in todo:
+        trial = optuna.trial.FixedTrial(cand.params)
+        for key, value in (("candidate", cand.key), ("seed", seed), ("distilled", cand.kind == "distilled")):
+            trial.set_user_attr(key, value)
+        value = objective(trial)
+        study.add_trial(optuna.trial.create_trial(value=value, params=trial.params, distributions=trial.distributions,
+                                                  user_attrs=trial.user_attrs))
+        log.info("re-run of %s seed %d: %s val_accuracy=%.4f", cand.key, seed, _params(trial.params), value)
 
 
 def finished(study) -> int:
@@ -174,13 +191,15 @@ def finished(study) -> int:
 
 def _log_trial(kind: str):
     def log_trial(study, trial) -> None:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         value = "-" if trial.value is None else f"{trial.value:.4f}"
-        seed = f" seed {trial.user_attrs['seed']}" if "seed" in trial.user_attrs else ""
-        log.info("%s trial %d%s %s: %s val_accuracy=%s", kind, trial.number, seed, trial.state.name.lower(), params,
-                 value)
+        log.info("%s trial %d %s: %s val_accuracy=%s", kind, trial.number, trial.state.name.lower(),
+                 _params(trial.params), value)
 
     return log_trial
+
+
+def _params(params: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def default_baseline_trials(cfg: TuneConfig, wanted: int) -> int:

@@ -12,8 +12,11 @@ and batch order; the split stays the sweep's), and only those re-runs are compar
   Bonferroni-corrected for the ``top`` distilled candidates it was picked from;
 - otherwise the answer is the student alone.
 
-The re-runs are trials of a third Optuna study (``<name>:repeats``), enqueued with their
-recipe and seed, so they run in parallel with ``--jobs`` and survive an interrupted sweep.
+Each finished re-run is recorded as a trial of a third Optuna study (``<name>:repeats``) with
+its candidate and seed, so an interrupted sweep runs only the missing ones. The sweep shares the
+missing re-runs out among its ``--jobs`` workers itself, rather than through Optuna's queue of
+enqueued trials: on SQLite two processes can pop the same queued trial, and the second one's
+result then fails to record ("Cannot tell a COMPLETE trial", optuna/optuna#4621).
 """
 
 from __future__ import annotations
@@ -59,21 +62,10 @@ def _complete(study):
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def enqueue(repeats, cands: list[Candidate], seeds: list[int]) -> int:
-    """Queue every (candidate, seed) re-run the ``repeats`` study does not hold yet; returns how many."""
-    from optuna.trial import TrialState
-
-    held = {(t.user_attrs.get("candidate"), t.user_attrs.get("seed"))
-            for t in repeats.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
-                                                                 TrialState.COMPLETE))}
-    queued = 0
-    for c in cands:
-        for seed in seeds:
-            if (c.key, seed) not in held:
-                repeats.enqueue_trial(c.params, user_attrs={"candidate": c.key, "seed": seed,
-                                                            "distilled": c.kind == "distilled"})
-                queued += 1
-    return queued
+def pending(repeats, cands: list[Candidate], seeds: list[int]) -> list[tuple[Candidate, int]]:
+    """The (candidate, seed) re-runs the ``repeats`` study holds no finished trial of yet."""
+    done = {(t.user_attrs.get("candidate"), t.user_attrs.get("seed")) for t in _complete(repeats)}
+    return [(c, seed) for c in cands for seed in seeds if (c.key, seed) not in done]
 
 
 def decide(repeats, cands: list[Candidate], seeds: list[int], labels: dict[str, str]) -> dict:

@@ -24,8 +24,8 @@ from ..files import atomic_write, make_dir
 from ..report import SpaceDisplay, TrialsDisplay, param_text, save_figure, write_report
 from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
 from ..weights import load_weights
-from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, run
-from .decide import candidates, decide, enqueue
+from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, rerun, run
+from .decide import candidates, decide, pending
 from .trials import recipe_spec
 
 log = logging.getLogger("kdistill")
@@ -80,8 +80,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         run(ctx, kind, count, jobs, opened)
     cands = candidates(studies["distilled"], studies["alone"], cfg.top)
     seeds = [exp.seeds[0] + 1 + i for i in range(cfg.repeats)]
-    if enqueue(studies["repeats"], cands, seeds):
-        run(ctx, "repeats", 0, jobs, opened)
+    rerun(ctx, pending(studies["repeats"], cands, seeds), jobs, opened)
     labels = {c.key: space.recipe(c.params, c.kind == "distilled").label() for c in cands}
     decision = decide(studies["repeats"], cands, seeds, labels)
     log.info("%s", decision["sentence"])

@@ -76,11 +76,6 @@ class Trials:
         self.worker = worker  # 0: the sweep's own process; 1..N: a worker of --jobs N
 
     def __call__(self, trial) -> float:
-        import optuna
-
-        if self.kind == "repeats" and "seed" not in trial.user_attrs:
-            trial.study.stop()  # another process took the last queued re-run: nothing to do
-            raise optuna.TrialPruned("no queued re-run left")
         distilled = self.kind == "distilled" or trial.user_attrs.get("distilled", False)
         recipe = self.space.distilled(trial) if distilled else self.space.alone(trial)
         seed = int(trial.user_attrs.get("seed", self.exp.seeds[0]))
