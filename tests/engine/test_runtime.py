@@ -131,7 +131,16 @@ class _CtrlC:
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_saves_mid_epoch_and_resume_matches(blobs, tmp_path):
+@pytest.fixture
+def ctrl_c_enabled():
+    """Ctrl-C as in a terminal, even where the suite runs with SIGINT ignored (a background job of
+    a shell without job control, nohup): kdistill rightly leaves an ignored SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_saves_mid_epoch_and_resume_matches(blobs, tmp_path, ctrl_c_enabled):
     opts = dict(epochs=4, lr=0.02, batch_size=16, patience=10, quiet=True, seed=1)
 
     def fresh():
