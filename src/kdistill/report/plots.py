@@ -110,6 +110,19 @@ def display_images(images, normalization: dict | None = None) -> np.ndarray:
     return np.clip(images, 0.0, 1.0) if normalization else images
 
 
+def _log_x(ax, values) -> None:
+    """A log x axis labelled with plain numbers (at 1, 2 and 5 of each decade when ``values`` span
+    less than 1.5 decades, else at powers of ten), minor ticks unlabelled: matplotlib's own labels
+    of minor ticks overlap when the range spans about one decade."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    narrow = math.log10(max(values) / min(values)) < 1.5
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 class TradeoffDisplay(_Display):
     """Test accuracy against ``size_mb`` or ``latency_ms`` for every model of a results table
     (log scale; a model without that number is left out and named in the title)."""
@@ -124,7 +137,8 @@ class TradeoffDisplay(_Display):
             ax.scatter(m[self.x], m["accuracy"], s=50)
             ax.annotate(m["name"], (m[self.x], m["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
         if shown:
-            ax.set_xscale("log")
+            _log_x(ax, [m[self.x] for m in shown])
+            ax.margins(x=0.25)  # room for the names beside the points
         label = {"size_mb": "size (MB)", "latency_ms": "CPU latency (ms per sample)"}.get(self.x, self.x)
         ax.set_xlabel(label + ", log scale")
         ax.set_ylabel("test accuracy")
@@ -230,7 +244,7 @@ class SpaceDisplay(_Display):
         if categories:
             ax.set_xticks(range(len(categories)), categories)
         elif self.param in ("lr", "steps") and values and min(values) > 0:
-            ax.set_xscale("log")
+            _log_x(ax, values)
         ax.set_xlabel(self.param)
         ax.set_ylabel(self.label)
         ax.grid(alpha=0.3)
