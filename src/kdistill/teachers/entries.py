@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,8 @@ def verified(entry: Path, key: str, rows: int) -> dict | None:
     try:
         meta = json.loads((entry / META).read_text())
         problem = _problem(entry, meta, key, rows)
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:  # whatever a damaged file makes numpy raise
+    except (OSError, EOFError, ValueError, KeyError, TypeError, SyntaxError, tokenize.TokenError) as exc:
+        # whatever a damaged file makes json or numpy raise (a header's parse error depends on Python's version)
         problem = f"unreadable: {type(exc).__name__}: {exc}"[:300]
     if problem is None:
         return meta
