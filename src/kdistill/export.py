@@ -9,6 +9,7 @@ plain modules exactly and needs no ``onnxscript`` dependency.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import statistics
@@ -78,12 +79,15 @@ def onnx_logits(sess, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
 
 
 def parity(model: nn.Module, sess, x: torch.Tensor) -> tuple[float, float]:
-    """Largest absolute logit difference between ``model`` and the ONNX session on ``x``, run as
-    one batch and sample by sample (which exercises the dynamic batch axis), and the largest
-    absolute logit of ``model`` there (float32 rounding grows with it)."""
+    """Largest absolute logit difference between ``model`` (run in float32 on the CPU, as the
+    session is) and the ONNX session on ``x``, run as one batch and sample by sample (which
+    exercises the dynamic batch axis), and the largest absolute logit of ``model`` there (float32
+    rounding grows with it)."""
     model.eval()
+    if _device(model).type != "cpu":  # the reference in the ONNX file's own arithmetic: float32 on the CPU (a
+        model = copy.deepcopy(model).cpu()  # GPU computes convolutions in TF32 by default, off by up to 1e-3)
     with torch.inference_mode():
-        ref = model(x.to(_device(model))).float().cpu().numpy()
+        ref = model(x).float().numpy()
     whole = sess.run(None, {"input": x.numpy()})[0]
     single = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(min(len(x), 8))])
     return float(max(np.abs(whole - ref).max(), np.abs(single - ref[:len(single)]).max())), float(np.abs(ref).max())

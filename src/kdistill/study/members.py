@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data import Splits, batches
 from ..engine import History, fit
-from ..export import export
+from ..export import ParityError, export
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, predict_logits
 from ..models import count_params, size_mb
@@ -169,9 +169,14 @@ def sizes(model) -> dict:
 
 def onnx_metrics(model, shape, path: Path) -> dict:
     """ONNX file size and p50 latency per batch of 1 and of 64: a PyTorch model is exported
-    (parity-checked) and run by onnxruntime; an ONNX teacher is run from its own file."""
+    (parity-checked) and run by onnxruntime; an ONNX teacher is run from its own file. An export
+    that fails its parity check leaves the columns empty and says why in ``onnx_warning``."""
     if kind(model) == "torch":
-        r = export(model, shape, path)
+        try:
+            r = export(model, shape, path)
+        except ParityError as exc:  # a measurement column: the study's models and results are kept
+            path.unlink(missing_ok=True)  # an unfaithful file is not left for deployment
+            return {**NO_ONNX, "onnx_warning": f"{exc} (file removed; ONNX columns left empty)"}
         return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
                 "onnx_mb": r["size_mb"]}
     if isinstance(model, OnnxTeacher):

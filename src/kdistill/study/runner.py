@@ -216,8 +216,10 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
                  epoch_kept=history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs))
         m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
         classes = logits.argmax(1).unique()
-        warning = (f"seed {seed}: {name} predicts one class ({data.classes[int(classes[0])]!r}) for every test "
-                   f"sample" if len(classes) == 1 else None)
+        notes = [f"predicts one class ({data.classes[int(classes[0])]!r}) for every test sample"] \
+            if len(classes) == 1 else []
+        notes += [m.pop("onnx_warning")] if "onnx_warning" in m else []
+        warning = f"seed {seed}: {name} " + "; ".join(notes) if notes else None
         if warning:
             log.warning("%s", warning)
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
