@@ -78,16 +78,20 @@ def onnx_logits(sess, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([sess.run(None, {"input": x.numpy()})[0] for x, _, _ in batches(dataset, batch_size)])
 
 
-def parity(model: nn.Module, sess, x: torch.Tensor) -> tuple[float, float]:
-    """Largest absolute logit difference between ``model`` (run in float32 on the CPU, as the
-    session is) and the ONNX session on ``x``, run as one batch and sample by sample (which
-    exercises the dynamic batch axis), and the largest absolute logit of ``model`` there (float32
-    rounding grows with it)."""
+def reference_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """``model``'s logits on ``x`` in the ONNX file's own arithmetic: float32 on the CPU (a GPU
+    computes convolutions in TF32 by default, off by up to 1e-3)."""
     model.eval()
-    if _device(model).type != "cpu":  # the reference in the ONNX file's own arithmetic: float32 on the CPU (a
-        model = copy.deepcopy(model).cpu()  # GPU computes convolutions in TF32 by default, off by up to 1e-3)
+    if _device(model).type != "cpu":
+        model = copy.deepcopy(model).cpu()
     with torch.inference_mode():
-        ref = model(x).float().numpy()
+        return model(x).float().numpy()
+
+
+def parity(ref: np.ndarray, sess, x: torch.Tensor) -> tuple[float, float]:
+    """Largest absolute difference between the reference logits ``ref`` (:func:`reference_logits`)
+    and the ONNX session's on ``x``, run as one batch and sample by sample (which exercises the
+    dynamic batch axis), and the largest absolute reference logit (float32 rounding grows with it)."""
     whole = sess.run(None, {"input": x.numpy()})[0]
     single = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(min(len(x), 8))])
     return float(max(np.abs(whole - ref).max(), np.abs(single - ref[:len(single)]).max())), float(np.abs(ref).max())
@@ -244,13 +248,14 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
     path = export_onnx(model, input_shape, path)
     x = torch.stack([test[i][0] for i in range(min(len(test), 64))]) if test is not None \
         else torch.randn(64, *input_shape, generator=torch.Generator().manual_seed(0))
-    report = _measure(path, model, x, input_shape, test, threads, repeats)
+    ref = reference_logits(model, x)  # once: the float32 and the int8 file are both checked against it
+    report = _measure(path, ref, x, input_shape, test, threads, repeats)
     _check_parity(report["parity_max_abs_diff"], tolerance, report["logit_scale"], path)
     if int8:
         samples = None if calibration is None else torch.stack(
             [calibration[i][0] for i in range(min(len(calibration), 256))]).numpy()
         q = quantize_int8(path, path.with_name(path.stem + ".int8.onnx"), samples)
-        report["int8"] = _measure(q, model, x, input_shape, test, threads, repeats)
+        report["int8"] = _measure(q, ref, x, input_shape, test, threads, repeats)
         layers = quantized_layers(q)
         report["int8"].update(quantized=layers, method="static" if any("Conv" in n for n in layers) else "dynamic")
         if test is not None and report["accuracy"] - report["int8"]["accuracy"] > INT8_ACCURACY_TOLERANCE:
@@ -260,9 +265,9 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
     return report
 
 
-def _measure(path: Path, model, x, input_shape, test, threads, repeats) -> dict:
+def _measure(path: Path, ref, x, input_shape, test, threads, repeats) -> dict:
     sess = session(path, threads)
-    diff, scale = parity(model, sess, x)
+    diff, scale = parity(ref, sess, x)
     out = {"path": str(path), "size_mb": path.stat().st_size / 1e6, "parity_max_abs_diff": diff, "logit_scale": scale,
            "latency": latency(sess, input_shape, repeats=repeats)}
     if test is not None:
