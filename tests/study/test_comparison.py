@@ -105,3 +105,12 @@ def test_resume_compares_the_config_the_run_wrote(tiny, make_folder, write_exper
     changed = config.load(write_experiment({**tiny, "seeds": [1]}, name="other"))
     with pytest.raises(ValueError, match="seeds"):
         _checked_source(changed, folder, resume=True)
+
+
+def test_a_study_without_a_distilled_student_still_writes_its_report(digits, tmp_path):
+    # No distilled student: no comparison, and the plots show the student alone (this raised StopIteration).
+    results = kdistill.compare(mlp(digits.input_shape, 10, hidden=(16,)),
+                               {"alone": (mlp(digits.input_shape, 10, hidden=(8,)), [("ce", 1.0)])},
+                               digits, out=tmp_path / "solo", epochs=1, quiet=True)
+    assert [m["name"] for m in results["models"]] == ["teacher", "alone"] and results["comparisons"] == []
+    assert (tmp_path / "solo" / "report.html").is_file() and (tmp_path / "solo" / "curves-alone.png").is_file()

@@ -97,7 +97,9 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
                "warnings": warnings}
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
-    _plots(out, data, measured, results, [n for n in pairs if n in measured] or [next(iter(pairs.values()))])
+    shown = [n for n in pairs if n in measured] or [next(iter(pairs.values()), None)
+                                                    or next(s.name for s in students if not s.distilled)]
+    _plots(out, data, measured, results, shown)
     for tracker in trackers:
         tracker.log_results(results, out)
     return results
