@@ -47,6 +47,8 @@ def test_only_regular_png_files_inside_the_run_folder_are_embedded(run, tmp_path
     outside_png.write_bytes(_png(200))
     (run / "curves-m.png").symlink_to(secret)  # a link to any file (as to /etc/passwd)
     (run / "confusion.png").symlink_to(outside_png)  # a link to a real image outside the folder
+    (run / "tradeoff.png").unlink(missing_ok=True)
+    (run / "tradeoff.png").symlink_to(outside_png)  # its section too is left out, not shown with an empty image
     (run / "predictions.png").write_text("not an image, only named like one")
     (run / "tune-objective.png").write_bytes(_png(100))
     (run / "trials.json").write_text("[]")
@@ -55,13 +57,14 @@ def test_only_regular_png_files_inside_the_run_folder_are_embedded(run, tmp_path
     html = page.read_text()
     assert html.count("data:image/png;base64,") == 1  # only the real PNG inside the folder
     for name, problem in (("curves-m.png", "a symbolic link"), ("confusion.png", "a symbolic link"),
-                          ("predictions.png", "not a PNG image")):
+                          ("tradeoff.png", "a symbolic link"), ("predictions.png", "not a PNG image")):
         assert f"report: left out {run / name}: it is {problem}" in caplog.text
     import base64
 
     for leaked in (secret.read_bytes(), outside_png.read_bytes()):
         assert base64.b64encode(leaked).decode() not in html
     assert "Confusion matrices" not in html and "Predictions on test images" not in html
+    assert "Accuracy against size and latency" not in html
 
 
 def test_a_results_file_that_kdistill_did_not_write_is_a_clear_error(run, capsys):

@@ -38,6 +38,12 @@ log = logging.getLogger("kdistill")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _shown(folder: Path, name: str) -> bool:
+    """Whether image ``name`` goes into the report: present and acceptable to :func:`png` (which
+    warns about a link or a file that is not a PNG; an absent image is silently left out)."""
+    return os.path.lexists(Path(folder) / name) and png(folder, name) is not None
+
+
 def png(folder: Path, name: str) -> bytes | None:
     """The bytes of image ``name`` if it is a regular file directly inside ``folder`` (not a
     link) that starts with the PNG signature; ``None``, with a warning, otherwise."""
@@ -88,13 +94,13 @@ def _blocks(folder: Path, results: dict) -> list[tuple]:
     out += _table_notes(results)
     out += [("h3", "Did distillation help?"), ("ul", [c["verdict"] for c in results["comparisons"]])]
     out += _teacher_blocks(results)
-    if (folder / "tradeoff.png").is_file():
+    if _shown(folder, "tradeoff.png"):
         out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
     kept = _kept(results)
     out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
     out += [("img", p.name, p.stem) for p in _curves(folder, results) if png(folder, p.name) is not None]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
-        if os.path.lexists(folder / name) and png(folder, name) is not None:
+        if _shown(folder, name):
             out += [("h2", title), ("img", name, title)]
     out += _calibration_blocks(folder, results)
     out += deployment_blocks(folder)
@@ -194,8 +200,7 @@ def _calibration_blocks(folder: Path, results: dict) -> list[tuple]:
     out = [("h2", "Calibration"), ("p", "Expected calibration error (ECE, 15 equal-width confidence bins; 0 is "
                                         "perfectly calibrated) on the test split, and each model's reliability "
                                         "diagram (first seed)."), ("table", ["model", "ECE"], rows)]
-    return out + ([("img", "calibration.png", "reliability diagrams")] if (folder / "calibration.png").is_file()
-                  else [])
+    return out + ([("img", "calibration.png", "reliability diagrams")] if _shown(folder, "calibration.png") else [])
 
 
 def deployment_blocks(folder: Path) -> list[tuple]:
@@ -237,7 +242,7 @@ def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
         out += _decision_blocks(json.loads(summary.read_text()))
     for image, title in (("tune-objective.png", "Objective per trial (dashed: the student alone's best)"),
                          ("tune-space.png", "The search space")):
-        if os.path.lexists(folder / image) and png(folder, image) is not None:
+        if _shown(folder, image):
             out += [("h3", title), ("img", image, title)]
     keys = sorted({k for t in trials for k in t["params"]})
     rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(),
