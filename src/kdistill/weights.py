@@ -49,17 +49,19 @@ TRUSTED_TYPES = (
 # What a file holds
 
 
-def file_kind(path) -> str:
-    """``"skops"``, ``"safetensors"`` or ``"unknown"``, read from the file's first bytes."""
-    path = Path(path)
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            return "skops" if "schema.json" in z.namelist() else "unknown"
-    with open(path, "rb") as f:
+def file_kind(path, what: str = "file") -> str:
+    """``"skops"``, ``"safetensors"`` or ``"unknown"``, read from the file's first bytes (a FIFO
+    or a device is refused by :func:`~kdistill.files.regular_file`, ``what`` naming it)."""
+    with regular_file(path, what) as f:
+        if zipfile.is_zipfile(f):
+            f.seek(0)
+            with zipfile.ZipFile(f) as z:
+                return "skops" if "schema.json" in z.namelist() else "unknown"
+        f.seek(0)
         head = f.read(8)
         if len(head) == 8:
             size = struct.unpack("<Q", head)[0]
-            if 0 < size <= min(100_000_000, os.path.getsize(path) - 8):
+            if 0 < size <= min(100_000_000, os.fstat(f.fileno()).st_size - 8):
                 try:
                     json.loads(f.read(size))
                     return "safetensors"

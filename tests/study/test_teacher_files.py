@@ -3,6 +3,7 @@ students in experiment files, and your own model module beside the experiment fi
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -49,6 +50,26 @@ def test_file_kinds_are_read_from_the_content(skops_teacher, onnx_teacher, tmp_p
     junk.write_bytes(b"nothing known")
     with pytest.raises(ValueError, match="holds none of the known kinds .skops, ONNX, transformers folder."):
         load_teacher_file(junk)
+
+
+def test_a_fifo_named_like_a_teacher_file_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "teacher.onnx"
+    os.mkfifo(fifo)
+
+    class Hung(Exception):  # not an OSError, which zipfile.is_zipfile would swallow
+        pass
+
+    def hung(*_):
+        raise Hung("reading the teacher file's kind blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with pytest.raises(ValueError, match=r"teacher file '.*teacher.onnx' is a FIFO \(named pipe\)"):
+            load_teacher_file(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_skops_teacher_and_tree_students_in_an_experiment_file(tiny, skops_teacher, write_experiment, tmp_path):

@@ -24,7 +24,7 @@ def teacher_file_kind(path) -> str:
         except (OSError, ValueError):
             ok = False
         return "transformers" if ok else "unknown"
-    kind = file_kind(path)
+    kind = file_kind(path, "teacher file")
     return "onnx" if kind == "unknown" and _is_onnx(path) else kind
 
 
