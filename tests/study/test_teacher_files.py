@@ -50,6 +50,8 @@ def test_file_kinds_are_read_from_the_content(skops_teacher, onnx_teacher, tmp_p
     junk.write_bytes(b"nothing known")
     with pytest.raises(ValueError, match="holds none of the known kinds .skops, ONNX, transformers folder."):
         load_teacher_file(junk)
+    with pytest.raises(ValueError, match="is not a readable ONNX model: .*Protobuf parsing failed"):
+        load_teacher_file(junk, "onnx")  # given as ONNX: onnxruntime's own reason
 
 
 def test_a_fifo_named_like_a_teacher_file_is_refused_without_blocking(tmp_path):

@@ -59,12 +59,12 @@ def load_teacher_file(path, kind: str = "auto", *, output: str | None = None, cl
     if not path.exists():
         raise FileNotFoundError(f"teacher file: no file at {str(path)!r}")
     found = teacher_file_kind(path)
-    if kind != "auto" and found != kind:
+    if kind != "auto" and found != kind and not (kind == "onnx" and found == "unknown"):
         raise ValueError(f"teacher file {str(path)!r} was given as kind {kind!r}, but it holds {_what(found)}")
     if found == "skops":
         return SklearnTeacher(load_sklearn(path, trusted), classes)
-    if found == "onnx" or (found == "unknown" and kind in ("auto", "onnx") and path.suffix == ".onnx"):
-        # A damaged file named .onnx: onnxruntime's own reason says more than "unknown kind".
+    if found == "onnx" or (found == "unknown" and (kind == "onnx" or path.suffix == ".onnx")):
+        # A damaged ONNX file (given as one, or named .onnx): onnxruntime's reason says more than "unknown kind".
         return OnnxTeacher(path, output or "logits", classes, output_name)
     if found == "transformers":
         from .hf import load_transformers
