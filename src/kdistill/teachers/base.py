@@ -91,17 +91,18 @@ def probabilities_to_logits(p: Tensor, source: str = "teacher") -> Tensor:
 
 def finish_logits(out, output: str, like: Tensor, source: str, teacher: Teacher | None = None) -> Tensor:
     """Turn a teacher's raw output into float32 logits on ``like``'s device; outputs declared as
-    logits that look like probabilities are named in a warning, once per ``teacher``."""
+    logits that look like probabilities are named in a warning (``teacher``'s first batch is checked)."""
     out = torch.as_tensor(np.asarray(out) if not isinstance(out, Tensor) else out).float().to(like.device)
     if output == "probabilities":
         return probabilities_to_logits(out, source)
     if out.ndim != 2:
         raise ValueError(f"{source} returned logits of shape {tuple(out.shape)}; expected (batch, classes)")
-    if teacher is not None and not getattr(teacher, "_warned_probabilities", False) and looks_like_probabilities(out):
-        teacher._warned_probabilities = True
-        log.warning("%s was declared to return logits, but its rows look like probabilities (non-negative, each "
-                    "summing to 1); used as logits they flatten the teacher's distribution: pass "
-                    "output='probabilities' (output: probabilities in an experiment file) if they are", source)
+    if teacher is not None and not getattr(teacher, "_checked_output", False):  # the first batch only: no
+        teacher._checked_output = True  # host syncs on every training batch of a live teacher
+        if looks_like_probabilities(out):
+            log.warning("%s was declared to return logits, but its rows look like probabilities (non-negative, "
+                        "each summing to 1); used as logits they flatten the teacher's distribution: pass "
+                        "output='probabilities' (output: probabilities in an experiment file) if they are", source)
     return out
 
 
