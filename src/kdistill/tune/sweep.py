@@ -26,7 +26,7 @@ from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec
 from ..weights import load_weights
 from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, rerun, run
 from .decide import candidates, decide, pending
-from .trials import recipe_spec
+from .trials import check_target, recipe_spec
 
 log = logging.getLogger("kdistill")
 
@@ -65,6 +65,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         teacher-alone gap it recovers, the sweep's cost), with the trials and the study's results.
     """
     cfg = exp.tune or TuneConfig()
+    check_target(exp)
     wanted = _count("trials", trials if trials is not None else cfg.trials)
     jobs = _count("jobs", jobs)
     folder = _folder(exp, out)
@@ -196,7 +197,7 @@ def _final(ctx: Context, data, space, by_key: dict, decision: dict) -> tuple[dic
     experiment on the sweep's split with the sweep's teacher, compared on test."""
     exp = ctx.exp
     specs = [recipe_spec(exp, space.recipe(by_key[decision["baseline"]].params, False), data, name=ALONE)]
-    names = {"alone": ALONE, "chosen": ALONE, "distilled": None}
+    names = {"chosen": ALONE, "distilled": None}
     best = decision.get("best_distilled")
     if best is not None:
         recipe = space.recipe(by_key[best].params, True)

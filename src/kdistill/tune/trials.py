@@ -42,14 +42,18 @@ def target_student(exp: Experiment):
     return next((s for s in exp.students if s.distilled), exp.students[0])
 
 
-def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) -> ModelSpec:
-    """The study's model spec of ``recipe``: the target student's model, the recipe's objective,
-    and its budget as whole epochs of the training set it uses (at least one)."""
+def check_target(exp: Experiment) -> None:
+    """Refuse, before anything trains, a target student that is not a PyTorch model."""
     target = target_student(exp)
     if getattr(exp.student_model(target), "sklearn", False):
         raise ValueError(f"kdistill tune searches recipes of PyTorch students; student {target.name!r} is a "
                          f"scikit-learn model (set tune.student to a PyTorch one)")
-    spec = student_spec(exp, target, objective=recipe.objective(), **recipe.train_changes())
+
+
+def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) -> ModelSpec:
+    """The study's model spec of ``recipe``: the target student's model, the recipe's objective,
+    and its budget as whole epochs of the training set it uses (at least one)."""
+    spec = student_spec(exp, target_student(exp), objective=recipe.objective(), **recipe.train_changes())
     train = dict(spec.train)
     per_epoch = steps_per_epoch(data, recipe, train)
     if recipe.steps is not None:
@@ -90,9 +94,8 @@ class Trials:
                           seed=seed, quiet=self.quiet, callbacks=callbacks, **spec.train)
         finally:  # a pruned trial cost its time too
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
-            epochs = callbacks[0].epochs if callbacks else spec.train.get("epochs", 0)
+            epochs = callbacks[0].epochs if callbacks else spec.hyperparams["epochs"]  # train may leave it unset
             trial.set_user_attr("live_teacher_epochs", epochs if distilled and self._live() else 0)
-        trial.set_user_attr("epochs", len(history.epochs))
         return max(r["val_accuracy"] for r in history.epochs)
 
     def _live(self) -> bool:
