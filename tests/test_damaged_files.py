@@ -178,7 +178,7 @@ def test_damaged_files_give_a_clear_error_or_a_documented_outcome(kind, tmp_path
             raise AssertionError(f"{kind} trial {trial}: {type(exc).__name__}: {exc} (damaged file: "
                                  f"{len(damaged)} of {len(pristine)} bytes)") from exc
         path.write_bytes(pristine)
-    assert sum(counts.values()) == TRIALS[kind]
+    assert counts["error"] + counts["skipped"] > 0  # the damage reached the reader: some trials were refused
 
 
 def test_damaged_cache_entries_are_rebuilt_and_never_serve_wrong_outputs(tmp_path, blobs, no_hang, caplog):
@@ -202,7 +202,7 @@ def test_damaged_cache_entries_are_rebuilt_and_never_serve_wrong_outputs(tmp_pat
             served = cached.for_dataset(blobs.train).logits(None, everything)
         torch.testing.assert_close(served, live, rtol=0, atol=0, msg=f"trial {trial}: wrong outputs served")
         counts["rebuilt" if "rebuilding it" in caplog.text else "used (undamaged values)"] += 1
-    assert sum(counts.values()) == TRIALS["cache entry"]
+    assert counts["rebuilt"] > 0  # the damage reached the entry check
 
 
 @pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")), reason="pytest-xdist shares the tests above out "
