@@ -10,16 +10,20 @@ accuracies, learning rate) of one fit. A study asks it for one callback per mode
 from __future__ import annotations
 
 import json
-import re
 import time
 from numbers import Real
 from pathlib import Path
 
+from ..report.tables import results_markdown, slug
+
 _SKIP = ("epoch", "seconds")
 
 
+TEST_METRICS = ("accuracy", "macro_f1", "agreement", "ece")  # each model's test metrics logged per study
+
+
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "run"
+    return slug(name) or "run"
 
 
 def _numbers(record: dict) -> dict[str, float]:
@@ -78,10 +82,9 @@ class TensorBoard:
     def log_results(self, results: dict, folder) -> None:
         """The study's final table as text, and each model's test metrics as scalars, in ``study``."""
         writer = self._open("study")
-        table = Path(folder) / "results.md"
-        writer.add_text("results", table.read_text() if table.is_file() else json.dumps(results, default=str))
+        writer.add_text("results", results_markdown(results))
         for model in results["models"]:
-            for key in ("accuracy", "macro_f1", "agreement", "ece"):
+            for key in TEST_METRICS:
                 if model.get(key) is not None:
                     writer.add_scalar(f"test_{key}/{_slug(model['name'])}", model[key], 0)
         writer.close()
@@ -163,10 +166,8 @@ class MLflow:
                                                                      "seeds": results["seeds"], "folder": str(folder)})
         now = int(time.time() * 1000)
         metrics = [Metric(f"{_slug(m['name'])}.test_{key}", float(m[key]), now, 0) for m in results["models"]
-                   for key in ("accuracy", "macro_f1", "agreement", "ece") if m.get(key) is not None]
+                   for key in TEST_METRICS if m.get(key) is not None]
         client.log_batch(run_id, metrics=metrics)
-        table = Path(folder) / "results.md"
-        if table.is_file():
-            client.log_text(run_id, table.read_text(), "results.md")
+        client.log_text(run_id, results_markdown(results), "results.md")
         client.log_dict(run_id, results, "results.json")
         client.set_terminated(run_id)
