@@ -12,7 +12,7 @@ from pydantic import Field, create_model, model_validator
 
 from .. import methods
 from ..engine import TrainConfig
-from ..models import ZOO, is_estimator_class, option_names, resolve_factory
+from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
 from .section import Section, at, raise_at
 
 
@@ -95,7 +95,7 @@ class ModelConfig(Section):
     @property
     def sklearn(self) -> bool:
         """Whether the model is a scikit-learn estimator class."""
-        return ":" in self.model and is_estimator_class(resolve_factory(self.model))
+        return ":" in self.model and is_sklearn_model(self.model)
 
 
 def check_model(model: str, options: dict) -> tuple[str, str] | None:
@@ -106,10 +106,10 @@ def check_model(model: str, options: dict) -> tuple[str, str] | None:
         except ValueError as exc:
             return "model", str(exc)
         if is_estimator_class(factory):
-            unknown = sorted(set(options) - set(factory().get_params(deep=False)))
+            allowed = sorted(factory().get_params(deep=False))
+            unknown = sorted(set(options) - set(allowed))
             if unknown:
-                return "options", (f"{unknown} are not parameters of {factory.__name__}; allowed: "
-                                   f"{', '.join(sorted(factory().get_params(deep=False)))}")
+                return "options", f"{unknown} are not parameters of {factory.__name__}; allowed: {', '.join(allowed)}"
         return None
     if model not in ZOO:
         hint = difflib.get_close_matches(model, list(ZOO), n=1)

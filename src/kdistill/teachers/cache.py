@@ -112,9 +112,6 @@ def _sklearn_fingerprint(teacher: SklearnTeacher) -> str:
     return h.hexdigest()
 
 
-    return h.hexdigest()
-
-
 def _check_options(dtype, top_k, batch_size) -> str:
     name = {torch.float16: "float16", torch.float32: "float32"}.get(dtype, dtype)
     if name not in DTYPES:

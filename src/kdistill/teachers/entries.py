@@ -28,7 +28,6 @@ import numpy as np
 log = logging.getLogger("kdistill")
 
 META = "meta.json"
-PARTS = ("values", "indices")
 DTYPES = {"float16": np.float16, "float32": np.float32}
 KEY = re.compile(r"[0-9a-f]{32}")
 UNFINISHED = re.compile(r"\.([0-9a-f]{32})\.(\d+)\.[0-9a-f]+\.tmp")
