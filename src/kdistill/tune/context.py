@@ -19,6 +19,7 @@ from ..config import Experiment
 from ..config.tune import TuneConfig
 from ..data import read_source
 from ..engine import fit
+from ..report import param_text
 from ..study import load_splits, read_unlabeled, teacher_cache_dir, teacher_spec
 from ..teachers import CachedTeacher
 from ..weights import load_weights, save_weights
@@ -112,21 +113,20 @@ class Context:
 def run(ctx: Context, kind: str, wanted: int, jobs: int, opened=None) -> None:
     """Bring the ``kind`` study (``alone`` or ``distilled``) to ``wanted`` finished trials, in
     this process or in ``jobs`` worker processes sharing the storage."""
-    _spread(ctx, jobs, opened, [(kind, wanted)] * max(1, jobs))
+    _spread(ctx, opened, [(kind, wanted)] * max(1, jobs))
 
 
 def rerun(ctx: Context, todo: list, jobs: int, opened=None) -> None:
     """Train each (candidate, seed) re-run of ``todo`` once, recording it in the ``repeats``
     study; ``--jobs`` workers each take their own share, so no re-run is trained twice."""
-    shares = [todo[i::jobs] for i in range(jobs)] if jobs > 1 else [todo]
-    shares = [("repeats", share) for share in shares if share]
+    shares = [("repeats", share) for share in (todo[i::jobs] for i in range(jobs)) if share]
     if shares:
-        _spread(ctx, jobs if len(shares) > 1 else 1, opened, shares)
+        _spread(ctx, opened, shares)
 
 
-def _spread(ctx: Context, jobs: int, opened, tasks: list) -> None:
-    """Run ``tasks`` (one per worker) here, or in worker processes when ``jobs`` > 1."""
-    if jobs <= 1:
+def _spread(ctx: Context, opened, tasks: list) -> None:
+    """Run ``tasks`` (one per worker): here when there is one, else in as many worker processes."""
+    if len(tasks) == 1:
         _work(ctx, *tasks[0], 0, opened)
         return
     spawn = get_context("spawn")  # a fresh interpreter: no forked torch or SQLite state
@@ -199,7 +199,7 @@ def _log_trial(kind: str):
 
 
 def _params(params: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return " ".join(f"{k}={param_text(v)}" for k, v in params.items())
 
 
 def default_baseline_trials(cfg: TuneConfig, wanted: int) -> int:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from scipy.stats import t as student_t
 
+from ..metrics import mean_std
+
 LEVEL = 0.05
 
 
@@ -80,10 +82,9 @@ def decide(repeats, cands: list[Candidate], seeds: list[int], labels: dict[str, 
         values = [runs.get(c.key, {}).get(s) for s in seeds]
         if None in values:
             raise RuntimeError(f"the re-runs of {c.key} are unfinished; run the sweep again to finish them")
-        mean = sum(values) / len(values)
-        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        mean, std = mean_std(values)
         rows.append({"candidate": c.key, "kind": c.kind, "trial": c.number, "recipe": labels[c.key],
-                     "sweep_value": c.value, "values": values, "mean": mean, "std": math.sqrt(var)})
+                     "sweep_value": c.value, "values": values, "mean": mean, "std": std})
     return _verdict(rows, len(seeds))
 
 
