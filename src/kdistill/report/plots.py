@@ -106,8 +106,8 @@ def display_images(images, normalization: dict | None = None) -> np.ndarray:
     if normalization:
         mean = np.asarray(normalization["mean"], np.float32)[:, None, None]
         std = np.asarray(normalization["std"], np.float32)[:, None, None]
-        images = images * std + mean
-    return np.clip(images, 0.0, 1.0) if normalization else images
+        images = np.clip(images * std + mean, 0.0, 1.0)
+    return images
 
 
 def _log_x(ax, values) -> None:

@@ -64,10 +64,9 @@ def _check(spec: ModelSpec, where: str, data: Splits, teacher) -> torch.nn.Modul
                          f"for inputs of shape {data.input_shape} and {data.num_classes} classes: {exc}") from exc
     if members.kind(model) != "torch":
         return model  # a scikit-learn model or a teacher used as loaded: nothing the engine runs
-    terms = objective(spec.objective)
-    needs = any(t.method.needs_teacher for t in terms)
     try:
-        Trainer(model.to(rt.device), data, terms, _dry_teacher(teacher, data) if needs else None, cfg, rt)
+        Trainer(model.to(rt.device), data, objective(spec.objective),
+                _dry_teacher(teacher, data) if spec.distilled else None, cfg, rt)
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
     return model
@@ -97,8 +96,8 @@ def _runtime(cfg: TrainConfig, where: str) -> Runtime:
         raise ValueError(f"{where}: {exc}") from exc
     kind = rt.device.type
     backend = getattr(torch.backends, kind, None) if kind == "mps" else getattr(torch, kind, None)
-    available = kind in ("cpu", "meta") or (hasattr(backend, "is_available") and backend.is_available())
-    if kind == "meta" or not available:
+    available = kind == "cpu" or (hasattr(backend, "is_available") and backend.is_available())
+    if not available:
         raise ValueError(f"{where}: train.device {cfg.device!r} is not available on this machine; use cpu, or auto "
                          f"(CUDA when present)")
     if kind == "cuda" and (rt.device.index or 0) >= torch.cuda.device_count():

@@ -3,7 +3,6 @@ model) with its output shape and parameter count, and suggested pairs for featur
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
@@ -48,9 +47,9 @@ def _experiment_layers(path: Path) -> dict:
         models[exp.teacher.name] = layer_table(teacher, shape)
     pairs = {}
     for s in exp.students:
-        family = json.dumps(exp.student_model(s).model_dump(include={"model", "options"}), sort_keys=True, default=str)
-        student = None if family in seen else _module(student_spec(exp, s).build(shape, k))
-        seen.add(family)
+        spec = student_spec(exp, s)
+        student = None if spec.family in seen else _module(spec.build(shape, k))
+        seen.add(spec.family)
         if student is not None:
             models[s.name] = layer_table(student, shape)
             if teacher is not None:
