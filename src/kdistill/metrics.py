@@ -68,14 +68,20 @@ def latency_ms(model: nn.Module, input_shape, batch_size: int = 32, repeats: int
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
     x = torch.randn(batch_size, *input_shape, device=device)
+    return median_ms(lambda: model(x), repeats, warmup) / batch_size
+
+
+def median_ms(call, repeats: int, warmup: int) -> float:
+    """Median wall time of ``call()`` in milliseconds over ``repeats`` timed calls, after
+    ``warmup`` untimed ones (under ``torch.inference_mode``)."""
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
             t0 = time.perf_counter()
-            model(x)
+            call()
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0 / batch_size
+    return statistics.median(times) * 1000.0
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from ..data import Splits, batches
 from ..engine import History, fit
 from ..export import ParityError, export
 from ..methods import objective as terms_of
-from ..metrics import latency_ms, predict_logits
+from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
 from ..sklearn import DistilledClassifier
 from ..teachers import PROB_EPS, OnnxTeacher, SklearnTeacher, Teacher, check_classes
@@ -131,24 +129,13 @@ def latency(model, shape, k: int) -> float:
         return latency_ms(model, shape)
     x = np.random.default_rng(0).standard_normal((32, *shape)).astype(np.float32)
     run = _runner(model, k)
-    return _median_ms(lambda: run(x), 30, 5) / 32
+    return median_ms(lambda: run(x), 30, 5) / 32
 
 
 def _runner(model, k: int):
     if kind(model) == "sklearn":
         return lambda x: _sklearn_logits(model, x.reshape(len(x), -1), k)
     return lambda x: model.logits(torch.from_numpy(x))
-
-
-def _median_ms(call, repeats: int, warmup: int) -> float:
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            call()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
 
 
 def sizes(model) -> dict:
@@ -181,7 +168,7 @@ def onnx_metrics(model, shape, path: Path) -> dict:
                 "onnx_mb": r["size_mb"]}
     if isinstance(model, OnnxTeacher):
         rng = np.random.default_rng(0)
-        out = {f"onnx_ms_b{b}": _median_ms(lambda x=rng.standard_normal((b, *shape)).astype(np.float32):
+        out = {f"onnx_ms_b{b}": median_ms(lambda x=rng.standard_normal((b, *shape)).astype(np.float32):
                                            model._scores(x), 50, 5) for b in (1, 64)}
         return {**out, "onnx_mb": os.path.getsize(model.path) / 1e6}
     return dict(NO_ONNX)
