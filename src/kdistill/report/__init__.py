@@ -13,8 +13,8 @@ from .plots import (
                     display_images,
                     save_figure,
 )
-from .tables import param_text, results_markdown, slug, table_rows
+from .tables import param_text, results_markdown, slug, table_rows, trials_table
 
 __all__ = ["CalibrationDisplay", "ConfusionDisplay", "CurvesDisplay", "PredictionGridDisplay", "SpaceDisplay",
            "TradeoffDisplay", "TrialsDisplay", "display_images", "param_text", "results_markdown", "save_figure",
-           "slug", "table_rows", "write_report"]
+           "slug", "table_rows", "trials_table", "write_report"]

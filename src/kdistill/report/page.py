@@ -22,7 +22,7 @@ import stat
 from pathlib import Path
 
 from ..files import atomic_write
-from .tables import param_text, slug, table_rows
+from .tables import slug, table_rows, trials_table
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
 color:#1b1f24;line-height:1.45}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
@@ -244,13 +244,7 @@ def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
                          ("tune-space.png", "The search space")):
         if _shown(folder, image):
             out += [("h3", title), ("img", image, title)]
-    keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(),
-             "" if t["value"] is None else f"{t['value']:.4f}",
-             "" if t.get("seed") is None else str(t["seed"]),
-             *[param_text(t["params"].get(k)) for k in keys]] for t in trials if t["state"] != "FAIL"]
-    return out, [("h2", "Every trial of the sweep"),
-                 ("table", ["study", "trial", "state", "val accuracy", "seed", *keys], rows)]
+    return out, [("h2", "Every trial of the sweep"), ("table", *trials_table(trials, missing=""))]
 
 
 def _decision_blocks(tune: dict) -> list[tuple]:

@@ -59,3 +59,15 @@ def param_text(value) -> str:
     if value is None:
         return ""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trials_table(trials: list[dict], missing: str = "-") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of every sweep trial that ran (study, number, state, validation accuracy,
+    seed, parameters); ``missing`` stands for a trial without a value (pruned)."""
+    trials = [t for t in trials if t["state"] != "FAIL"]
+    keys = sorted({k for t in trials for k in t["params"]})
+    rows = [[t.get("study", ""), str(t["number"]), t["state"].lower(),
+             missing if t["value"] is None else f"{t['value']:.4f}",
+             "" if t.get("seed") is None else str(t["seed"]), *[param_text(t["params"].get(k)) for k in keys]]
+            for t in trials]
+    return ["study", "trial", "state", "val accuracy", "seed", *keys], rows

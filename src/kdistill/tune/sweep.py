@@ -21,7 +21,7 @@ from pathlib import Path
 from ..config import Experiment
 from ..config.tune import TuneConfig
 from ..files import atomic_write, make_dir
-from ..report import SpaceDisplay, TrialsDisplay, param_text, save_figure, write_report
+from ..report import SpaceDisplay, TrialsDisplay, save_figure, write_report
 from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec, write_data_summary
 from ..weights import load_weights
 from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, rerun, run
@@ -243,16 +243,6 @@ def _summary(ctx: Context, decision: dict, results: dict, names: dict, cost: dic
             "alone_test_accuracy": alone, "teacher_test_accuracy": teacher, "gap_recovered": gap,
             "decision": decision, "cost": cost, "finished": {k: finished(s) for k, s in studies.items()},
             "comparisons": results["comparisons"]}
-
-
-def trials_table(trials: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of every trial that ran (study, number, state, value, seed, parameters)."""
-    trials = [t for t in trials if t["state"] != "FAIL"]
-    keys = sorted({k for t in trials for k in t["params"]})
-    rows = [[t["study"], str(t["number"]), t["state"].lower(), "-" if t["value"] is None else f"{t['value']:.4f}",
-             "" if t["seed"] is None else str(t["seed"]), *[param_text(t["params"].get(k)) for k in keys]]
-            for t in trials]
-    return ["study", "trial", "state", "val accuracy", "seed", *keys], rows
 
 
 def answer_lines(summary: dict) -> list[str]:
