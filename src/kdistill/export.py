@@ -347,7 +347,9 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
             log.warning("skipping %s: %s", file, exc)  # e.g. a model kdistill.compare got from Python
             continue
         key = json.dumps([str(file.parent.parent), info.get("dataset"), str(info.get("split"))])
-        data = rebuilt[key] if key in rebuilt else rebuilt.setdefault(key, _splits(info, file))  # read once per split
+        if key not in rebuilt:  # read once per split
+            rebuilt[key] = _splits(info, file)
+        data = rebuilt[key]
         report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
                         test=None if data is None else data.test, threads=threads,
                         calibration=None if data is None else data.train)

@@ -72,7 +72,6 @@ class ImageFolder:
             raise ValueError(f"color must be one of {', '.join(COLORS)}, got {color!r}")
         self.size, self.color, self.strict = (int(size[0]), int(size[1])), color, strict
         self.extensions = tuple(e.lower() for e in extensions)
-        self.skipped: list[str] = []
         self.problems: dict[str, str] = {}
 
     def _check_every_class(self, folder: Path, part) -> None:
@@ -117,10 +116,14 @@ class ImageFolder:
             if self.strict:
                 raise ValueError(f"cannot read image {path}: {reason} (strict: true; set strict: false to skip "
                                  f"unreadable images)") from exc
-            self.skipped.append(str(path))
             self.problems[str(path)] = reason
             return None
         return arr[None] if arr.ndim == 2 else np.transpose(arr, (2, 0, 1))
+
+    @property
+    def skipped(self) -> list[str]:
+        """The files skipped as unreadable, in the order met (the keys of ``problems``)."""
+        return list(self.problems)
 
     def summary(self) -> dict:
         """Skipped (unreadable) files: their number and the first 20 paths."""

@@ -73,9 +73,7 @@ def image_source(path, *, size=(64, 64), color: str = "grayscale", normalize: st
     ``normalize`` is ``"none"``, ``"dataset"`` (the train split's mean and std) or ``"fixed"``
     (the given ``mean`` and ``std``)."""
     folder = ImageFolder(path, size=size, color=color, strict=strict, extensions=extensions)
-    if folder.skipped:
-        log.warning("skipped %d unreadable image(s), e.g. %s", len(folder.skipped),
-                    "; ".join(f"{f} ({folder.problems[f]})" for f in folder.skipped[:3]))
+    _warn_skipped(folder, "image(s)")
     norms = {"none": None, "dataset": Normalize(), "fixed": Normalize(mean, std)}
     if normalize not in norms:
         raise ValueError(f"normalize must be one of {', '.join(norms)}, got {normalize!r}")
@@ -153,9 +151,7 @@ def unlabeled_inputs(source: Source, *, images=None, idx=None, table=None, stric
         return x
     folder = UnlabeledImages(path, size=(height, width), color="grayscale" if channels == 1 else "rgb",
                              strict=strict, extensions=extensions)
-    if folder.skipped:
-        log.warning("skipped %d unreadable unlabeled image(s), e.g. %s", len(folder.skipped),
-                    ", ".join(folder.skipped[:3]))
+    _warn_skipped(folder, "unlabeled image(s)")
     return folder.x
 
 
@@ -231,3 +227,10 @@ def load_table(path, target: str, *, seed: int = 0, val_size: float = 0.15, test
     (``options``: ``features``, ``categorical``)."""
     return split_source(table_source(path, target, **options), seed=seed, val_size=val_size, test_size=test_size,
                         train_fraction=train_fraction)
+
+
+def _warn_skipped(folder, what: str) -> None:
+    """One warning naming the first unreadable files of an image folder and why."""
+    if folder.problems:
+        log.warning("skipped %d unreadable %s, e.g. %s", len(folder.problems), what,
+                    "; ".join(f"{f} ({reason})" for f, reason in list(folder.problems.items())[:3]))
