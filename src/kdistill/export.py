@@ -257,7 +257,8 @@ def export(model: nn.Module, input_shape, path, *, int8: bool = False, test: Dat
         q = quantize_int8(path, path.with_name(path.stem + ".int8.onnx"), samples)
         report["int8"] = _measure(q, ref, x, input_shape, test, threads, repeats)
         layers = quantized_layers(q)
-        report["int8"].update(quantized=layers, method="static" if any("Conv" in n for n in layers) else "dynamic")
+        static = any(n.endswith("(Conv)") for n in layers)  # a convolution fed by DequantizeLinear (QDQ)
+        report["int8"].update(quantized=layers, method="static" if static else "dynamic")
         if test is not None and report["accuracy"] - report["int8"]["accuracy"] > INT8_ACCURACY_TOLERANCE:
             log.warning("%s: int8 quantization lost %.3f test accuracy (%.3f -> %.3f)", q,
                         report["accuracy"] - report["int8"]["accuracy"], report["accuracy"],
