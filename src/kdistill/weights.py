@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .files import atomic_write, make_dir, regular_file, staged  # noqa: F401 - re-exported for the writers
+from .files import atomic_write, regular_file
 
 log = logging.getLogger("kdistill")
 

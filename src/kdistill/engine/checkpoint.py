@@ -3,7 +3,7 @@
 A checkpoint holds the model and method connectors, optimizer, schedule, gradient scaler,
 stateful callbacks (early stopping), history, RNG states and the *position*: the epoch and the
 number of its batches already done (non-zero only for a checkpoint written on Ctrl-C), with
-that epoch's partial sums. It is written atomically (:func:`kdistill.weights.atomic_write`) and
+that epoch's partial sums. It is written atomically (:func:`kdistill.files.atomic_write`) and
 read with ``torch.load(weights_only=True)``, which never unpickles objects, and checked before
 anything is loaded: every key present with the right type, and a position within the budget.
 """

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..weights import atomic_write  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 
 
 class _Display:
