@@ -190,10 +190,10 @@ def _layers(args) -> int:
     found = model_layers(args.target, args.input_shape, args.classes)
     names = list(found["models"])
     blank = {"name": "", "type": "", "shape": "", "params": ""}
-    for first, second in zip_longest(names[:1] * max(1, len(names) - 1), names[1:]):
+    for first, second in [(names[0], other) for other in names[1:] or [None]] if names else []:
         tables = [found["models"][first]] + ([found["models"][second]] if second else [])
         header = [h for name in [first, second] if name for h in (f"{name}: layer", "type", "output", "params")]
-        rows = [[c for r in row for c in (r["name"], r["type"], _shape(r) if r["name"] else "", str(r["params"]))]
+        rows = [[c for r in row for c in (r["name"], r["type"], _shape(r), str(r["params"]))]
                 for row in zip_longest(*tables, fillvalue=blank)]
         show_table(f"layers for inputs of shape {tuple(found['input_shape'])}", header, rows)
     for student, pairs in found["pairs"].items():

@@ -122,6 +122,9 @@ def check_model(model: str, options: dict) -> tuple[str, str] | None:
     return None
 
 
+FILE_KEYS = ("kind", "output", "output_name", "trusted")  # what only a teacher file takes
+
+
 class TeacherConfig(ModelConfig):
     """The teacher: a model trained in the study, a model with loaded ``weights`` (``fit:
     false`` to use it as loaded), or a ``file`` used as loaded: a scikit-learn model saved with
@@ -138,17 +141,17 @@ class TeacherConfig(ModelConfig):
     @model_validator(mode="after")
     def _loaded(self):
         defaults = {k: f.default for k, f in type(self).model_fields.items()}
-        changed = sorted(k for k in ("model", "options", "weights", "freeze", "weights_partial", "kind", "output",
-                                     "output_name", "trusted") if getattr(self, k) != defaults[k])
+        changed = sorted(k for k in ("model", "options", "weights", "freeze", "weights_partial", *FILE_KEYS)
+                         if getattr(self, k) != defaults[k])
         if self.file is not None:
-            clash = [k for k in changed if k not in ("kind", "output", "output_name", "trusted")]
+            clash = [k for k in changed if k not in FILE_KEYS]
             if clash or (self.fit and "fit" in self.model_fields_set):
                 given = clash or ["fit: true"]
                 raise at("file", f"a teacher file is used as loaded; it cannot be combined with {', '.join(given)}")
             self.fit = False
         elif not self.fit and self.weights is None:
             raise ValueError("fit: false uses the teacher as loaded, so it needs weights: PATH (or file: PATH)")
-        for key in ("kind", "output", "output_name", "trusted"):
+        for key in FILE_KEYS:
             if key in changed and self.file is None:
                 raise at(key, f"{key}: describes a teacher file; give file: PATH too")
         return self

@@ -195,15 +195,14 @@ def _dry_term(term, step) -> None:
     """Shape a method's connectors and run it once, so that layers it cannot pair fail before
     training with both layers and their output shapes named, not a bare torch error."""
     pairs = list(zip(term.method.student_taps, term.method.teacher_taps))
+    if not pairs:
+        term.method.setup(step)
+        return
     try:
         term.method.setup(step)
-        if pairs:
-            with torch.no_grad():
-                term.method(step)
+        with torch.no_grad():
+            term.method(step)
     except (RuntimeError, ValueError) as exc:
-        if not pairs:
-            raise
-
         def shape(t):
             return "not tapped" if t is None else f"output {tuple(t.shape[1:])}"
 
