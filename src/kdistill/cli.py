@@ -18,6 +18,8 @@ import os
 import sys
 import traceback
 
+from .files import WRITE_ADVICE
+
 
 def _interactive(stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
@@ -354,7 +356,7 @@ def explain(exc: BaseException) -> str:
         return (f"out of memory{f' ({text[:200]})' if text else ''}; lower train.batch_size, use smaller images "
                 f"(data.images.size) or fewer samples (data.idx.max_train), or free memory")
     hint = _HINTS.get(exc.errno) if isinstance(exc, OSError) else None
-    if hint and hint not in text and "check that the folder" not in text:
+    if hint and hint not in text and WRITE_ADVICE not in text:  # a failed write already says what to do
         text = f"{text}; {hint}"
     return text or type(exc).__name__
 

@@ -19,6 +19,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+WRITE_ADVICE = "check that the folder exists and is writable and that the disk has free space"
+
 
 @contextlib.contextmanager
 def staged(path, folder: bool = False):
@@ -105,8 +107,7 @@ def atomic_write(path, content: str | bytes | Callable[[Path], object], what: st
     except OSError as exc:
         kept = f"; the existing {path.name} is unchanged" if existed else ""
         reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
-        raise OSError(exc.errno, f"cannot write {what}{str(path)!r}: {reason}{kept}; check that the folder "
-                                 f"exists and is writable and that the disk has free space") from exc
+        raise OSError(exc.errno, f"cannot write {what}{str(path)!r}: {reason}{kept}; {WRITE_ADVICE}") from exc
     return path
 
 
