@@ -55,8 +55,9 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     jobs : int
         Processes running trials at once, sharing the storage.
     teacher : optional
-        A trained teacher (anything :func:`~kdistill.as_teacher` takes, with a ``fingerprint()``
-        unless it is a PyTorch module) used instead of the experiment's, as it is.
+        A trained teacher (anything :func:`~kdistill.as_teacher` takes; PyTorch, scikit-learn and
+        ONNX teachers are fingerprinted by content, others need a ``fingerprint()`` for the output
+        cache) used instead of the experiment's, as it is.
 
     Returns
     -------
