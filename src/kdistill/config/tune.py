@@ -7,7 +7,6 @@ error before any training.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -34,7 +33,7 @@ def is_range(value) -> bool:
 
 
 def _option_problem(method: str, option: str, value) -> str | None:
-    allowed = [p for p in inspect.signature(methods.method_class(method).__init__).parameters if p != "self"]
+    allowed = methods.options(method)
     if option not in allowed:
         return f"{option!r} is not an option of method {method!r}; allowed: {allowed or 'none'}"
     if isinstance(value, list) and not value:
@@ -116,6 +115,11 @@ class TuneConfig(Section):
                 if problem:
                     raise ValueError(problem)
         return v
+
+    @property
+    def unlabeled_choices(self) -> list[bool]:
+        """Whether distilled trials use the unlabelled pool: ``unlabeled``, else both searched."""
+        return self.unlabeled if self.unlabeled is not None else [True, False]
 
     def option_ranges(self, method: str) -> dict:
         """The options searched (or fixed) for ``method``: defaults, then the file's ``options``."""

@@ -8,11 +8,24 @@ registers the methods it defines: a new method is one new file, with no list to 
 import importlib
 import pkgutil
 
-from .base import ALONE, Method, Step, Term, available, build, describe, kd_objective, method_class, objective, register
+from .base import (
+    ALONE,
+    Method,
+    Step,
+    Term,
+    available,
+    build,
+    describe,
+    kd_objective,
+    method_class,
+    objective,
+    options,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_") and _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ALONE", "Method", "Step", "Term", "available", "build", "describe", "kd_objective", "method_class",
-           "objective", "register"]
+           "objective", "options", "register"]

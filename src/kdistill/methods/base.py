@@ -147,10 +147,15 @@ def method_class(name: str) -> type[Method]:
     return _REGISTRY[name]
 
 
+def options(name: str) -> list[str]:
+    """The options of the method registered as ``name`` (its constructor's parameters)."""
+    return [p for p in inspect.signature(method_class(name).__init__).parameters if p != "self"]
+
+
 def build(name: str, **kwargs) -> Method:
     """Instantiate the method registered as ``name`` with ``kwargs``, with clear errors."""
     cls = method_class(name)
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    allowed = options(name)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(f"method {name!r} got unknown option(s) {unknown}; allowed: {allowed or 'none'}")

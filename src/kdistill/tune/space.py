@@ -86,7 +86,7 @@ class Space:
         alpha = None if method in NO_LABEL_TERM else trial.suggest_float("alpha", *cfg.alpha)
         pool, share = None, None
         if self.has_pool:
-            pool = _suggest(trial, "unlabeled", cfg.unlabeled if cfg.unlabeled is not None else [True, False])
+            pool = _suggest(trial, "unlabeled", cfg.unlabeled_choices)
             if pool and cfg.labeled_share is not None:
                 share = trial.suggest_float("labeled_share", *cfg.labeled_share)
         return Recipe(method, options, alpha, *self._budget(trial), unlabeled=pool, labeled_share=share)

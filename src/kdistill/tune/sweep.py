@@ -148,7 +148,7 @@ def _prime(cached, data, cfg: TuneConfig) -> int:
     without the pool, and the validation split — before any trial (and any worker) starts, so
     the teacher passes over each once. Returns how many entries were built now."""
     pool = data.unlabeled is not None
-    uses = set(cfg.unlabeled if cfg.unlabeled is not None else [True, False]) if pool else {False}
+    uses = set(cfg.unlabeled_choices) if pool else {False}
     before = len(cached.entries)
     for dataset in [data.training(distilled=use) for use in sorted(uses)] + [data.val]:
         cached.for_dataset(dataset, augmented=dataset is not data.val and data.augment is not None)
