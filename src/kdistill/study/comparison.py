@@ -20,13 +20,13 @@ from torch import nn
 from ..data import Splits, class_summary
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
 from ..files import atomic_write
-from ..methods import ALONE, build, kd_objective
+from ..methods import ALONE, kd_objective
 from ..report import write_report
 from ..teachers import Teacher, as_teacher
 from . import members
 from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
-from .specs import ModelSpec
+from .specs import ModelSpec, objective_shown
 
 
 def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
@@ -193,16 +193,8 @@ def _shown(objective, train: dict, model) -> dict:
     """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
     another, DistilledClassifier options and changed parameters of a scikit-learn student; the
     epochs and lr of training."""
-    if isinstance(objective, dict):
-        shown = dict(objective)
-    else:
-        terms = {t[0]: t for t in objective}
-        shown = {}
-        if set(terms) == {"ce", "kd"} and abs(terms["ce"][1] + terms["kd"][1] - 1) < 1e-9:
-            options = terms["kd"][2] if len(terms["kd"]) > 2 else {}
-            shown = {"alpha": terms["kd"][1], "T": build("kd", **options).temperature}
-        elif members.needs_teacher(objective):
-            shown = {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in objective)}
+    shown = dict(objective) if isinstance(objective, dict) else objective_shown(objective,
+                                                                                 members.needs_teacher(objective))
     if members.kind_or_none(model) == "sklearn":
         return {**_changed_params(model), **shown}
     cfg = TrainConfig(**train)

@@ -86,12 +86,7 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data
     shown = {k: v for k, v in options.items() if k in ("channels", "hidden")}
     cfg = TrainConfig(**train)
     if student is not None:
-        terms = {m.name: m for m in student.methods}
-        if set(terms) == {"ce", "kd"} and abs(terms["ce"].weight + terms["kd"].weight - 1) < 1e-9:
-            shown["alpha"] = terms["kd"].weight
-            shown["T"] = build("kd", **terms["kd"].options).temperature
-        elif student.distilled:
-            shown["objective"] = " + ".join(f"{m.weight:g}·{m.name}" for m in student.methods)
+        shown.update(objective_shown([(m.name, m.weight, m.options) for m in student.methods], student.distilled))
         if student.distilled and cfg.unlabeled and (data.unlabeled is not None or data.unlabeled_rest):
             shown["inputs"] = "labelled + unlabelled"
     if data is not None and data.augment is not None and data.augment.views and cfg.views:
@@ -116,3 +111,12 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
     return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
                      hyperparams=_hyperparams(s, train, model.options, exp.data, model.sklearn), arch=_arch(model),
                      family=json.dumps({"model": model.model, "options": model.options}, sort_keys=True, default=str))
+
+
+def objective_shown(terms, distilled: bool) -> dict:
+    """How the table shows an objective of ``(name, weight[, options])`` terms: alpha and T of a
+    ce + kd objective, else the weighted terms of one that distils, else nothing."""
+    by_name = {t[0]: (t[1], t[2] if len(t) > 2 else {}) for t in terms}
+    if set(by_name) == {"ce", "kd"} and abs(by_name["ce"][0] + by_name["kd"][0] - 1) < 1e-9:
+        return {"alpha": by_name["kd"][0], "T": build("kd", **by_name["kd"][1]).temperature}
+    return {"objective": " + ".join(f"{t[1]:g}·{t[0]}" for t in terms)} if distilled else {}
