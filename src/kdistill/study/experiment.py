@@ -66,10 +66,16 @@ def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source
     the teacher trains: a resumed run's settings, and every model's dry step on the data."""
     if resume:  # every rank reads it, so that all refuse together
         check_same_experiment(folder, resolved_config(exp))
+    source, unlabeled, _ = _read_and_check(exp)
+    return source, unlabeled
+
+
+def _read_and_check(exp: Experiment) -> tuple[Source, object, list[str]]:
+    """The data source, the unlabelled inputs, and one line per model after its dry step on the
+    first seed's split (see :func:`~kdistill.study.check.check_models`)."""
     source = read_source(exp.data, exp.path)
     unlabeled = read_unlabeled(exp, source)
-    check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
-    return source, unlabeled
+    return source, unlabeled, check_models(exp, load_splits(exp, exp.seeds[0], source, unlabeled))
 
 
 def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
@@ -86,8 +92,7 @@ def validate_experiment(exp: Experiment) -> list[str]:
     """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
     is read and split (the first seed), and every model is built and takes one dry step on it
     (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
-    source = read_source(exp.data, exp.path)
-    return check_models(exp, load_splits(exp, exp.seeds[0], source, read_unlabeled(exp, source)))
+    return _read_and_check(exp)[2]
 
 
 def _tracking(exp: Experiment) -> dict | None:
