@@ -151,6 +151,6 @@ def suggest_pairs(student: list[dict], teacher: list[dict]) -> list[tuple[dict, 
         same = [t for t in t_points
                 if len(t["shape"]) == 3 and len(s["shape"]) == 3 and t["shape"][1:] == s["shape"][1:]]
         depth = (i + 1) / len(s_points)
-        nearest = min(t_points, key=lambda t: abs((t_points.index(t) + 1) / len(t_points) - depth))
+        _, nearest = min(enumerate(t_points), key=lambda jt: abs((jt[0] + 1) / len(t_points) - depth))
         pairs.append((s, same[-1] if same else nearest))
     return pairs

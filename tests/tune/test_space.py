@@ -59,6 +59,6 @@ def test_sampled_trials_stay_in_their_method_s_space():
     ({"repeats": 1}, "greater than or equal to 2"),
 ])
 def test_bad_tune_sections_name_the_value_and_what_is_allowed(changes, words):
-    with pytest.raises(ValueError, match=None) as info:
+    with pytest.raises(ValueError) as info:
         TuneConfig(**changes)
     assert words in str(info.value)
