@@ -246,16 +246,18 @@ def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
                          f"its architecture, name the factory yourself (rebuild(path, factory={name!r}), kdistill "
                          f"export --model {name})")
     shape, k = tuple(info["input_shape"]), len(info["classes"])
-    try:
-        if factory is None:
-            with torch.device("meta"):
-                _check_fit(build_model(name, arch.get("options", {}), shape, k).state_dict(), state, path)
-        model = build_model(name, arch.get("options", {}), shape, k)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        if str(exc).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: the model its metadata describes ({name!r} with options "
-                         f"{arch.get('options', {})}) cannot be built: {exc}") from exc
+
+    def build():
+        try:
+            return build_model(name, arch.get("options", {}), shape, k)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: the model its metadata describes ({name!r} with options "
+                             f"{arch.get('options', {})}) cannot be built: {exc}") from exc
+
+    if factory is None:  # a zoo model: checked on the meta device before anything is allocated
+        with torch.device("meta"):
+            _check_fit(build().state_dict(), state, path)
+    model = build()
     _check_fit(model.state_dict(), state, path)
     model.load_state_dict(state, strict=False)
     return model.eval(), info

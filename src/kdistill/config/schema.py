@@ -90,9 +90,6 @@ class Experiment(Section):
         return p if p.is_absolute() else self._base / p
 
 
-
-
-
 def _check_sklearn_student(model: ModelConfig, s: StudentConfig, i: int) -> None:
     """A scikit-learn student learns alone (ce) or from the teacher (kd, or ``distill:``); a
     PyTorch student has no ``distill:`` section."""
