@@ -77,14 +77,12 @@ def main(out: Path) -> int:
     torch.manual_seed(0)
     teacher = cnn(data.input_shape, data.num_classes, channels=(32, 64, 128), hidden=128)
     kdistill.fit(teacher, data, device=DEVICE, **opts)
-    t_acc = acc(teacher, data)
-    teacher.to(DEVICE)
+    t_acc = acc(teacher, data)  # on the CPU; each distill moves the teacher to DEVICE again
     kd = {}
     for cache in (False, str(out / "cache")):
         model = student(data)
         kdistill.distill(teacher, model, data, temperature=4.0, cache=cache, device=DEVICE, **opts)
         kd[bool(cache)] = acc(model, data)
-        teacher.to(DEVICE)
     check("KD on CUDA: cached and live teacher agree", abs(kd[True] - kd[False]) <= 0.03 and min(kd.values()) > 0.85,
           f"teacher {t_acc:.3f}; student KD cached {kd[True]:.3f}, live {kd[False]:.3f}")
 
@@ -95,10 +93,9 @@ def main(out: Path) -> int:
     model = student(data)
     history = kdistill.distill(teacher, model, data, objective=objective, device=DEVICE, precision="bf16", **opts)
     final = history.epochs[-1]
-    check("FitNet + AT + KD on CUDA bf16", acc(model, data) > 0.85 and all(
-        v == v for k, v in final.items() if isinstance(v, float)),
-        f"test accuracy {acc(model, data):.3f}; last epoch {({k: round(v, 4) for k, v in final.items()})}")
-    teacher.to(DEVICE)
+    score = acc(model, data)
+    check("FitNet + AT + KD on CUDA bf16", score > 0.85 and all(v == v for v in final.values() if isinstance(v, float)),
+          f"test accuracy {score:.3f}; last epoch {({k: round(v, 4) for k, v in final.items()})}")
 
     # 4. scarce labels: unlabelled rest + fixed mixup views, from the cache, on CUDA
     scarce = kdistill.load_dataset("digits", seed=0, train_fraction=0.25)
@@ -110,10 +107,10 @@ def main(out: Path) -> int:
                                cache=str(out / "cache"), device=DEVICE, **opts)
     alone = student(scarce)
     kdistill.fit(alone, scarce, device=DEVICE, **opts)
-    check("unlabelled inputs + 4 mixup views from the cache on CUDA", acc(model, scarce) > 0.8,
-          f"{len(scarce.train)} labelled + {len(scarce.unlabeled)} unlabelled; distilled {acc(model, scarce):.3f}, "
+    score = acc(model, scarce)
+    check("unlabelled inputs + 4 mixup views from the cache on CUDA", score > 0.8,
+          f"{len(scarce.train)} labelled + {len(scarce.unlabeled)} unlabelled; distilled {score:.3f}, "
           f"alone {acc(alone, scarce):.3f}, best epoch {history.best_epoch}")
-    teacher.to(DEVICE)
 
     # 5. Ctrl-C mid-epoch on CUDA, resume == uninterrupted (weights and history)
     torch.use_deterministic_algorithms(True)
@@ -131,7 +128,6 @@ def main(out: Path) -> int:
     ropts = dict(opts, epochs=5)
     full = fresh()
     h_full = kdistill.distill(teacher, full, data, device=DEVICE, **ropts)
-    teacher.to(DEVICE)
     ckpt = out / "ckpt"
     part = fresh()
     try:
@@ -139,7 +135,6 @@ def main(out: Path) -> int:
         interrupted = False
     except TrainingInterrupted:
         interrupted = True
-    teacher.to(DEVICE)
     resumed = fresh()
     h_res = kdistill.distill(teacher, resumed, data, device=DEVICE, checkpoint_dir=str(ckpt), resume=True, **ropts)
     same = all(torch.equal(v.cpu(), resumed.state_dict()[k].cpu()) for k, v in full.state_dict().items())
@@ -148,7 +143,6 @@ def main(out: Path) -> int:
         {k: v for k, v in r.items() if k != "seconds"} for r in h_res.epochs],
         f"interrupted={interrupted}, identical weights={same}")
     torch.use_deterministic_algorithms(False)
-    teacher.to(DEVICE)
 
     # 6. mutual learning on CUDA
     peers = [student(data, 1), student(data, 2)]
