@@ -18,7 +18,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 import kdistill
-from kdistill.sklearn import DistilledClassifier, jitter, munge
+from kdistill.data.synthetic import jitter, munge
+from kdistill.sklearn import DistilledClassifier
 from kdistill.teachers import as_teacher
 
 
@@ -54,7 +55,7 @@ def test_init_stores_arguments_and_fit_sets_fitted_state(iris):
     teacher, student = RandomForestClassifier(n_estimators=5, random_state=0), DecisionTreeClassifier(max_depth=2)
     est = DistilledClassifier(teacher, student, mode="hard", temperature=2.0)
     assert est.get_params(deep=False) == {"teacher": teacher, "student": student, "mode": "hard", "temperature": 2.0,
-                                          "augment": None, "n_synthetic": None, "random_state": None}
+                                          "alpha": 1.0, "augment": None, "n_synthetic": None, "random_state": None}
     with pytest.raises(NotFittedError):
         est.predict(iris[0])
     assert est.fit(*iris) is est
@@ -147,7 +148,7 @@ def test_munge_and_jitter_errors_and_shapes():
     ("mode", "medium", "mode must be one of hard, soft, got 'medium'"),
     ("temperature", 0, "temperature must be a finite number > 0, got 0"),
     ("temperature", float("inf"), "temperature must be a finite number > 0"),
-    ("augment", "smote", "augment must be one of None, 'munge', 'gaussian', got 'smote'"),
+    ("augment", "smote", "augment must be one of None, 'munge', 'gibbs', 'gaussian', got 'smote'"),
     ("n_synthetic", 0, "n_synthetic must be None or an integer >= 1, got 0"),
     ("student", "tree", "student must be a scikit-learn classifier or regressor, got str"),
 ])

@@ -7,9 +7,10 @@ scikit-learn estimator. Which students support which mode:
 =====================  =========================================  ==========================================
 student                ``mode="hard"``                            ``mode="soft"``
 =====================  =========================================  ==========================================
-classifier             fitted on the teacher's labels             data replicated once per class, the
+classifier             fitted on the teacher's labels             rows replicated once per likely class, the
                                                                   teacher's probabilities as sample weights
-                                                                  (needs ``fit(..., sample_weight=)``)
+                                                                  (needs ``fit(..., sample_weight=)``; see
+                                                                  :func:`fit_on_teacher`)
 regressor              fitted on one-hot teacher labels           fitted on the teacher's probabilities
                                                                   (multi-output; single-output regressors
                                                                   are wrapped in ``MultiOutputRegressor``)
@@ -26,76 +27,64 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.multioutput import MultiOutputRegressor
-from sklearn.neighbors import NearestNeighbors
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
+from .data.synthetic import MAKERS
 from .teachers import Teacher, as_teacher
 
 MODES = ("hard", "soft")
-AUGMENTS = (None, "munge", "gaussian")
+AUGMENTS = (None, "munge", "gibbs", "gaussian")
 SYNTHETIC_PER_SAMPLE = 5  # n_synthetic=None: this many synthetic samples per training sample
 CHUNK = 4096  # samples per call of the teacher
-GAUSSIAN_SCALE = 0.1  # augment="gaussian": noise standard deviation, as a share of each feature's
+MIN_WEIGHT = 1e-3  # soft targets: (row, class) pairs of smaller probability are dropped from the replication
 
 
-def munge(X, n_synthetic: int, *, p: float = 0.5, s: float = 1.0, random_state=None) -> np.ndarray:
-    """Synthetic samples by MUNGE (Buciluǎ, Caruana & Niculescu-Mizil, "Model Compression",
-    KDD 2006), for continuous features.
+def soft_targets(logits, *, mode: str = "soft", temperature: float = 1.0, labels=None, alpha: float = 1.0):
+    """The targets a scikit-learn student learns: the teacher's probabilities at ``temperature``
+    (``mode="soft"``) or its one-hot labels (``"hard"``), mixed for labelled rows with the true
+    labels: ``alpha * teacher + (1 - alpha) * onehot(y)``; ``labels`` of -1 (unlabelled rows)
+    keep the teacher's alone."""
+    logits = torch.as_tensor(logits, dtype=torch.float64)
+    k = logits.shape[1]
+    if mode == "hard":
+        probs = np.eye(k)[logits.argmax(1).numpy()]
+    else:
+        probs = F.softmax(logits / temperature, dim=1).numpy()
+    if labels is not None and alpha < 1:
+        labels = np.asarray(labels)
+        own = labels >= 0
+        probs[own] = alpha * probs[own] + (1 - alpha) * np.eye(k)[labels[own]]
+    return probs
 
-    Each pass copies the data; for every example ``e`` of the copy and its nearest neighbour
-    ``e'`` (Euclidean, on features scaled to unit variance), each feature ``a`` is, with
-    probability ``p``, redrawn for both: ``sd = |e_a - e'_a| / s``, ``e_a ~ N(e'_a, sd)``,
-    ``e'_a ~ N(e_a, sd)`` (the old ``e_a``). Passes repeat until ``n_synthetic`` samples exist;
-    the last pass is subsampled. The paper also swaps nominal features; all features here are
-    treated as continuous.
 
-    Parameters
-    ----------
-    X : array of shape (n_samples, n_features)
-        At least 2 samples.
-    n_synthetic : int
-        Number of samples to return.
-    p : float in [0, 1]
-        Probability of changing each feature of a pair.
-    s : float > 0
-        Local-variance divisor: larger values stay closer to the neighbour's value.
-    random_state : int, RandomState or None
+def fit_on_teacher(student, X, probs: np.ndarray):
+    """Fit a clone of the scikit-learn ``student`` on ``X`` with the target distributions
+    ``probs`` (rows of class probabilities over class indices ``0 .. k - 1``); returns the fitted student.
+
+    A regressor learns the probabilities (multi-output; a single-output one is wrapped in
+    ``MultiOutputRegressor``). A classifier learns them as soft labels: each row is replicated
+    once per class it gives a probability of at least ``MIN_WEIGHT``, weighted by that
+    probability (renormalized over the kept classes, so every row weighs 1), which makes a
+    log-loss student (logistic regression, boosted trees) minimise the
+    cross-entropy to the targets and a tree's leaves average them. One-hot targets need no
+    replication: the student is fitted on the labels.
     """
-    X = np.asarray(X, dtype=float)
-    if len(X) < 2:
-        raise ValueError(f"munge needs at least 2 samples to find neighbours, got n_samples = {len(X)}")
-    if not 0 <= p <= 1 or not s > 0:
-        raise ValueError(f"munge needs p in [0, 1] and s > 0, got p={p!r}, s={s!r}")
-    rng = check_random_state(random_state)
-    scale = X.std(axis=0)
-    scaled = X / np.where(scale > 0, scale, 1.0)
-    neighbour = NearestNeighbors(n_neighbors=2).fit(scaled).kneighbors(scaled, return_distance=False)[:, 1]
-    passes = []
-    for _ in range(-(-n_synthetic // len(X))):
-        passes.append(_munge_pass(X.copy(), neighbour, p, s, rng))
-    out = np.concatenate(passes)
-    return out[rng.choice(len(out), n_synthetic, replace=False)] if len(out) > n_synthetic else out
-
-
-def _munge_pass(T: np.ndarray, neighbour: np.ndarray, p: float, s: float, rng) -> np.ndarray:
-    for i, j in enumerate(neighbour):
-        change = rng.random_sample(T.shape[1]) < p
-        old_i, old_j = T[i, change], T[j, change]
-        sd = np.abs(old_i - old_j) / s
-        T[i, change] = rng.normal(old_j, sd)
-        T[j, change] = rng.normal(old_i, sd)
-    return T
-
-
-def jitter(X, n_synthetic: int, *, scale: float = GAUSSIAN_SCALE, random_state=None) -> np.ndarray:
-    """``n_synthetic`` copies of random rows of ``X`` with Gaussian noise of standard deviation
-    ``scale`` times each feature's standard deviation."""
-    X = np.asarray(X, dtype=float)
-    rng = check_random_state(random_state)
-    rows = X[rng.randint(len(X), size=n_synthetic)]
-    return rows + rng.normal(size=rows.shape) * scale * X.std(axis=0)
+    student = clone(student)
+    if is_regressor(student):
+        if not get_tags(student).target_tags.multi_output:
+            student = MultiOutputRegressor(student)
+        return student.fit(X, probs)
+    if np.all((probs == 0) | (probs == 1)):
+        return student.fit(X, probs.argmax(1))
+    if not has_fit_parameter(student, "sample_weight"):
+        raise TypeError(f"mode='soft' with a classifier student needs fit(..., sample_weight=), which "
+                        f"{type(student).__name__} lacks; use mode='hard' or a regressor student")
+    kept = np.where(probs >= MIN_WEIGHT, probs, 0.0)
+    kept /= kept.sum(axis=1, keepdims=True)  # each row still weighs 1 in all
+    rows, classes = np.nonzero(kept)
+    return student.fit(X[rows], classes, sample_weight=kept[rows, classes])
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):
@@ -118,9 +107,14 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         Softening of the teacher's probabilities in soft mode: ``softmax(log p / T)``.
         ``predict_proba`` undoes it (``q ** T``, renormalised), so it estimates the teacher's
         own probabilities.
-    augment : {None, "munge", "gaussian"}
-        Adds ``n_synthetic`` samples labelled by the teacher: :func:`munge`, or :func:`jitter`
-        (Gaussian noise of ``GAUSSIAN_SCALE`` feature standard deviations).
+    alpha : float in [0, 1]
+        Weight of the teacher in the targets of the training rows: ``alpha * teacher + (1 -
+        alpha) * onehot(y)`` (the alpha convention of the whole toolkit); synthetic rows always
+        get the teacher's alone. 1 (the default) learns from the teacher only.
+    augment : {None, "munge", "gibbs", "gaussian"}
+        Adds ``n_synthetic`` samples labelled by the teacher, made by
+        :func:`~kdistill.data.synthetic.munge`, :func:`~kdistill.data.synthetic.gibbs` or
+        :func:`~kdistill.data.synthetic.jitter` (all features treated as numeric).
     n_synthetic : int, optional
         Number of synthetic samples when ``augment`` is set; ``SYNTHETIC_PER_SAMPLE`` per
         training sample by default.
@@ -140,12 +134,13 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, teacher, student, mode="soft", temperature=1.0, augment=None, n_synthetic=None,
+    def __init__(self, teacher, student, mode="soft", temperature=1.0, alpha=1.0, augment=None, n_synthetic=None,
                  random_state=None):
         self.teacher = teacher
         self.student = student
         self.mode = mode
         self.temperature = temperature
+        self.alpha = alpha
         self.augment = augment
         self.n_synthetic = n_synthetic
         self.random_state = random_state
@@ -165,7 +160,11 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = self._classes(adapter, y)
         X_all = np.concatenate([X, self._synthetic(X)]) if self.augment else X
         logits = _teacher_logits(adapter, X_all, len(self.classes_))
-        self.student_ = self._fit_student(X_all, logits)
+        position = {c: i for i, c in enumerate(self.classes_.tolist())}
+        own = [position[c] for c in y.tolist()] if self.alpha < 1 else [-1] * len(y)
+        labels = np.array(own + [-1] * (len(X_all) - len(X)))
+        self.student_ = fit_on_teacher(self.student, X_all, soft_targets(
+            logits, mode=self.mode, temperature=self.temperature, labels=labels, alpha=self.alpha))
         self.fidelity_ = float(np.mean(self.predict(X) == self.classes_[logits[:len(X)].argmax(1).numpy()]))
         return self
 
@@ -188,14 +187,24 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
+    def wrap(self, student, classes, n_features: int) -> DistilledClassifier:
+        """This classifier, fitted: around ``student``, a regressor already fitted on the
+        teacher's probabilities over ``classes`` (the teacher is not kept)."""
+        self.student_, self.classes_, self.n_features_in_ = student, np.asarray(classes), n_features
+        self.teacher_ = None
+        return self
+
     def _check_params(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t < np.inf:
             raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 <= a <= 1:
+            raise ValueError(f"alpha must be a number in [0, 1] (the teacher's weight in the targets), got {a!r}")
         if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of None, 'munge', 'gaussian', got {self.augment!r}")
+            raise ValueError(f"augment must be one of None, 'munge', 'gibbs', 'gaussian', got {self.augment!r}")
         n = self.n_synthetic
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"n_synthetic must be None or an integer >= 1, got {n!r}")
@@ -226,26 +235,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def _synthetic(self, X) -> np.ndarray:
         n = self.n_synthetic if self.n_synthetic is not None else SYNTHETIC_PER_SAMPLE * len(X)
-        make = munge if self.augment == "munge" else jitter
-        return make(X, n, random_state=self.random_state)
-
-    def _fit_student(self, X, logits: torch.Tensor):
-        k = logits.shape[1]
-        student = clone(self.student)
-        if self.mode == "hard":
-            probs = np.eye(k)[logits.argmax(1).numpy()]
-        else:
-            probs = F.softmax(logits / self.temperature, dim=1).numpy()
-        if is_regressor(student):
-            if not get_tags(student).target_tags.multi_output:
-                student = MultiOutputRegressor(student)
-            return student.fit(X, probs)
-        if self.mode == "hard":
-            return student.fit(X, probs.argmax(1))
-        if not has_fit_parameter(student, "sample_weight"):
-            raise TypeError(f"mode='soft' with a classifier student needs fit(..., sample_weight=), which "
-                            f"{type(student).__name__} lacks; use mode='hard' or a regressor student")
-        return student.fit(np.tile(X, (k, 1)), np.repeat(np.arange(k), len(X)), sample_weight=probs.T.ravel())
+        return MAKERS[self.augment](X, n, random_state=self.random_state)
 
 
 def _teacher_logits(adapter: Teacher, X: np.ndarray, k: int) -> torch.Tensor:

@@ -96,10 +96,12 @@ def idx_source(train_images, train_labels, test_images=None, test_labels=None, *
 
 
 def table_source(path, target: str, *, features=None, categorical=None) -> Source:
-    """A CSV or Parquet table: numeric features imputed and standardized, categorical ones
-    one-hot encoded, both fitted on the train split (see :func:`~kdistill.data.tables.table_encoder`)."""
+    """A CSV or Parquet table, or a pandas ``DataFrame``: numeric features imputed and
+    standardized, categorical ones one-hot encoded, both fitted on the train split (see
+    :func:`~kdistill.data.tables.table_encoder`)."""
     frame, y, classes = read_table(path, target, features)
-    return Source({"all": (frame, y)}, classes, Path(path).stem, table_encoder(categorical),
+    name = "table" if hasattr(path, "iloc") else Path(path).stem
+    return Source({"all": (frame, y)}, classes, name, table_encoder(categorical),
                   {"columns": list(frame.columns), "rows": len(frame)}, images=False)
 
 
@@ -223,8 +225,9 @@ def load_idx(train_images, train_labels, test_images=None, test_labels=None, *, 
 
 def load_table(path, target: str, *, seed: int = 0, val_size: float = 0.15, test_size: float = 0.2,
                train_fraction: float = 1.0, **options) -> Splits:
-    """Read a CSV or Parquet table and split it, as ``kdistill run`` does with ``data.table``
-    (``options``: ``features``, ``categorical``)."""
+    """Read a CSV or Parquet table (or take a pandas ``DataFrame``, string labels and all) and
+    split it, as ``kdistill run`` does with ``data.table`` (``options``: ``features``,
+    ``categorical``)."""
     return split_source(table_source(path, target, **options), seed=seed, val_size=val_size, test_size=test_size,
                         train_fraction=train_fraction)
 

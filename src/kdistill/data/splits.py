@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from .normalize import as_float, standardizer
+from .tables import table_encoder
 
 
 class ArrayDataset(Dataset):
@@ -226,8 +227,10 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
 
     A missing validation or test part is carved out of ``train`` (``val_size`` and ``test_size``
     are then shares of ``train``; of the whole with ``"all"``). ``x`` is an array or a pandas
-    ``DataFrame``. ``prepare(x_train)`` returns a function applied to every split's ``x``, fitted
-    on the train split alone (standardization, normalization, encoders). ``unlabeled`` holds
+    ``DataFrame`` (encoded by :func:`~kdistill.data.tables.table_encoder` unless ``prepare`` is
+    given). ``prepare(x_train)`` returns a function applied to every split's ``x``, fitted
+    on the train split alone (standardization, normalization, encoders); a ``layout`` attribute of
+    that function (where each table column lies in the features) is kept in ``info["layout"]``. ``unlabeled`` holds
     inputs without labels; with ``unlabeled_rest`` the training samples that ``train_fraction``
     drops join them (their labels are dropped), so a scarce-label split keeps its inputs.
     """
@@ -259,6 +262,8 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
                                                   random_state=seed + 2)
     chosen = {"train": (_take(x, train_idx), y[train_idx]), "val": (_take(x, val_idx), y[val_idx]),
               "test": (_take(x, test_idx), y[test_idx]), **given}
+    if prepare is None and hasattr(x, "iloc"):
+        prepare = table_encoder()  # a DataFrame: numeric, categorical and missing values encoded
     transform = prepare(chosen["train"][0]) if prepare is not None else as_float
     sets = {part: ArrayDataset(transform(px), py, name=f"{name}.{part}") if len(py) else None
             for part, (px, py) in chosen.items()}
@@ -267,7 +272,8 @@ def split_parts(parts: dict, classes, *, name="data", seed=0, val_size=0.15, tes
     extra = unlabeled_set(np.concatenate(pool), f"{name}.unlabeled") if pool else None
     sizes = [len(chosen[p][1]) for p in ("train", "val", "test")]
     return Splits(sets["train"], sets["val"], sets["test"], list(classes), name=name, unlabeled=extra,
-                  info={**(info or {}), "seed": seed, "train_fraction": train_fraction, "sizes": sizes,
+                  info={**(info or {}), **({"layout": transform.layout} if hasattr(transform, "layout") else {}),
+                        "seed": seed, "train_fraction": train_fraction, "sizes": sizes,
                         "unlabeled": len(extra) if extra is not None else 0})
 
 

@@ -18,7 +18,8 @@ log = logging.getLogger("kdistill")
 
 
 def read_table(path, target: str, features=None):
-    """Read a CSV or Parquet table; return ``(frame of features, labels, classes)``.
+    """Read a CSV or Parquet table (or take a pandas ``DataFrame``); return ``(frame of
+    features, labels, classes)``.
 
     Labels are the sorted distinct values of ``target`` (as strings). Errors name the file and
     column: rows without a target, a target with one class, labels that differ only in spaces
@@ -57,6 +58,10 @@ def _frame(path):
     """The table in ``path`` as a frame; a file the parser cannot read is an error naming it."""
     import pandas as pd
 
+    if isinstance(path, pd.DataFrame):
+        frame = path.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        return "the DataFrame", frame
     path = Path(path)
     if not path.exists():
         raise ValueError(f"table {str(path)!r} does not exist")
@@ -139,9 +144,36 @@ def table_encoder(categorical=None):
             ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), cats),
         ])
         encoder.fit(_as_objects(train, cats))
-        return lambda frame: encoder.transform(_as_objects(frame, cats)).astype(np.float32)
+
+        def transform(frame):
+            _check_same_columns(frame, list(train.columns))
+            return encoder.transform(_as_objects(frame, cats)).astype(np.float32)
+
+        transform.layout = _layout(nums, cats, encoder.named_transformers_["categorical"])
+        return transform
 
     return prepare
+
+
+def _layout(nums: list, cats: list, onehot) -> list[dict]:
+    """Where each source column lies in the encoded features: ``{"name", "kind", "columns":
+    [start, stop]}``, numeric columns first (one feature each), then each categorical column's
+    one-hot block (``categories`` as learnt on train)."""
+    layout = [{"name": c, "kind": "numeric", "columns": [i, i + 1]} for i, c in enumerate(nums)]
+    start = len(nums)
+    for c, values in zip(cats, getattr(onehot, "categories_", [])):
+        layout.append({"name": c, "kind": "categorical", "columns": [start, start + len(values)],
+                       "categories": [str(v) for v in values]})
+        start += len(values)
+    return layout
+
+
+def _check_same_columns(frame, columns: list) -> None:
+    """A frame to encode holds the train split's columns (any order); a missing one is named."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the table lacks column(s) {missing} that the encoder was fitted on; columns: "
+                         f"{', '.join(map(str, frame.columns))}")
 
 
 def _as_objects(frame, cats):

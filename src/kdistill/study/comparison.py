@@ -18,12 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data import Splits, class_summary
+from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
 from ..files import atomic_write
-from ..methods import ALONE, kd_objective
+from ..methods import ALONE
 from ..report import write_report
 from ..teachers import Teacher, as_teacher
+from ..teachers.oof import check_folds
 from . import members
+from .defaults import default_objective, is_table, synthetic_options
 from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import ModelSpec, objective_shown
@@ -84,7 +87,7 @@ def trackers_from(tracking) -> list:
 
 def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teacher: bool | None = None,
             title: str | None = None, quiet: bool = False, cache_dir=None, resume: bool = False, tracking=None,
-            teacher_train: dict | None = None, **train) -> dict:
+            teacher_train: dict | None = None, teacher_folds: int | None = None, synthetic="auto", **train) -> dict:
     """Compare distilled students with the same students trained alone, as ``kdistill run`` does.
 
     Parameters
@@ -104,7 +107,8 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         objective is a term list as in :func:`kdistill.fit` (``[("ce", 1.0)]`` learns alone), or
         for a scikit-learn student :class:`~kdistill.sklearn.DistilledClassifier` options such as
         ``{"mode": "hard"}``. Each distilled student without a counterpart trained alone gets one,
-        ``"<name> alone"``.
+        ``"<name> alone"``. On a table, the default objective is the measured best for tables
+        (see :mod:`kdistill.study.defaults`).
     data : Splits or callable
         The splits, or ``seed -> Splits``. A teacher used as loaded gets the first seed's split
         for every seed.
@@ -116,6 +120,14 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         (:class:`~kdistill.engine.TensorBoard`, :class:`~kdistill.engine.MLflow`).
     teacher_train : dict, optional
         Training options of the teacher, over ``train``.
+    teacher_folds : int, optional
+        Out-of-fold teacher outputs on the labelled training rows (K-fold cross-fitting, see
+        :mod:`kdistill.teachers.oof`): 0 turns it off; the default is 5 for a scikit-learn
+        teacher that the study fits on a table, else 0.
+    synthetic : "auto", None or dict
+        Synthetic transfer rows for the distilled students, labelled by the teacher
+        (:mod:`kdistill.data.synthetic`): ``{"kind": "munge"|"gibbs"|"gaussian", "size": rows per
+        training row}``; ``"auto"`` gives tables the measured default and images none.
     **train
         :class:`~kdistill.TrainConfig` options of every PyTorch model (``epochs``, ``lr``, ...).
 
@@ -126,12 +138,19 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         ``comparisons``), plus ``folder``: the run folder.
     """
     TrainConfig.from_kwargs(**train, **(teacher_train or {}))  # every option checked before anything runs
-    load = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
-    specs = _student_specs(students, train)
+    if teacher_folds is not None:
+        check_folds(teacher_folds)
+    given = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
+    table = is_table(given(seeds[0]))
+    synth = synthetic_options(synthetic, table)
+    load = given if synth is None else (lambda seed: with_synthetic(given(seed), seed=seed, **synth))
+    specs = _student_specs(students, train, table)
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
+    t_spec.folds = teacher_folds
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
-                          "seeds": list(seeds), "train": train}}
-    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(load(seeds[0]))), t_spec, specs,
+                          "seeds": list(seeds), "train": train, "teacher_folds": teacher_folds,
+                          "synthetic": synth}}
+    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(given(seeds[0]))), t_spec, specs,
                                     out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
@@ -169,7 +188,7 @@ def _builder(obj) -> Callable:
                     f"(input_shape, num_classes) -> model, or a scikit-learn estimator")
 
 
-def _student_specs(students: dict, train: dict) -> list[ModelSpec]:
+def _student_specs(students: dict, train: dict, table: bool = False) -> list[ModelSpec]:
     if not isinstance(students, dict) or not students:
         raise ValueError(f"students must be a non-empty dict of name -> student, got {students!r}")
     specs, families, originals = [], {}, {}
@@ -178,7 +197,7 @@ def _student_specs(students: dict, train: dict) -> list[ModelSpec]:
         family = families.setdefault(id(model), f"student {len(families)}")
         originals[family] = model
         if objective is None:
-            objective = {"mode": "soft"} if members.kind_or_none(model) == "sklearn" else kd_objective(0.5, 4.0)
+            objective = default_objective(members.kind_or_none(model) == "sklearn", table)
         specs.append(ModelSpec(name, _builder(model), objective=objective, train=dict(train), family=family,
                                hyperparams=_shown(objective, train, model)))
     alone = {s.family for s in specs if not s.distilled}

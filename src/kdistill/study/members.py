@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import is_classifier
 from torch import nn
 
 from ..data import Splits, batches
+from ..data.synthetic import with_synthetic
 from ..engine import History, fit
 from ..export import ParityError, export
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
-from ..sklearn import DistilledClassifier
+from ..sklearn import CHUNK, SYNTHETIC_PER_SAMPLE, DistilledClassifier, fit_on_teacher, soft_targets
 from ..teachers import PROB_EPS, OnnxTeacher, SklearnTeacher, Teacher, check_classes
 from ..weights import save_sklearn, save_weights
 
@@ -80,7 +82,8 @@ def sklearn_options(objective) -> dict | None:
                          f"{other}; give it ce (alone) or kd (soft labels at the kd temperature), or options such "
                          f"as {{'mode': 'hard'}}")
     kd = next(t for t in terms if t.name == "kd")
-    return {"mode": "soft", "temperature": float(kd.method.temperature)}
+    ce = sum(t.weight for t in terms if t.name == "ce")
+    return {"mode": "soft", "temperature": float(kd.method.temperature), "alpha": kd.weight / (kd.weight + ce)}
 
 
 def train(spec, model, data: Splits, teacher: Teacher | None, *, seed: int, options: dict, callbacks=()):
@@ -90,15 +93,43 @@ def train(spec, model, data: Splits, teacher: Teacher | None, *, seed: int, opti
         return model, History([])
     if kind(model) == "torch":
         return model, fit(model, data, objective=spec.objective, teacher=teacher, callbacks=callbacks, **options)
-    x, y = arrays(data.train)
     opts = sklearn_options(spec.objective)
     if opts is None:
-        return model.fit(x, y), History([])
+        return model.fit(*arrays(data.train)), History([])
     if teacher.classes is not None:
         check_classes(teacher.classes, data.classes)
-    indexed = copy.copy(teacher)  # the study's labels are class indices, and the order is checked above
-    indexed.classes, indexed.num_classes = list(range(data.num_classes)), data.num_classes
-    return DistilledClassifier(indexed, model, random_state=seed, **opts).fit(x, y), History([])
+    return distil_estimator(model, data, teacher, seed=seed, **opts), History([])
+
+
+def distil_estimator(model, data: Splits, teacher: Teacher, *, seed: int, mode: str = "soft",
+                     temperature: float = 1.0, alpha: float = 1.0, augment: str | None = None,
+                     n_synthetic: int | None = None):
+    """A scikit-learn student distilled on the training set a distilled model sees (the train
+    split, then its unlabelled and synthetic inputs), from the teacher's outputs as served to
+    every student (cached; out-of-fold on the labelled rows where the study cross-fitted the
+    teacher). ``augment`` adds the student's own synthetic rows (``n_synthetic`` of them, default
+    ``SYNTHETIC_PER_SAMPLE`` per training row). A classifier comes back as the fitted estimator
+    itself, what one deploys; a regressor, which predicts probabilities, inside a
+    :class:`DistilledClassifier` that turns them into a classifier's."""
+    check = DistilledClassifier(None, model, mode=mode, temperature=temperature, augment=augment,
+                                n_synthetic=n_synthetic)
+    check._check_params()
+    if augment is not None:
+        size = (n_synthetic or SYNTHETIC_PER_SAMPLE * len(data.train)) / len(data.train)
+        data = with_synthetic(data, augment, size, seed)
+    train_set = data.training(distilled=True, views=False)
+    view = teacher.for_dataset(train_set)
+    xs, zs, ys = [], [], []
+    with torch.inference_mode():
+        for x, y, index in batches(train_set, CHUNK):
+            xs.append(x.reshape(len(x), -1))
+            zs.append(view.logits(x, index).double())
+            ys.append(y)
+    x, z, y = torch.cat(xs).numpy(), torch.cat(zs), torch.cat(ys).numpy()
+    student = fit_on_teacher(model, x, soft_targets(z, mode=mode, temperature=temperature, labels=y, alpha=alpha))
+    if is_classifier(student):
+        return student
+    return check.wrap(student, list(range(data.num_classes)), x.shape[1])
 
 
 def arrays(dataset) -> tuple[np.ndarray, np.ndarray]:

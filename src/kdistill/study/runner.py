@@ -32,6 +32,7 @@ from ..report import (
     slug,
 )
 from ..teachers import CachedTeacher, as_teacher, teacher_fingerprint
+from ..teachers.oof import FOLDS, OutOfFoldTeacher, cross_fit
 from . import members
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
@@ -151,6 +152,20 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
         return runs, check
     if check["message"]:
         log.warning("%s", check["message"])
+    folds = out_of_fold_folds(teacher_spec, teacher, shape)
+    check["folds"] = folds
+    if folds:
+        log.info("seed %d: cross-fitting the teacher on %d folds: the training rows get out-of-fold outputs", seed,
+                 folds)
+        x, y = members.arrays(data.train)
+        torch.manual_seed(seed)
+        oof = cross_fit(teacher_spec.build(shape, k), x, y, folds, seed, k)
+        teacher = OutOfFoldTeacher(teacher, data.train, oof, folds)
+    elif len(shape) == 1:  # tables: where a teacher fits its training rows almost perfectly
+        memorized = memorization(seed, data, runs[teacher_spec.name][0], check)
+        if memorized:
+            log.warning("%s", memorized)
+            check["message"] = "; ".join(m for m in (check["message"], memorized) if m)
     served = _served(teacher, out, cache_dir)  # one pass per split, shared by all students
     for spec in students:
         if spec.distilled:
@@ -171,6 +186,37 @@ def _served(teacher, out: Path, cache_dir=None):
         log.info("the teacher's outputs are not cached (%s)", exc)
         return live
     return CachedTeacher(live, cache_dir=teacher_cache_dir(out, cache_dir))
+
+
+def out_of_fold_folds(spec: ModelSpec, teacher, shape: tuple) -> int:
+    """How many folds the teacher is cross-fitted on: ``spec.folds`` if set, else
+    :data:`~kdistill.teachers.oof.FOLDS` for a scikit-learn teacher the study fits on a table, else 0.
+    Only a scikit-learn teacher the study fits can be cross-fitted."""
+    sklearn_fit = spec.fit and members.kind(teacher) == "sklearn"
+    if spec.folds is None:
+        return FOLDS if sklearn_fit and len(shape) == 1 else 0
+    if spec.folds and not sklearn_fit:
+        raise ValueError(f"teacher folds = {spec.folds}: out-of-fold outputs need a scikit-learn teacher that the "
+                         f"study fits (this one is {'used as loaded' if not spec.fit else 'a PyTorch model'}); set "
+                         f"folds to 0")
+    return spec.folds
+
+
+def memorization(seed: int, data: Splits, teacher, check: dict, near: float = 0.99, gap: float = 0.02) -> str | None:
+    """A warning when the teacher is near-perfect on the train split (accuracy ``near`` or more)
+    and at least ``gap`` better there than on validation: its outputs on its training rows are
+    then the labels again, with little dark knowledge."""
+    if data.val is None:
+        return None
+    logits, labels = members.logits(teacher, data.train, data.num_classes)
+    train_accuracy = float((logits.argmax(1) == labels).float().mean())
+    check["train_accuracy"] = train_accuracy
+    if train_accuracy < near or train_accuracy - check["teacher_accuracy"] < gap:
+        return None
+    return (f"seed {seed}: the teacher is {train_accuracy:.1%} accurate on the train split against "
+            f"{check['teacher_accuracy']:.1%} on validation: it has memorised its training rows, so its outputs "
+            f"there are nearly the labels again. Let kdistill fit the teacher (out-of-fold outputs, teacher folds), "
+            f"or add synthetic or unlabelled rows, where its outputs carry more than the labels.")
 
 
 def check_teacher(seed: int, data: Splits, teacher, alone: list, collapse: float = 0.95) -> dict:

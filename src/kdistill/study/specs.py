@@ -26,7 +26,8 @@ class ModelSpec:
     model a distilled student. ``hyperparams`` are what the results table shows. ``fit=False``
     uses the model as built (a teacher whose weights were loaded). ``arch`` is the model's
     ``{"model": name, "options": {...}}`` spec for :func:`kdistill.models.build_model`, stored in
-    its weights file so that ``kdistill export`` can rebuild it. ``build`` may also return a
+    its weights file so that ``kdistill export`` can rebuild it. ``folds`` (teachers only) sets
+    the K of out-of-fold outputs (see :mod:`kdistill.teachers.oof`). ``build`` may also return a
     scikit-learn estimator (whose objective may be :class:`~kdistill.sklearn.DistilledClassifier`
     options) or a teacher used as loaded (see :mod:`.members`). Students of one ``family`` (the
     same architecture) are compared with the student alone of that family.
@@ -40,6 +41,7 @@ class ModelSpec:
     fit: bool = True
     arch: dict | None = None
     family: str | None = None
+    folds: int | None = None  # a teacher's cross-fitting folds (None: the default for its kind and data)
 
     @property
     def distilled(self) -> bool:
