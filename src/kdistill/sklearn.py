@@ -38,7 +38,7 @@ MODES = ("hard", "soft")
 AUGMENTS = (None, "munge", "gibbs", "gaussian")
 SYNTHETIC_PER_SAMPLE = 5  # n_synthetic=None: this many synthetic samples per training sample
 CHUNK = 4096  # samples per call of the teacher
-MIN_WEIGHT = 1e-3  # soft targets: (row, class) pairs of smaller probability are dropped from the replication
+MIN_WEIGHT = 1e-2  # soft targets: (row, class) pairs of smaller probability are dropped from the replication
 
 
 def soft_targets(logits, *, mode: str = "soft", temperature: float = 1.0, labels=None, alpha: float = 1.0):

@@ -33,7 +33,9 @@ log = logging.getLogger("kdistill")
 META_KEY = "kdistill"  # safetensors metadata entry holding the architecture spec (JSON)
 
 # Types outside skops' defaults that kdistill's own models and the usual teachers and students
-# hold: trees and forests, gradient boosting, MLPs, nearest neighbours, and DistilledClassifier.
+# hold: trees and forests, gradient boosting, MLPs, nearest neighbours, DistilledClassifier, and
+# the LightGBM, XGBoost and CatBoost classifiers (each booster's state is its own model text or
+# bytes, parsed by its library; LightGBM keeps its best scores in an OrderedDict).
 TRUSTED_TYPES = (
     "kdistill.sklearn.DistilledClassifier",
     "sklearn.tree._tree.Tree",
@@ -43,6 +45,12 @@ TRUSTED_TYPES = (
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
+    "collections.OrderedDict",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.basic.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.core.Booster",
+    "catboost.core.CatBoostClassifier",
 )
 
 # --------------------------------------------------------------------------------------------

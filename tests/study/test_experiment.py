@@ -172,7 +172,8 @@ def test_an_unlabeled_folder_or_table_joins_the_labelled_source(tiny, write_expe
         frame = pd.DataFrame({"a": np.arange(60) % 7, "b": np.arange(60) % 5, "label": np.arange(60) % 2})
         frame.to_csv(tmp_path / "t.csv", index=False)
         frame.drop(columns="label").iloc[:25].to_csv(tmp_path / "pool.csv", index=False)
-        tiny["data"] = {"table": {"path": "t.csv", "target": "label"}, "unlabeled": {"table": "pool.csv"}}
+        tiny["data"] = {"table": {"path": "t.csv", "target": "label"}, "unlabeled": {"table": "pool.csv"},
+                        "synthetic": None}  # the pool alone, without the default synthetic rows
         expected = 25
     out = tmp_path / "run"
     assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet", "--set", "train.epochs=1"]) == 0

@@ -120,8 +120,17 @@ class UnlabeledData(Section):
         return next(k for k in ("images", "idx", "table") if getattr(self, k) is not None)
 
 
+class SyntheticConfig(Section):
+    """Synthetic transfer rows for a table (:mod:`kdistill.data.synthetic`): ``size`` rows per
+    training row, made by ``kind``, labelled by the teacher for the distilled students."""
+
+    kind: Literal["munge", "gibbs", "gaussian"]
+    size: float = Field(10.0, gt=0.0, le=200.0)
+
+
 class DataConfig(Section):
-    """Exactly one source, plus split sizes and augmentation."""
+    """Exactly one source, plus split sizes, augmentation (images) and synthetic rows (tables:
+    ``synthetic: auto`` is the measured default, ``synthetic: null`` none)."""
 
     builtin: BuiltinData | None = None
     images: ImageData | None = None
@@ -133,6 +142,7 @@ class DataConfig(Section):
     augment: AugmentConfig | None = None
     unlabeled: UnlabeledData | None = None
     unlabeled_rest: bool = False
+    synthetic: SyntheticConfig | Literal["auto"] | None = "auto"
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -140,6 +150,9 @@ class DataConfig(Section):
         if len(given) != 1:
             raise ValueError(f"give exactly one data source out of {', '.join(SOURCES)}; got "
                              f"{', '.join(given) or 'none'}")
+        if isinstance(self.synthetic, SyntheticConfig) and given[0] != "table":
+            raise ValueError(f"synthetic rows are made for tables; a {given[0]} source cannot have them (use "
+                             f"augment for images)")
         if self.augment is not None and given[0] == "table":
             raise ValueError("augment applies to images; a table source cannot be augmented")
         if self.unlabeled is not None and (self.unlabeled.kind == "table") != (given[0] == "table"):

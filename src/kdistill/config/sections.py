@@ -8,11 +8,12 @@ import difflib
 import typing
 from typing import Any, Literal
 
-from pydantic import Field, create_model, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
+from ..teachers.oof import check_folds
 from .section import Section, at, raise_at
 
 
@@ -137,6 +138,13 @@ class TeacherConfig(ModelConfig):
     output: Literal["logits", "probabilities"] | None = None
     output_name: str | None = None
     trusted: list[str] = []
+    folds: int | None = Field(None, ge=0)  # out-of-fold outputs on the training rows (None: 5 for a
+    # scikit-learn teacher fitted on a table, else 0; see kdistill.teachers.oof)
+
+    @field_validator("folds")
+    @classmethod
+    def _folds(cls, value):
+        return value if value is None else check_folds(value)
 
     @model_validator(mode="after")
     def _loaded(self):
@@ -162,7 +170,8 @@ class DistillConfig(Section):
 
     mode: Literal["soft", "hard"] = "soft"
     temperature: float | None = Field(None, gt=0.0)
-    augment: Literal["munge", "gaussian"] | None = None
+    alpha: float | None = Field(None, ge=0.0, le=1.0)
+    augment: Literal["munge", "gibbs", "gaussian"] | None = None
     n_synthetic: int | None = Field(None, ge=1)
 
 

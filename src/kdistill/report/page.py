@@ -186,8 +186,9 @@ def _table_notes(results: dict) -> list[tuple]:
     if results.get("split_seed") is not None and len(results["seeds"]) > 1:
         notes.append(f"The teacher was used as loaded, so every seed used the split of seed {results['split_seed']}.")
     if any(m.get("onnx_mb") is None for m in results["models"]):
-        notes.append("ONNX columns show – for models kdistill cannot convert to ONNX here (scikit-learn models, "
-                     "transformers teachers, callables); their latency is measured in Python.")
+        notes.append("ONNX columns show – for models kdistill cannot convert to ONNX here (estimators without a "
+                     "converter, transformers teachers, callables; see warnings); their latency is measured in "
+                     "Python.")
     return [("p", " ".join(notes))] if notes else []
 
 

@@ -10,9 +10,11 @@ from pathlib import Path
 from .. import config
 from ..config import Experiment, train_options
 from ..data import Source, read_source, split_source, unlabeled_inputs
+from ..data.synthetic import with_synthetic
 from ..files import atomic_write
 from .check import check_models
 from .comparison import run_in_folder, trackers_from
+from .defaults import is_table, synthetic_options
 from .folders import check_same_experiment
 from .specs import student_spec, teacher_spec
 
@@ -21,9 +23,17 @@ def load_splits(exp: Experiment, seed: int, source: Source, unlabeled=None):
     """The splits of ``source`` for ``seed`` as the experiment's ``data`` section asks;
     ``unlabeled`` holds the inputs of ``data.unlabeled`` (see :func:`read_unlabeled`)."""
     data = exp.data
-    return split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
-                        train_fraction=data.train_fraction, unlabeled=unlabeled, unlabeled_rest=data.unlabeled_rest,
-                        augment=data.augment.model_dump(exclude_none=True) if data.augment is not None else None)
+    splits = split_source(source, seed=seed, val_size=data.val_size, test_size=data.test_size,
+                          train_fraction=data.train_fraction, unlabeled=unlabeled, unlabeled_rest=data.unlabeled_rest,
+                          augment=data.augment.model_dump(exclude_none=True) if data.augment is not None else None)
+    synthetic = synthetic_of(exp, splits)
+    return splits if synthetic is None else with_synthetic(splits, seed=seed, **synthetic)
+
+
+def synthetic_of(exp: Experiment, splits) -> dict | None:
+    """The synthetic rows ``data.synthetic`` asks for these splits (``auto``: the default on a table)."""
+    given = exp.data.synthetic
+    return synthetic_options(given.model_dump() if hasattr(given, "model_dump") else given, is_table(splits))
 
 
 def read_unlabeled(exp: Experiment, source: Source):

@@ -3,7 +3,8 @@
 - ``torch``: an ``nn.Module``, trained by the engine (:func:`kdistill.fit`), exported to ONNX.
 - ``sklearn``: a scikit-learn estimator, fitted on the flattened inputs when it learns alone,
   or distilled by :class:`~kdistill.sklearn.DistilledClassifier` when its objective needs a
-  teacher. There is no ONNX converter here, so its ONNX columns stay empty ("–").
+  teacher; exported to ONNX by :func:`~kdistill.export.export_estimator` (skl2onnx, onnxmltools)
+  where a converter exists, else its ONNX columns stay empty ("–") with a warning.
 - ``teacher``: a teacher used as loaded (an ONNX, skops or ``transformers`` file, any
   :class:`~kdistill.teachers.Teacher`): run, measured, never trained.
 """
@@ -22,7 +23,7 @@ from torch import nn
 from ..data import Splits, batches
 from ..data.synthetic import with_synthetic
 from ..engine import History, fit
-from ..export import ParityError, export
+from ..export import ParityError, export, export_estimator
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
@@ -197,6 +198,12 @@ def onnx_metrics(model, shape, path: Path) -> dict:
             return {**NO_ONNX, "onnx_warning": f"{exc} (file removed; ONNX columns left empty)"}
         return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
                 "onnx_mb": r["size_mb"]}
+    if kind(model) == "sklearn":
+        try:
+            r = export_estimator(deployable(model), int(np.prod(shape)), path)
+            return {key: r[key] for key in NO_ONNX}
+        except ValueError as exc:  # no converter for it, or parity failed (nothing is written then)
+            return {**NO_ONNX, "onnx_warning": f"no ONNX file: {exc}"}
     if isinstance(model, OnnxTeacher):
         rng = np.random.default_rng(0)
         out = {f"onnx_ms_b{b}": median_ms(lambda x=rng.standard_normal((b, *shape)).astype(np.float32):

@@ -93,6 +93,7 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     data, measured = first
     results = {"title": title, "dataset": data.name, "classes": data.classes, "seeds": list(seeds),
                "split_sizes": data.info.get("sizes"), "split_seed": fixed, "unlabeled": data.info.get("unlabeled", 0),
+               "synthetic": data.info.get("synthetic"),
                "models": [_summary(spec, per_seed[name]) for name, spec in specs.items() if name in per_seed],
                "comparisons": verdicts(per_seed, None, list(pairs), pairs), "teacher_checks": checks,
                "warnings": warnings}

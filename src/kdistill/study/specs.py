@@ -101,7 +101,7 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
     t = exp.teacher
     train = train_options(exp.train, t.train)
     loaded = {"file": t.file} if t.file is not None else {"weights": t.weights}
-    return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t),
+    return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t), folds=t.folds,
                      hyperparams=(_hyperparams(None, train, t.options, exp.data, t.file is None and t.sklearn)
                                   if t.fit else loaded))
 

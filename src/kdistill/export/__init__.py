@@ -1,21 +1,20 @@
-"""Deployment numbers: ONNX export with a dynamic batch axis, a parity check against PyTorch,
-onnxruntime latency and file size, and optional int8 quantization: static (calibrated on
-training samples) where the model has convolutions and calibration data is at hand, dynamic
-(dense layers only) otherwise.
+"""Deployment numbers: ONNX export with a dynamic batch axis, a parity check against the original
+model, onnxruntime latency and file size, and optional int8 quantization.
 
-The legacy TorchScript exporter (``dynamo=False``) is used on purpose: it handles the zoo's
-plain modules exactly and needs no ``onnxscript`` dependency.
+- PyTorch models: :func:`export` (one model) and :func:`export_weights` (a run folder's weights
+  files), here; the conversion itself is in :mod:`.torch_onnx`, int8 quantization (static where
+  the model has convolutions and calibration data is at hand, dynamic otherwise) in :mod:`.int8`.
+- scikit-learn, LightGBM, XGBoost and CatBoost classifiers: :func:`export_estimator`
+  (:mod:`.estimators`).
+
+:func:`export` and the checks it calls live in this module, so that its parity check is found
+(and can be replaced in a test) as ``kdistill.export._check_parity``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import statistics
-import tempfile
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,163 +22,21 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .data import BUILTIN, Splits, batches, load_dataset, read_source, split_source
-from .files import atomic_write, make_dir
-from .weights import rebuild
+from ..data import BUILTIN, Splits, load_dataset, read_source, split_source
+from ..files import atomic_write, make_dir
+from ..weights import rebuild
+from .estimators import PROBA_TOLERANCE, SUPPORTED, estimator_to_onnx, export_estimator
+from .int8 import quantize_int8, quantized_layers
+from .runtime import BATCH_SIZES, ParityError, latency, session
+from .torch_onnx import PARITY_TOLERANCE, export_onnx, onnx_logits, parity, reference_logits
+
+__all__ = ["BATCH_SIZES", "INT8_ACCURACY_TOLERANCE", "PARITY_TOLERANCE", "PROBA_TOLERANCE", "SUPPORTED", "ParityError",
+           "estimator_to_onnx", "export", "export_estimator", "export_onnx", "export_weights", "latency",
+           "onnx_logits", "parity", "quantize_int8", "quantized_layers", "reference_logits", "session"]
 
 log = logging.getLogger("kdistill")
 
-# max |logit difference| allowed between PyTorch and float32 ONNX, per unit of the largest |logit| above 1
-PARITY_TOLERANCE = 1e-4
 INT8_ACCURACY_TOLERANCE = 0.02  # test accuracy an int8 model may lose before a warning
-BATCH_SIZES = (1, 64)
-
-
-class ParityError(ValueError):
-    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
-
-
-def export_onnx(model: nn.Module, input_shape, path, opset: int = 17) -> Path:
-    """Export ``model`` (in eval mode) to ONNX with input ``input`` and output ``logits``,
-    both with a dynamic batch axis, and check the file with ``onnx.checker``."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.eval()
-    dummy = torch.zeros(2, *input_shape, device=_device(model))
-
-    def write(tmp: Path) -> None:  # atomically: a link at ``path`` is replaced, never written through
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        onnx.checker.check_model(str(tmp))
-
-    return atomic_write(path, write)
-
-
-def _device(model: nn.Module):
-    return next(iter(model.parameters()), torch.empty(0)).device
-
-
-def session(path, threads: int | None = None):
-    """An onnxruntime CPU inference session of ``path``."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_logits(sess, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
-    """Logits of every sample of ``dataset``, in order."""
-    return np.concatenate([sess.run(None, {"input": x.numpy()})[0] for x, _, _ in batches(dataset, batch_size)])
-
-
-def reference_logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
-    """``model``'s logits on ``x`` in the ONNX file's own arithmetic: float32 on the CPU (a GPU
-    computes convolutions in TF32 by default, off by up to 1e-3)."""
-    model.eval()
-    if _device(model).type != "cpu":
-        model = copy.deepcopy(model).cpu()
-    with torch.inference_mode():
-        return model(x).float().numpy()
-
-
-def parity(ref: np.ndarray, sess, x: torch.Tensor) -> tuple[float, float]:
-    """Largest absolute difference between the reference logits ``ref`` (:func:`reference_logits`)
-    and the ONNX session's on ``x``, run as one batch and sample by sample (which exercises the
-    dynamic batch axis), and the largest absolute reference logit (float32 rounding grows with it)."""
-    whole = sess.run(None, {"input": x.numpy()})[0]
-    single = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(min(len(x), 8))])
-    return float(max(np.abs(whole - ref).max(), np.abs(single - ref[:len(single)]).max())), float(np.abs(ref).max())
-
-
-def latency(sess, input_shape, batch_sizes=BATCH_SIZES, repeats: int = 50, warmup: int = 5) -> dict:
-    """onnxruntime latency per batch in milliseconds: p50 and p95 over ``repeats`` timed runs of
-    random inputs, for each batch size; ``warmup`` runs before them are not timed."""
-    out = {}
-    for b in batch_sizes:
-        x = np.random.default_rng(0).standard_normal((b, *input_shape)).astype(np.float32)
-        times = []
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            sess.run(None, {"input": x})
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1000)
-        q = statistics.quantiles(times, n=20, method="inclusive")
-        out[f"batch{b}"] = {"p50_ms": statistics.median(times), "p95_ms": q[18]}
-    return out
-
-
-def quantize_int8(path, out, calibration: np.ndarray | None = None) -> Path:
-    """int8 quantization of an ONNX file. Returns the path of the quantized file.
-
-    With ``calibration`` (training inputs, float32, samples first) and convolutions in the
-    model: static quantization (QDQ format: int8 weights per channel, uint8 activations whose
-    ranges are calibrated on those samples) of convolutions and dense layers, which onnxruntime
-    runs with integer kernels. Otherwise dynamic quantization of the dense layers only
-    (``MatMul``/``Gemm``: weights int8, activations quantized at run time): onnxruntime's CPU
-    kernel for dynamically quantized convolutions (``ConvInteger``) runs many times slower than
-    float32, so convolutions then stay float32. :func:`quantized_layers` names what was quantized.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_dynamic,
-        quantize_static,
-    )
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self, x):
-            self.batches = iter([{"input": b} for b in np.array_split(x, max(1, len(x) // 32))])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)  # onnxruntime.quantization logs every tensor on the root logger
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            prepared = Path(tmp) / "prepared.onnx"
-            quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
-            if calibration is not None and _has_conv(prepared):
-                reader = _Reader(np.asarray(calibration, np.float32))
-                atomic_write(out, lambda tmp: quantize_static(
-                    str(prepared), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "MatMul", "Gemm"]))
-            else:
-                atomic_write(out, lambda tmp: quantize_dynamic(str(prepared), str(tmp), weight_type=QuantType.QInt8,
-                                                               op_types_to_quantize=["MatMul", "Gemm"]))
-    finally:
-        logging.disable(previous)
-    return Path(out)
-
-
-def _has_conv(path) -> bool:
-    import onnx
-
-    return any(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
-
-
-_INTEGER_OPS = {"MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul"}
-
-
-def quantized_layers(path) -> list[str]:
-    """The layers of an ONNX file that compute in int8, as ``"name (op)"``: integer operators,
-    and convolutions or dense layers fed by ``DequantizeLinear`` (QDQ format)."""
-    import onnx
-
-    nodes = onnx.load(str(path)).graph.node
-    dequantized = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
-    return [f"{n.name or n.output[0]} ({n.op_type})" for n in nodes
-            if n.op_type in _INTEGER_OPS or (n.op_type in ("Conv", "Gemm", "MatMul")
-                                              and any(i in dequantized for i in n.input))]
 
 
 def _accuracy(sess, dataset: Dataset) -> float:
@@ -305,7 +162,7 @@ def _splits(info: dict, file: Path) -> Splits | None:
 def _from_config(raw: dict, run: Path, split: dict) -> Splits | None:
     """The splits of an experiment's ``data`` section for the recorded seed (None for a folder
     written by ``kdistill.compare``, whose data lives in Python)."""
-    from .config.data import DataConfig
+    from ..config.data import DataConfig
 
     if not isinstance(raw.get("data"), dict):
         return None
@@ -357,7 +214,7 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         reports.append({"weights": str(file), **report})
     atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
     if path.is_dir() and (path / "results.json").is_file() and folder == path / "onnx":
-        from .report import write_report
+        from ..report import write_report
 
         write_report(path)
     return reports
