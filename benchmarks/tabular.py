@@ -27,7 +27,8 @@ Protocol (fixed before any number was seen; nothing is chosen on test):
   LightGBM (20 trees x 8 leaves); logistic regression (lbfgs, 1,000 iterations).
 - **Recipes**: *alone* (labels only); *default*: exactly what :func:`kdistill.compare` gives a
   bare student on a table (:mod:`kdistill.study.defaults`: out-of-fold teacher outputs on the
-  training rows, synthetic rows labelled by the teacher, soft targets); *tuned*: the best recipe
+  training rows, synthetic rows labelled by the teacher, soft targets, and the guard that keeps
+  the student alone where the distilled one is less accurate on validation); *tuned*: the best recipe
   on validation in the pilot grid for that (table, student).
 - **Pilot** (``--pilot``): seed 100 (split, teacher and students), validation accuracy only, a
   grid of one-lever changes of a base recipe (out-of-fold on/off, synthetic kind and size, the
@@ -66,6 +67,7 @@ from _common import write  # noqa: E402
 import kdistill  # noqa: E402
 from kdistill.data.synthetic import with_synthetic  # noqa: E402
 from kdistill.study import defaults, members  # noqa: E402
+from kdistill.study.runner import keep_better  # noqa: E402
 from kdistill.study.verdicts import verdicts  # noqa: E402
 from kdistill.teachers import CachedTeacher, as_teacher  # noqa: E402
 from kdistill.teachers.oof import FOLDS, OutOfFoldTeacher, cross_fit  # noqa: E402
@@ -309,6 +311,11 @@ def main_run(args) -> dict:
                 lever, tuned = tuned_recipe(pilot_rows, name, kind)
                 extra.setdefault("tuned_lever", {})[kind] = lever
                 fits = {"alone": fit_student(task, kind, None), "default": fit_student(task, kind, default_recipe())}
+                kept = keep_better(seed, task.data, "default", (fits["default"][0], None), "alone",
+                                   (fits["alone"][0], None))  # the default recipe's guard, as compare runs it
+                extra.setdefault("kept_alone", {}).setdefault(kind, []).append(kept is not None)
+                if kept is not None:
+                    fits["default"] = (kept[0][0], fits["default"][1])
                 fits["tuned"] = fits["alone"] if tuned is None else fit_student(task, kind, tuned)
                 for recipe_name, (model, seconds) in fits.items():
                     key = f"{kind} {recipe_name}"
@@ -324,8 +331,8 @@ def main_run(args) -> dict:
 def summary(rows: dict) -> tuple[dict, str]:
     lines = ["### Tabular distillation: test accuracy over seeds " + ", ".join(map(str, SEEDS)), "",
              "| table | student | teacher | alone | default recipe | Δ default (paired) | gap recovered | tuned recipe "
-             "(lever) | Δ tuned | student / teacher latency | fit s alone / default |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(lever) | Δ tuned | default kept alone (seeds) | student / teacher latency | fit s alone / default |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out = {}
     for name, row in rows.items():
         teacher = float(np.mean(row["teacher"]))
@@ -353,7 +360,8 @@ def summary(rows: dict) -> tuple[dict, str]:
             lines.append(f"| {name} | {kind} | {teacher:.4f} | {acc['alone']:.4f} ± {std['alone']:.4f} | "
                          f"{acc['default']:.4f} ± {std['default']:.4f} | {delta('default')} | "
                          f"{'–' if recovered is None else f'{recovered:.0%}'} | {acc['tuned']:.4f} "
-                         f"({row['tuned_lever'][kind]}) | {delta('tuned')} | {lat:.2f} | "
+                         f"({row['tuned_lever'][kind]}) | {delta('tuned')} | "
+                         f"{sum(row['kept_alone'][kind])}/{len(row['kept_alone'][kind])} | {lat:.2f} | "
                          f"{np.mean(secs[f'{kind} alone']):.1f} / {np.mean(secs[f'{kind} default']):.1f} |")
             out[f"{name}/{kind}"] = {"teacher": teacher, "accuracy": acc, "std": std, "gap": gap,
                                      "recovered": recovered, "verdicts": found, "latency_ratio": lat,

@@ -196,10 +196,11 @@ def _student_specs(students: dict, train: dict, table: bool = False) -> list[Mod
         model, objective = given if isinstance(given, tuple) else (given, None)
         family = families.setdefault(id(model), f"student {len(families)}")
         originals[family] = model
+        guard = objective is None and table  # the default recipe on a table keeps the better of the two
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
         specs.append(ModelSpec(name, _builder(model), objective=objective, train=dict(train), family=family,
-                               hyperparams=_shown(objective, train, model)))
+                               hyperparams=_shown(objective, train, model), guard=guard))
     alone = {s.family for s in specs if not s.distilled}
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)

@@ -9,6 +9,7 @@ as loaded (see :mod:`.members`).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..data import Splits
+from ..data.batching import labels_of
 from ..engine import Runtime
 from ..files import atomic_write, make_dir
 from ..metrics import calibration, classification_metrics, fidelity, mean_std
@@ -82,7 +84,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
             continue
         measured = _measure_seed(seed, data, runs, specs, out)
         checks.append(check)
-        warnings += [w for w in [check["message"]] + [r["warning"] for r in measured.values()] if w]
+        warnings += [w for w in [check["message"], *check.get("kept_alone", []),
+                                 *(r["warning"] for r in measured.values())] if w]
         for name, r in measured.items():
             per_seed.setdefault(name, []).append({"seed": seed, **r["metrics"]})
             histories += [json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"]]
@@ -168,9 +171,16 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
             log.warning("%s", memorized)
             check["message"] = "; ".join(m for m in (check["message"], memorized) if m)
     served = _served(teacher, out, cache_dir)  # one pass per split, shared by all students
+    alone_of = baselines(students)
     for spec in students:
         if spec.distilled:
             student(spec, served)
+            if spec.guard:
+                alone = alone_of[spec.name]
+                kept = keep_better(seed, data, spec.name, runs[spec.name], alone, runs[alone])
+                if kept is not None:
+                    runs[spec.name], note = kept
+                    check.setdefault("kept_alone", []).append(note)
     first_use = {}
     for entry in getattr(served, "entries", []):
         first_use.setdefault(entry["entry"], entry)
@@ -187,6 +197,25 @@ def _served(teacher, out: Path, cache_dir=None):
         log.info("the teacher's outputs are not cached (%s)", exc)
         return live
     return CachedTeacher(live, cache_dir=teacher_cache_dir(out, cache_dir))
+
+
+def keep_better(seed: int, data: Splits, name: str, run: tuple, alone: str, alone_run: tuple) -> tuple | None:
+    """The default recipe's guard: a distilled student less accurate on validation than the same
+    student alone is replaced by a copy of the student alone: ``((model, history), warning)``;
+    ``None`` keeps the distilled one. Distillation can only pass on what the teacher
+    knows better than the student, and on a table where the student alone matches the teacher
+    it has nothing to add."""
+    if data.val is None:
+        return None
+    accuracy = {n: float((members.logits(r[0], data.val, data.num_classes)[0].argmax(1)
+                          == labels_of(data.val)).float().mean()) for n, r in ((name, run), (alone, alone_run))}
+    if accuracy[name] >= accuracy[alone]:
+        return None
+    note = (f"seed {seed}: {name} is {alone}: distilled, it was less accurate on validation ({accuracy[name]:.4f}) "
+            f"than the student alone ({accuracy[alone]:.4f}), so the default recipe keeps the student alone (the "
+            f"teacher had nothing to add that this student could learn; give an objective to distil regardless)")
+    log.warning("%s", note)
+    return (copy.deepcopy(alone_run[0]), alone_run[1]), note
 
 
 def out_of_fold_folds(spec: ModelSpec, teacher, shape: tuple) -> int:

@@ -27,7 +27,8 @@ class ModelSpec:
     uses the model as built (a teacher whose weights were loaded). ``arch`` is the model's
     ``{"model": name, "options": {...}}`` spec for :func:`kdistill.models.build_model`, stored in
     its weights file so that ``kdistill export`` can rebuild it. ``folds`` (teachers only) sets
-    the K of out-of-fold outputs (see :mod:`kdistill.teachers.oof`). ``build`` may also return a
+    the K of out-of-fold outputs (see :mod:`kdistill.teachers.oof`). ``guard`` (the default recipe
+    of a bare student) keeps the student alone where distilling made it worse on validation. ``build`` may also return a
     scikit-learn estimator (whose objective may be :class:`~kdistill.sklearn.DistilledClassifier`
     options) or a teacher used as loaded (see :mod:`.members`). Students of one ``family`` (the
     same architecture) are compared with the student alone of that family.
@@ -42,6 +43,7 @@ class ModelSpec:
     arch: dict | None = None
     family: str | None = None
     folds: int | None = None  # a teacher's cross-fitting folds (None: the default for its kind and data)
+    guard: bool = False  # a distilled student worse on validation than its student alone is replaced by it
 
     @property
     def distilled(self) -> bool:
