@@ -124,6 +124,9 @@ def pilot_grid(kind: str) -> dict[str, dict]:
             "gibbs x30": {"synthetic": {"kind": "gibbs", "size": 30}},
             "T=2": {"T": 2.0}}
     grid["alpha 0.5" if kind != "mlp" else "alpha 0.9"] = {"alpha": 0.5 if kind != "mlp" else 0.9}
+    if kind == "mlp":  # half of each batch labelled: the label term keeps its weight beside many synthetic rows
+        grid["share 0.5"] = {"labeled_share": 0.5}
+        grid["munge x10 share 0.5"] = {"synthetic": {"kind": "munge", "size": 10}, "labeled_share": 0.5}
     if kind == "lgbm":
         grid["regression on logits"] = {"target": "logits"}
     if kind == "tree":
@@ -190,8 +193,12 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
             alpha, temperature = (defaults.TABLE_TORCH[k] if recipe[r] is None else recipe[r]
                                   for k, r in (("alpha", "alpha"), ("temperature", "T")))
             objective, teacher = kdistill.methods.kd_objective(alpha, temperature), task.served(recipe["folds"])
+        share = None if recipe is None else recipe.get("labeled_share", defaults.TABLE_TORCH_TRAIN.get("labeled_share"))
+        if share is not None:  # an epoch is then a pass over the unlabelled rows, each batch part labelled
+            unlabeled = len(data.training(distilled=True)) - len(task.data.train)
+            epochs = max(1, round(steps / -(-unlabeled // (BATCH - round(BATCH * share)))))
         kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=epochs, batch_size=BATCH, lr=LR,
-                     schedule="warmup-cosine", seed=task.seed, quiet=True)
+                     schedule="warmup-cosine", seed=task.seed, quiet=True, labeled_share=share)
         return net, time.perf_counter() - start
     model = members.seeded(model)
     if recipe is None:

@@ -212,3 +212,36 @@ def test_labels_of_another_type_than_the_teachers_classes_are_an_error(iris):
     teacher = as_teacher(nn.Linear(4, 3), classes=["0", "1", "2"])
     with pytest.raises(ValueError, match="y holds labels \\[0, 1, 2\\] that the teacher does not know"):
         DistilledClassifier(teacher, DecisionTreeRegressor()).fit(*iris)
+
+
+@pytest.mark.parametrize("library, make", [
+    ("lightgbm", lambda m: m.LGBMClassifier(n_estimators=10, num_leaves=4, verbose=-1)),
+    ("xgboost", lambda m: m.XGBClassifier(n_estimators=10, max_depth=2)),
+    ("catboost", lambda m: m.CatBoostClassifier(iterations=10, depth=2, verbose=0, allow_writing_files=False)),
+])
+def test_boosted_trees_learn_the_teachers_soft_labels(forest, iris, library, make):
+    module = pytest.importorskip(library)
+    est = DistilledClassifier(forest, make(module), augment="munge", n_synthetic=150, random_state=0).fit(*iris)
+    assert type(est.student_).__module__.startswith(library) and est.fidelity_ > 0.85
+
+
+def test_soft_targets_mix_the_labels_by_alpha_and_leave_unlabelled_rows_to_the_teacher():
+    from kdistill.sklearn import soft_targets
+
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    out = soft_targets(logits, labels=np.array([1, -1]), alpha=0.25)
+    np.testing.assert_allclose(out, [[0.175, 0.8, 0.025], [0.1, 0.1, 0.8]])
+    np.testing.assert_allclose(soft_targets(logits, temperature=2.0)[0], np.sqrt([0.7, 0.2, 0.1]) /
+                               np.sqrt([0.7, 0.2, 0.1]).sum())
+    np.testing.assert_array_equal(soft_targets(logits, mode="hard"), [[1, 0, 0], [0, 0, 1]])
+
+
+def test_a_soft_label_tree_leaf_holds_the_mean_teacher_probabilities():
+    from kdistill.sklearn import fit_on_teacher
+
+    x = np.zeros((4, 1))  # one leaf: its class frequencies are the mean of the targets
+    probs = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.2, 0.7995, 0.0005], [0.6, 0.0, 0.4]])
+    tree = fit_on_teacher(DecisionTreeClassifier(), x, probs)
+    kept = np.where(probs >= 1e-3, probs, 0.0)
+    expected = (kept / kept.sum(1, keepdims=True)).mean(0)
+    np.testing.assert_allclose(tree.predict_proba(x[:1])[0], expected)

@@ -38,7 +38,7 @@ MODES = ("hard", "soft")
 AUGMENTS = (None, "munge", "gibbs", "gaussian")
 SYNTHETIC_PER_SAMPLE = 5  # n_synthetic=None: this many synthetic samples per training sample
 CHUNK = 4096  # samples per call of the teacher
-MIN_WEIGHT = 1e-2  # soft targets: (row, class) pairs of smaller probability are dropped from the replication
+MIN_WEIGHT = 1e-3  # soft targets: (row, class) pairs of smaller probability are dropped from the replication
 
 
 def soft_targets(logits, *, mode: str = "soft", temperature: float = 1.0, labels=None, alpha: float = 1.0):
@@ -209,7 +209,8 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"n_synthetic must be None or an integer >= 1, got {n!r}")
         student = self.student
-        if not (isinstance(student, BaseEstimator) and (is_classifier(student) or is_regressor(student))):
+        if not (hasattr(student, "get_params") and hasattr(student, "fit")  # CatBoost is no BaseEstimator
+                and (is_classifier(student) or is_regressor(student))):
             raise TypeError(f"student must be a scikit-learn classifier or regressor, got {type(student).__name__}")
 
     def _fitted_teacher(self, X, y):

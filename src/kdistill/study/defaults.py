@@ -14,6 +14,7 @@ from ..methods import kd_objective
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
 TABLE_TORCH = {"alpha": 0.5, "temperature": 1.0}  # a PyTorch student on a table: kd_objective's settings
 TABLE_OBJECTIVE = kd_objective(**TABLE_TORCH)
+TABLE_TORCH_TRAIN: dict = {}  # training settings of a bare PyTorch student on a table
 TABLE_ESTIMATOR = {"mode": "soft", "temperature": 1.0, "alpha": 1.0}  # a scikit-learn student on a table
 IMAGE_ESTIMATOR = {"mode": "soft"}
 TABLE_SYNTHETIC = {"kind": "gibbs", "size": 10}  # synthetic rows per training row that the teacher labels
