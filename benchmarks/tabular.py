@@ -121,6 +121,8 @@ def pilot_grid(kind: str) -> dict[str, dict]:
             "no synthetic": {"synthetic": None},
             "munge x10": {"synthetic": {"kind": "munge", "size": 10}},
             "munge x30": {"synthetic": {"kind": "munge", "size": 30}},
+            "gibbs x10 p=0.1": {"synthetic": {"kind": "gibbs", "size": 10, "p": 0.1}},
+            "munge x10 p=0.2": {"synthetic": {"kind": "munge", "size": 10, "p": 0.2}},
             "gibbs x30": {"synthetic": {"kind": "gibbs", "size": 30}},
             "T=2": {"T": 2.0}}
     grid["alpha 0.5" if kind != "mlp" else "alpha 0.9"] = {"alpha": 0.5 if kind != "mlp" else 0.9}
@@ -332,11 +334,15 @@ def main_run(args) -> dict:
                 logging.info("%s seed %d %s: %s", name, seed, kind,
                              {r: round(per_seed[f"{kind} {r}"][-1]["accuracy"], 4) for r in fits})
         rows[name] = {"per_seed": per_seed, **extra}
+        out, md = summary(rows)  # kept as it goes: a table's figures survive a run stopped on the next
+        write("tabular", {"rows": rows, "summary": out}, md + "\n(partial: the tables finished so far)\n",
+              str(args.out))
     return rows
 
 
 def summary(rows: dict) -> tuple[dict, str]:
-    lines = ["### Tabular distillation: test accuracy over seeds " + ", ".join(map(str, SEEDS)), "",
+    seeds = sorted({m["seed"] for row in rows.values() for runs in row["per_seed"].values() for m in runs})
+    lines = ["### Tabular distillation: test accuracy over seeds " + ", ".join(map(str, seeds)), "",
              "| table | student | teacher | alone | default recipe | Δ default (paired) | gap recovered | tuned recipe "
              "(lever) | Δ tuned | default kept alone (seeds) | student / teacher latency | fit s alone / default |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

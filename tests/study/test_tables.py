@@ -50,7 +50,7 @@ def test_a_dataframe_goes_through_compare_with_out_of_fold_outputs_and_synthetic
     assert names[0] == "teacher" and names[4:] == ["tree", "logreg", "mlp"]
     assert sorted(names[1:4]) == ["logreg alone", "mlp alone", "tree alone"]
     tree = next(m for m in results["models"] if m["name"] == "tree")
-    assert tree["hyperparams"] == {"max_depth": 3, "mode": "soft", "temperature": 1.0, "alpha": 1.0}
+    assert tree["hyperparams"] == {"max_depth": 3, **kdistill.study.defaults.TABLE_ESTIMATOR}
     config = json.loads((folder / "config.json").read_text())["compare"]
     assert config["synthetic"] == {"kind": "munge", "size": 2} and config["teacher_folds"] is None
 

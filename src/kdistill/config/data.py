@@ -126,6 +126,7 @@ class SyntheticConfig(Section):
 
     kind: Literal["munge", "gibbs", "gaussian"]
     size: float = Field(10.0, gt=0.0, le=200.0)
+    p: float | None = Field(None, gt=0.0, le=1.0)  # munge, gibbs: the share of columns a synthetic row changes
 
 
 class DataConfig(Section):

@@ -180,20 +180,25 @@ def jitter(x, n_synthetic: int, *, layout=None, scale: float = GAUSSIAN_SCALE, r
 MAKERS = {"munge": munge, "gibbs": gibbs, "gaussian": jitter}
 
 
-def check_synthetic(kind, size) -> None:
-    """Raise unless ``kind`` is one of :data:`KINDS` and ``size`` a number of rows per training
-    row in (0, ``MAX_SIZE``]."""
+def check_synthetic(kind, size, p=None) -> None:
+    """Raise unless ``kind`` is one of :data:`KINDS`, ``size`` a number of rows per training
+    row in (0, ``MAX_SIZE``] and ``p`` (munge and gibbs: the share of column groups changed)
+    ``None`` or in (0, 1]."""
     if kind not in KINDS:
         raise ValueError(f"synthetic kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if isinstance(size, bool) or not isinstance(size, numbers.Real) or not 0 < size <= MAX_SIZE:
         raise ValueError(f"synthetic size (rows per training row) must be a number in (0, {MAX_SIZE}], got {size!r}")
+    if p is not None and (kind == "gaussian" or isinstance(p, bool) or not isinstance(p, numbers.Real)
+                          or not 0 < p <= 1):
+        raise ValueError(f"synthetic p (the share of columns a synthetic row changes) must be a number in (0, 1] for "
+                         f"munge or gibbs, got p={p!r} with kind {kind!r}")
 
 
 def with_synthetic(data: Splits, kind: str, size: float, seed: int = 0, **options) -> Splits:
     """``data`` with ``size`` synthetic rows per training row (``kind``: munge, gibbs or
     gaussian) added to its unlabelled inputs, made from the train split alone and seeded by
     ``seed``; ``options`` go to the maker. ``info["synthetic"]`` records what was added."""
-    check_synthetic(kind, size)
+    check_synthetic(kind, size, options.get("p"))
     if len(data.input_shape) != 1:
         raise ValueError(f"synthetic rows are made for tables (samples of one dimension); {data.name!r} gives "
                          f"samples of shape {data.input_shape}")

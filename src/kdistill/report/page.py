@@ -119,8 +119,14 @@ def _summary(results: dict) -> str:
     sizes = results.get("split_sizes") or []
     split = ", ".join(f"{n:,} {s}" for n, s in zip(sizes, ("labelled train", "val", "test")))
     pool = results.get("unlabeled") or 0
-    extra = (f"; {pool:,} unlabelled training inputs, seen by the distilled students only (their distillation "
-             f"terms; label terms see the labelled samples)" if pool else "")
+    synthetic = results.get("synthetic")
+    made = (f", {synthetic['rows']:,} of them synthetic rows ({synthetic['kind']}, {synthetic['size']:g} per labelled "
+            f"training row) labelled by the teacher" if synthetic else "")
+    extra = (f"; {pool:,} unlabelled training inputs{made}, seen by the distilled students only (their "
+             f"distillation terms; label terms see the labelled samples)" if pool else "")
+    folds = {c.get("folds") for c in results.get("teacher_checks") or []} - {None, 0}
+    extra += (f"; the teacher's outputs on its own training rows are out-of-fold ({max(folds)}-fold "
+              f"cross-fitting), elsewhere the full teacher's" if folds else "")
     return (f"Dataset {results['dataset']} ({len(results['classes'])} classes; {split}{extra}); "
             f"seeds {results['seeds']}" + (", mean ± std over seeds." if len(results["seeds"]) > 1 else "."))
 

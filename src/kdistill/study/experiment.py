@@ -33,7 +33,8 @@ def load_splits(exp: Experiment, seed: int, source: Source, unlabeled=None):
 def synthetic_of(exp: Experiment, splits) -> dict | None:
     """The synthetic rows ``data.synthetic`` asks for these splits (``auto``: the default on a table)."""
     given = exp.data.synthetic
-    return synthetic_options(given.model_dump() if hasattr(given, "model_dump") else given, is_table(splits))
+    return synthetic_options(given.model_dump(exclude_none=True) if hasattr(given, "model_dump") else given,
+                             is_table(splits))
 
 
 def read_unlabeled(exp: Experiment, source: Source):
