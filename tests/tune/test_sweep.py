@@ -104,12 +104,3 @@ def test_a_storage_that_cannot_be_opened_is_a_clear_error_before_any_training(ti
     err = capsys.readouterr().err
     assert "storage 'nosuchdb://x' (--storage or tune.storage) cannot be opened as an Optuna database" in err
     assert not (out / "weights" / "tune-teacher.safetensors").exists()  # no teacher was trained
-
-
-def test_a_scikit_learn_student_is_refused_before_any_training(tiny, write_experiment, tmp_path, capsys):
-    tiny = _sweep(tiny)
-    tiny["student"] = {"model": "sklearn.tree:DecisionTreeClassifier", "options": {"max_depth": 3}}
-    out = tmp_path / "sweep"
-    assert main(["tune", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 2
-    assert "kdistill tune searches recipes of PyTorch students" in capsys.readouterr().err
-    assert not out.exists()  # refused before the folder, the teacher and its cache

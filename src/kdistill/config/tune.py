@@ -3,6 +3,14 @@
 A range is ``[low, high]`` (two numbers), a list of choices (true/false, names) or one fixed
 value. Every method and option is checked against the method registry, so a misspelt name is an
 error before any training.
+
+The tabular levers (searched on tables only)::
+
+    tune:
+      students: [tree, boosted]       # the sweep chooses among these student entries
+      synthetic: [none, munge, gibbs] # synthetic transfer rows: none, or one kind ...
+      synthetic_size: [3, 50]         # ... with this many rows per training row (log scale)
+      oof: [true, false]              # out-of-fold teacher outputs (a scikit-learn teacher the sweep fits)
 """
 
 from __future__ import annotations
@@ -24,6 +32,10 @@ DEFAULT_OPTIONS = {
 TEMPERED = ("kd", "dkd", "dist")
 #: Methods without a label term: their recipes have no ``alpha``.
 NO_LABEL_TERM = ("fm",)
+#: Choices of ``tune.synthetic``: no synthetic rows, or the kinds of :mod:`kdistill.data.synthetic`.
+SYNTHETIC_CHOICES = ("none", "munge", "gibbs", "gaussian")
+#: Synthetic rows per training row, at most (``kdistill.data.synthetic.MAX_SIZE``).
+MAX_SYNTHETIC_SIZE = 200
 
 
 def is_range(value) -> bool:
@@ -51,9 +63,16 @@ def _option_problem(method: str, option: str, value) -> str | None:
 class TuneConfig(Section):
     """Optuna search over recipes: a registered method with its options, the weight of the label
     term, the temperature, the learning rate, the optimizer-step budget and the unlabelled pool;
-    the student alone gets its own search over the learning rate and the budget."""
+    the student alone gets its own search over the learning rate and the budget.
+
+    On tables also: ``students`` (names of student entries the sweep chooses among, each compared
+    with its own student alone), ``synthetic`` (kinds of synthetic rows searched, ``none``
+    included; ``None``: the data section's own setting is kept) with ``synthetic_size`` (rows per
+    training row, searched on a log scale), and ``oof`` (out-of-fold teacher outputs on or off;
+    ``None``: both, when the sweep fits a scikit-learn teacher whose ``folds`` is not 0)."""
 
     student: str | None = None
+    students: list[str] | None = None
     methods: list[str] = ["kd"]
     alpha: list[float] = [0.1, 1.0]
     temperature: list[float] = [1.0, 8.0]
@@ -62,6 +81,9 @@ class TuneConfig(Section):
     steps: list[int] | None = None
     unlabeled: list[bool] | None = None
     labeled_share: list[float] | None = None
+    synthetic: list[str] | None = None
+    synthetic_size: list[float] = [3.0, 50.0]
+    oof: list[bool] | None = None
     trials: int = Field(20, ge=1)
     baseline_trials: int | None = Field(None, ge=1)
     top: int = Field(3, ge=1)
@@ -70,17 +92,20 @@ class TuneConfig(Section):
     study_name: str | None = None
     pruner: Literal["percentile", "median", "none"] = "percentile"
 
-    @field_validator("alpha", "temperature", "lr", "steps", "labeled_share")
+    @field_validator("alpha", "temperature", "lr", "steps", "labeled_share", "synthetic_size")
     @classmethod
     def _range(cls, v, info):
         if v is None:
             return v
         field = info.field_name
         low_ok = {"alpha": lambda a: a >= 0, "steps": lambda a: a >= 1}.get(field, lambda a: a > 0)
-        high_ok = {"alpha": lambda b: b <= 1, "labeled_share": lambda b: b < 1}.get(field, lambda b: True)
+        high_ok = {"alpha": lambda b: b <= 1, "labeled_share": lambda b: b < 1,
+                   "synthetic_size": lambda b: b <= MAX_SYNTHETIC_SIZE}.get(field, lambda b: True)
         if len(v) != 2 or not (low_ok(v[0]) and high_ok(v[1]) and v[0] < v[1]):
             bound = {"alpha": "0 <= low < high <= 1", "steps": "1 <= low < high (optimizer steps)",
-                     "labeled_share": "0 < low < high < 1"}.get(field, "0 < low < high")
+                     "labeled_share": "0 < low < high < 1",
+                     "synthetic_size": f"0 < low < high <= {MAX_SYNTHETIC_SIZE} (rows per training row)"}.get(
+                field, "0 < low < high")
             raise ValueError(f"must be [low, high] with {bound}, got {v}")
         return v
 
@@ -96,11 +121,34 @@ class TuneConfig(Section):
                                  f"baseline, so list distillation methods only (e.g. kd, dist, dkd, fm)")
         return v
 
-    @field_validator("unlabeled")
+    @field_validator("unlabeled", "oof")
     @classmethod
     def _choices(cls, v):
         if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError(f"must be [true], [false] or [true, false], got {v}")
+        return v
+
+    @field_validator("students")
+    @classmethod
+    def _students(cls, v, info):
+        if v is None:
+            return v
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name one or more distinct student entries of the experiment, got {v}")
+        if info.data.get("student") is not None:
+            raise ValueError(f"give tune.student (one target student) or tune.students (the sweep chooses among "
+                             f"them), not both; got student={info.data['student']!r} and students={v}")
+        return v
+
+    @field_validator("synthetic")
+    @classmethod
+    def _synthetic(cls, v):
+        if v is None:
+            return v
+        wrong = [k for k in v if k not in SYNTHETIC_CHOICES]
+        if not v or wrong or len(set(v)) != len(v):
+            raise ValueError(f"must list distinct synthetic-row choices among {list(SYNTHETIC_CHOICES)} (none: no "
+                             f"synthetic rows), got {v}")
         return v
 
     @field_validator("options")
@@ -120,6 +168,11 @@ class TuneConfig(Section):
     def unlabeled_choices(self) -> list[bool]:
         """Whether distilled trials use the unlabelled pool: ``unlabeled``, else both searched."""
         return self.unlabeled if self.unlabeled is not None else [True, False]
+
+    @property
+    def searches_synthetic(self) -> bool:
+        """Whether the sweep chooses the synthetic rows itself (``synthetic`` given)."""
+        return self.synthetic is not None
 
     def option_ranges(self, method: str) -> dict:
         """The options searched (or fixed) for ``method``: defaults, then the file's ``options``."""

@@ -1,5 +1,10 @@
 """What every process of a sweep shares: the split, the teacher (trained once, served from the
-cache) and the three Optuna studies in one storage; and the parallel workers of ``--jobs N``."""
+cache) and the three Optuna studies in one storage; and the parallel workers of ``--jobs N``.
+
+A scikit-learn teacher of the experiment file is fitted once on the train split and saved
+(``weights/tune-teacher.skops``); where out-of-fold outputs are searched it is also cross-fitted
+once (``weights/tune-teacher-oof.safetensors``), and both variants are served from the cache to
+every trial and every worker."""
 
 from __future__ import annotations
 
@@ -20,16 +25,20 @@ from ..config.tune import TuneConfig
 from ..data import read_source
 from ..engine import fit
 from ..report import param_text
-from ..study import load_splits, read_unlabeled, teacher_cache_dir, teacher_spec
+from ..study import load_splits, members, read_unlabeled, teacher_cache_dir, teacher_spec
+from ..study.defaults import is_table
 from ..teachers import CachedTeacher
-from ..weights import load_weights, save_weights
+from ..teachers.oof import FOLDS, OutOfFoldTeacher, cross_fit
+from ..weights import load_sklearn, load_weights, read_safetensors, save_sklearn, save_weights
 from .space import Space
-from .trials import Trials, pruner
+from .trials import Trials, check_target, fits_sklearn_teacher, pruner, tuned_students
 
 log = logging.getLogger("kdistill")
 
 KINDS = ("alone", "distilled", "repeats")
 TEACHER_FILE = "tune-teacher.safetensors"
+SKLEARN_TEACHER_FILE = "tune-teacher.skops"
+OOF_FILE = "tune-teacher-oof.safetensors"
 
 
 @dataclass
@@ -79,27 +88,81 @@ class Context:
                                                        constant_liar=True)
         return study
 
+    @property
+    def fits_sklearn_teacher(self) -> bool:
+        """Whether the sweep fits the experiment's scikit-learn teacher itself."""
+        return fits_sklearn_teacher(self.exp, self.teacher)
+
+    def oof_choices(self) -> list | None:
+        """Out-of-fold teacher outputs searched: ``tune.oof``, else both where the sweep fits a
+        scikit-learn teacher whose ``folds`` is not 0; ``None`` where they cannot be."""
+        check_target(self.exp, self.teacher)
+        if not self.fits_sklearn_teacher:
+            return None
+        if self.cfg.oof is not None:
+            return list(self.cfg.oof)
+        return [False] if self.exp.teacher.folds == 0 else [True, False]
+
     def open(self):
-        """The sweep's split (of the first seed), its teacher wrapped in the output cache, and the space."""
+        """The sweep's split (of the first seed), its teachers wrapped in the output cache (by
+        whether they serve out-of-fold outputs), the space, the source and the teachers unwrapped.
+        Where the sweep chooses the synthetic rows (``tune.synthetic``, on a table) the split has
+        none of the data section's."""
         source = read_source(self.exp.data, self.exp.path)
-        data = load_splits(self.exp, self.exp.seeds[0], source, read_unlabeled(self.exp, source))
+        exp = self.exp
+        if self.cfg.searches_synthetic:
+            exp = exp.model_copy(update={"data": exp.data.model_copy(update={"synthetic": None})})
+        data = load_splits(exp, self.exp.seeds[0], source, read_unlabeled(self.exp, source))
         if data.val is None:
             raise ValueError("tune maximizes validation accuracy, so it needs a validation split; set "
                              "data.val_size > 0")
-        teacher = CachedTeacher(self.teacher_model(data), cache_dir=teacher_cache_dir(self.folder, self.cache_dir))
-        return data, teacher, Space(self.cfg, data.unlabeled is not None), source
+        table = is_table(data)
+        if self.cfg.searches_synthetic and not table:
+            log.info("tune.synthetic is searched on tables only; this data is not one, so no synthetic rows")
+        oof = self.oof_choices()
+        raw = self.teachers(data, oof)
+        cache = teacher_cache_dir(self.folder, self.cache_dir)
+        teachers = {key: CachedTeacher(model, cache_dir=cache) for key, model in raw.items()}
+        space = Space(self.cfg, data.unlabeled is not None, table, tuned_students(self.exp), oof)
+        return data, teachers, space, source, raw
+
+    def teachers(self, data, oof: list | None) -> dict:
+        """The teacher by whether it serves out-of-fold outputs: ``{False: teacher}``, with
+        ``True`` too where those are searched (cross-fitted once, saved, and loaded on resume)."""
+        model = self.teacher_model(data)
+        if not oof or True not in oof:
+            return {False: model}
+        folds = self.exp.teacher.folds or FOLDS
+        path = self.folder / "weights" / OOF_FILE
+        if path.is_file():
+            logits = read_safetensors(path)[0]["oof"]
+        else:
+            log.info("cross-fitting the sweep's teacher once on %d folds (out-of-fold outputs, for the trials "
+                     "that use them)", folds)
+            spec = teacher_spec(self.exp)
+            x, y = members.arrays(data.train)
+            torch.manual_seed(self.exp.seeds[0])
+            logits = cross_fit(spec.build(data.input_shape, data.num_classes), x, y, folds, self.exp.seeds[0],
+                               data.num_classes)
+            holder = torch.nn.Module()  # save_weights writes a module's buffers
+            holder.register_buffer("oof", logits.contiguous())
+            save_weights(holder, path, {"folds": folds, "split": data.info})
+        return {False: model, True: OutOfFoldTeacher(model, data.train, logits, folds)}
 
     def teacher_model(self, data):
-        """The teacher: given, loaded from the sweep's weights file, or trained once and saved there."""
+        """The teacher: given, loaded from the sweep's weights file, or trained (fitted) once and
+        saved there."""
         if self.teacher is not None:
             return self.teacher
         spec = teacher_spec(self.exp)
-        path = self.folder / "weights" / TEACHER_FILE
         torch.manual_seed(self.exp.seeds[0])
         model = spec.build(data.input_shape, data.num_classes)
+        if self.fits_sklearn_teacher:
+            return self._fitted_estimator(model, data)
+        path = self.folder / "weights" / TEACHER_FILE
         if spec.fit and not isinstance(model, torch.nn.Module):
-            raise ValueError("kdistill tune trains PyTorch teachers once per sweep; fit a scikit-learn teacher "
-                             "yourself and give it as teacher.file (skops), or pass it to tune(teacher=...)")
+            raise ValueError("kdistill tune trains PyTorch teachers and fits scikit-learn ones once per sweep; this "
+                             "teacher is neither: give it as teacher.file, or pass it to tune(teacher=...)")
         if path.is_file():
             load_weights(model, path)  # a truncated or mismatched file is a clear error
         elif spec.fit:
@@ -107,6 +170,18 @@ class Context:
             fit(model, data, objective=spec.objective, seed=self.exp.seeds[0], quiet=self.quiet, **spec.train)
             save_weights(model, path, {"arch": spec.arch, "input_shape": list(data.input_shape),
                                        "classes": data.classes, "dataset": data.name, "split": data.info})
+        return model
+
+    def _fitted_estimator(self, model, data):
+        """The scikit-learn teacher fitted once on the train split (loaded from its skops file on resume)."""
+        import skops.io as sio
+
+        path = self.folder / "weights" / SKLEARN_TEACHER_FILE
+        if path.is_file():  # written by this sweep itself: its types are trusted
+            return load_sklearn(path, trusted=sio.get_untrusted_types(file=path))
+        log.info("fitting the sweep's scikit-learn teacher once (it serves every trial and the final evaluation)")
+        model.fit(*members.arrays(data.train))
+        save_sklearn(model, path)
         return model
 
 
@@ -155,9 +230,9 @@ def _work(ctx: Context, kind: str, arg, worker: int, opened) -> None:
     """``arg``: the number of finished trials wanted, or for ``repeats`` the re-runs to train."""
     import optuna
 
-    data, teacher, space, _ = opened or ctx.open()
+    data, teachers, space, *_ = opened or ctx.open()
     study = ctx.study(kind, seed_offset=1000 * worker)
-    objective = Trials(ctx.exp, space, data, teacher, ctx.quiet, kind, worker)
+    objective = Trials(ctx.exp, space, data, teachers, ctx.quiet, kind, worker)
     if kind == "repeats":
         _rerun(study, objective, arg)
         return
@@ -175,7 +250,8 @@ def _rerun(study, objective, todo: list) -> None:
 
     for cand, seed in todo:
         trial = optuna.trial.FixedTrial(cand.params)
-        for key, value in (("candidate", cand.key), ("seed", seed), ("distilled", cand.kind == "distilled")):
+        attrs = [("candidate", cand.key), ("seed", seed), ("distilled", cand.kind == "distilled")]
+        for key, value in attrs + ([("student", cand.student)] if cand.student is not None else []):
             trial.set_user_attr(key, value)
         value = objective(trial)
         study.add_trial(optuna.trial.create_trial(value=value, params=trial.params, distributions=trial.distributions,
@@ -202,9 +278,10 @@ def _params(params: dict) -> str:
     return " ".join(f"{k}={param_text(v)}" for k, v in params.items())
 
 
-def default_baseline_trials(cfg: TuneConfig, wanted: int) -> int:
+def default_baseline_trials(cfg: TuneConfig, wanted: int, students: int = 1, torch: bool = True) -> int:
     """The student alone's trials: ``tune.baseline_trials``, else half the distilled ones (at least
-    4), or one when neither the learning rate nor the budget is searched."""
-    if not cfg.lr and not cfg.steps:
-        return 1
-    return cfg.baseline_trials or max(4, math.ceil(wanted / 2))
+    4), or one per student when neither the learning rate nor the budget is searched or no
+    student is a PyTorch one (``torch``); never fewer than the ``students`` (each takes its turn)."""
+    if not cfg.lr and not cfg.steps or not torch:
+        return students
+    return max(students, cfg.baseline_trials or max(4, math.ceil(wanted / 2)))

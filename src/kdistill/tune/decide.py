@@ -12,6 +12,10 @@ and batch order; the split stays the sweep's), and only those re-runs are compar
   Bonferroni-corrected for the ``top`` distilled candidates it was picked from;
 - otherwise the answer is the student alone.
 
+Where the sweep chooses among several students (``tune.students``), each student's best alone
+trial is a candidate too, and the best distilled candidate is compared with the student alone of
+*its own* student (the same rule and margin); the answer names that student.
+
 Each finished re-run is recorded as a trial of a third Optuna study (``<name>:repeats``) with
 its candidate and seed, so an interrupted sweep runs only the missing ones. The sweep shares the
 missing re-runs out among its ``--jobs`` workers itself, rather than through Optuna's queue of
@@ -39,6 +43,7 @@ class Candidate:
     number: int
     value: float
     params: dict
+    student: str | None = None  # the alone trial's student (a user attribute; distilled ones hold it in params)
 
     @property
     def key(self) -> str:
@@ -47,14 +52,18 @@ class Candidate:
 
 def candidates(distilled, alone, top: int) -> list[Candidate]:
     """The best ``top`` finished distilled trials (distinct recipes) and the best trial of the
-    student alone, best first."""
-    out = []
-    for study, kind, count in ((distilled, "distilled", top), (alone, "alone", 1)):
-        seen = []
-        for trial in sorted(_complete(study), key=lambda t: (-t.value, t.number)):
-            if trial.params not in seen and len(seen) < count:
-                seen.append(trial.params)
-                out.append(Candidate(kind, trial.number, trial.value, dict(trial.params)))
+    student alone (of each student, where the sweep chooses among several), best first."""
+    out, seen = [], []
+    for trial in sorted(_complete(distilled), key=lambda t: (-t.value, t.number)):
+        if trial.params not in seen and len(seen) < top:
+            seen.append(trial.params)
+            out.append(Candidate("distilled", trial.number, trial.value, dict(trial.params)))
+    students = []
+    for trial in sorted(_complete(alone), key=lambda t: (-t.value, t.number)):
+        student = trial.user_attrs.get("student")
+        if student not in students:
+            students.append(student)
+            out.append(Candidate("alone", trial.number, trial.value, dict(trial.params), student))
     return out
 
 
@@ -83,14 +92,18 @@ def decide(repeats, cands: list[Candidate], seeds: list[int], labels: dict[str, 
         if None in values:
             raise RuntimeError(f"the re-runs of {c.key} are unfinished; run the sweep again to finish them")
         mean, std = mean_std(values)
-        rows.append({"candidate": c.key, "kind": c.kind, "trial": c.number, "recipe": labels[c.key],
+        student = c.student if c.kind == "alone" else c.params.get("student")
+        rows.append({"candidate": c.key, "kind": c.kind, "trial": c.number, "recipe": labels[c.key], "student": student,
                      "sweep_value": c.value, "values": values, "mean": mean, "std": std})
     return _verdict(rows, len(seeds))
 
 
 def _verdict(rows: list[dict], n: int) -> dict:
-    alone = next(r for r in rows if r["kind"] == "alone")
+    alones = [r for r in rows if r["kind"] == "alone"]
     distilled = [r for r in rows if r["kind"] == "distilled"]
+    best = max(distilled, key=lambda r: r["mean"]) if distilled else None
+    own = [r for r in alones if best is not None and r.get("student") == best.get("student")]
+    alone = own[0] if own else max(alones, key=lambda r: r["mean"])  # the best distilled one's own baseline
     df = len(rows) * (n - 1)
     pooled = math.sqrt(sum(r["std"] ** 2 for r in rows) / len(rows))
     k = max(1, len(distilled))
@@ -101,15 +114,15 @@ def _verdict(rows: list[dict], n: int) -> dict:
         return {**out, "choice": "alone", "chosen": alone["candidate"], "difference": None,
                 "sentence": "Train it alone: no distilled recipe finished its trial, so the sweep's answer is the "
                             "student alone."}
-    best = max(distilled, key=lambda r: r["mean"])
     diff = best["mean"] - alone["mean"]
+    whose = f" {alone['student']}" if alone.get("student") is not None else ""
     out.update(difference=diff, best_distilled=best["candidate"])
     if diff > margin:
         return {**out, "choice": "distilled", "chosen": best["candidate"],
                 "sentence": f"Distil: {best['recipe']} reached {best['mean']:.4f} validation accuracy over {n} "
-                            f"re-run seeds against {alone['mean']:.4f} for the student alone ({diff:+.4f}), more "
-                            f"than the validation noise allows by chance (margin {margin:.4f})."}
+                            f"re-run seeds against {alone['mean']:.4f} for the student{whose} alone ({diff:+.4f}), "
+                            f"more than the validation noise allows by chance (margin {margin:.4f})."}
     return {**out, "choice": "alone", "chosen": alone["candidate"],
-            "sentence": f"Train it alone: no distilled recipe beat the student alone on validation by more than the "
-                        f"noise (the best, {best['recipe']}, by {diff:+.4f} over {n} re-run seeds; margin "
-                        f"{margin:.4f}), so the sweep's answer is the student alone."}
+            "sentence": f"Train it alone: no distilled recipe beat the student{whose} alone on validation by more "
+                        f"than the noise (the best, {best['recipe']}, by {diff:+.4f} over {n} re-run seeds; margin "
+                        f"{margin:.4f}), so the sweep's answer is the student{whose} alone."}

@@ -3,8 +3,9 @@
 1. The teacher is trained once (or loaded) and its outputs cached for every split a trial trains
    or validates on (views included) before any trial runs.
 2. The student alone is searched over learning rates and budgets; the distilled recipes over
-   methods, their options, the label term's weight, learning rates, budgets and the pool
-   (:mod:`.space`), all scored on validation (:mod:`.trials`).
+   methods, their options, the label term's weight, learning rates, budgets and the pool, and on
+   tables over students, synthetic rows and out-of-fold teacher outputs (:mod:`.space`), all
+   scored on validation (:mod:`.trials`).
 3. The best candidates are re-run with other seeds, and a distilled recipe is the answer only if
    it beats the student alone by more than that noise (:mod:`.decide`).
 4. The answer and the student alone are trained on every seed of the experiment (on the sweep's
@@ -26,7 +27,7 @@ from ..study import ModelSpec, finish_run_dir, free_dir, run_study, teacher_spec
 from ..weights import load_weights
 from .context import KINDS, TEACHER_FILE, Context, default_baseline_trials, finished, rerun, run
 from .decide import candidates, decide, pending
-from .trials import check_target, recipe_spec
+from .trials import check_target, recipe_data, recipe_spec, target_student
 
 log = logging.getLogger("kdistill")
 
@@ -66,7 +67,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         teacher-alone gap it recovers, the sweep's cost), with the trials and the study's results.
     """
     cfg = exp.tune or TuneConfig()
-    check_target(exp)
+    check_target(exp, teacher)
     wanted = _count("trials", trials if trials is not None else cfg.trials)
     jobs = _count("jobs", jobs)
     folder = _folder(exp, out)
@@ -76,21 +77,22 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     studies = {kind: ctx.study(kind) for kind in KINDS}  # a bad storage fails here, before any training
     start = time.perf_counter()
     opened = ctx.open()
-    data, cached, space, source = opened
-    builds = _prime(cached, data, cfg)
-    for kind, count in (("alone", default_baseline_trials(cfg, wanted)), ("distilled", wanted)):
+    data, teachers, space, source, _ = opened
+    builds = _prime(teachers, data, cfg, space)
+    baseline = default_baseline_trials(cfg, wanted, len(space.names), not all(space.students.values()))
+    for kind, count in (("alone", baseline), ("distilled", wanted)):
         run(ctx, kind, count, jobs, opened)
     cands = candidates(studies["distilled"], studies["alone"], cfg.top)
     seeds = [exp.seeds[0] + 1 + i for i in range(cfg.repeats)]
     rerun(ctx, pending(studies["repeats"], cands, seeds), jobs, opened)
-    labels = {c.key: space.recipe(c.params, c.kind == "distilled").label() for c in cands}
+    labels = {c.key: space.recipe(c.params, c.kind == "distilled", c.student).label() for c in cands}
     decision = decide(studies["repeats"], cands, seeds, labels)
     log.info("%s", decision["sentence"])
     cost = _cost(folder, time.perf_counter() - start, builds, studies)
     rows = trial_rows(studies)
     _plots(folder, rows)
     final_start = time.perf_counter()
-    results, names = _final(ctx, data, space, {c.key: c for c in cands}, decision)
+    results, names = _final(ctx, opened, {c.key: c for c in cands}, decision)
     cost["final_seconds"] = round(time.perf_counter() - final_start, 1)
     summary = _summary(ctx, decision, results, names, cost, studies)
     atomic_write(folder / "trials.json", json.dumps(rows, indent=2) + "\n")
@@ -143,16 +145,20 @@ def _fingerprint(exp: Experiment) -> dict:
     return dump
 
 
-def _prime(cached, data, cfg: TuneConfig) -> int:
-    """Build the teacher's cache entries every trial will read — the training sets with and
+def _prime(teachers: dict, data, cfg: TuneConfig, space) -> int:
+    """Build the teachers' cache entries every trial will read — the training sets with and
     without the pool, and the validation split — before any trial (and any worker) starts, so
-    the teacher passes over each once. Returns how many entries were built now."""
+    each teacher passes over each once (synthetic rows are new data: a trial that adds them has
+    the teacher label them once, counted by the trial). Returns how many entries were built now."""
     pool = data.unlabeled is not None
-    uses = set(cfg.unlabeled_choices) if pool else {False}
-    before = len(cached.entries)
-    for dataset in [data.training(distilled=use) for use in sorted(uses)] + [data.val]:
-        cached.for_dataset(dataset, augmented=dataset is not data.val and data.augment is not None)
-    return sum(e["build_seconds"] is not None for e in cached.entries[before:])
+    uses = set(cfg.unlabeled_choices) | ({True} if any(space.students.values()) else set()) if pool else {False}
+    built = 0
+    for cached in teachers.values():
+        before = len(cached.entries)
+        for dataset in [data.training(distilled=use) for use in sorted(uses)] + [data.val]:
+            cached.for_dataset(dataset, augmented=dataset is not data.val and data.augment is not None)
+        built += sum(e["build_seconds"] is not None for e in cached.entries[before:])
+    return built
 
 
 def _cost(folder: Path, seconds: float, builds: int, studies: dict) -> dict:
@@ -165,7 +171,8 @@ def _cost(folder: Path, seconds: float, builds: int, studies: dict) -> dict:
             "cache_builds": before["cache_builds"] + builds}
     attrs = [t.user_attrs for s in studies.values() for t in s.get_trials(deepcopy=False)]
     cost["live_teacher_epochs"] = sum(a.get("live_teacher_epochs", 0) for a in attrs)
-    cost["teacher_passes"] = cost["cache_builds"] + cost["live_teacher_epochs"]
+    cost["trial_cache_builds"] = sum(a.get("cache_builds", 0) for a in attrs)
+    cost["teacher_passes"] = cost["cache_builds"] + cost["live_teacher_epochs"] + cost["trial_cache_builds"]
     cost["trial_seconds"] = round(sum(a.get("seconds", 0.0) for a in attrs), 1)
     cost["trainings"] = sum(1 for a in attrs if "seconds" in a)
     atomic_write(path, json.dumps({k: cost[k] for k in ("sweep_seconds", "cache_builds")}) + "\n")
@@ -185,7 +192,8 @@ def _plots(folder: Path, rows: list[dict]) -> None:
     alone = [r for r in rows if r["study"] == "alone" and r["state"] == "COMPLETE"]
     baseline = max((r["value"] for r in alone), default=None)
     save_figure(folder / "tune-objective.png", [TrialsDisplay(distilled, baseline=baseline)], panel=(7, 3.8))
-    params = [p for p in ("method", "alpha", "lr", "steps", "unlabeled", "labeled_share")
+    params = [p for p in ("student", "method", "alpha", "lr", "steps", "unlabeled", "labeled_share", "synthetic",
+                          "synthetic_size", "oof")
               if any(p in r["params"] for r in distilled)]
     params += sorted({p for r in distilled for p in r["params"] if "." in p})
     if params:
@@ -193,33 +201,47 @@ def _plots(folder: Path, rows: list[dict]) -> None:
         save_figure(folder / "tune-space.png", panels, cols=3, panel=(4.6, 3.6))
 
 
-def _final(ctx: Context, data, space, by_key: dict, decision: dict) -> tuple[dict, dict]:
-    """The student alone's best recipe and the best distilled one, trained on every seed of the
-    experiment on the sweep's split with the sweep's teacher, compared on test."""
+def _final(ctx: Context, opened, by_key: dict, decision: dict) -> tuple[dict, dict]:
+    """The student alone's best recipe (of the best distilled recipe's own student) and the best
+    distilled one, trained on every seed of the experiment on the sweep's split (with the best
+    distilled recipe's synthetic rows, which the student alone does not train on) with the
+    sweep's teacher (out-of-fold where that recipe's is), compared on test."""
     exp = ctx.exp
-    specs = [recipe_spec(exp, space.recipe(by_key[decision["baseline"]].params, False), data, name=ALONE)]
-    names = {"chosen": ALONE, "distilled": None}
-    best = decision.get("best_distilled")
+    data, _, space, _, raw = opened
+    base = by_key[decision["baseline"]]
+    alone = space.recipe(base.params, False, base.student)
+    specs = [recipe_spec(exp, alone, data, name=ALONE)]
+    names = {"chosen": ALONE, "distilled": None, "student": target_student(exp, alone.student).name}
+    best, oof = decision.get("best_distilled"), False
     if best is not None:
         recipe = space.recipe(by_key[best].params, True)
         chosen = decision["choice"] == "distilled"
-        names["distilled"] = f"tuned {recipe.method} ({'chosen' if chosen else 'not chosen'})"
+        whose = f" {recipe.student}" if recipe.student is not None else ""
+        names["distilled"] = f"tuned {recipe.method}{whose} ({'chosen' if chosen else 'not chosen'})"
         names["chosen"] = names["distilled"] if chosen else ALONE
+        if chosen:
+            names["student"] = target_student(exp, recipe.student).name
+        data, oof = recipe_data(data, recipe, exp.seeds[0]), bool(recipe.oof)
         specs.append(recipe_spec(exp, recipe, data, name=names["distilled"]))
     if len(exp.seeds) > 1:
         log.info("final evaluation: every seed uses the sweep's split (the teacher was trained on it); seeds vary "
                  "initial weights and batch order")
-    results = run_study(lambda seed: data, _teacher_spec(ctx), specs, out=ctx.folder, seeds=exp.seeds,
+    results = run_study(lambda seed: data, _teacher_spec(ctx, raw, oof), specs, out=ctx.folder, seeds=exp.seeds,
                         config=exp.model_dump(mode="json"), quiet=ctx.quiet, resume=True, cache_dir=ctx.cache_dir,
                         title=f"{exp.title or exp.name}: the sweep's answer on test")
     return results, names
 
 
-def _teacher_spec(ctx: Context) -> ModelSpec:
-    """The sweep's teacher as the final study's: used as loaded, never trained again."""
+def _teacher_spec(ctx: Context, raw: dict, oof: bool = False) -> ModelSpec:
+    """The sweep's teacher as the final study's: used as loaded, never trained again (a
+    scikit-learn one as the sweep fitted it, serving its out-of-fold outputs where ``oof``)."""
     spec = teacher_spec(ctx.exp)
     if ctx.teacher is not None:
         return ModelSpec(spec.name, lambda shape, k: ctx.teacher, fit=False, hyperparams={"teacher": "given"})
+    if ctx.fits_sklearn_teacher:
+        hyper = {**spec.hyperparams, "trained": "once, by the sweep"}
+        hyper.update({"outputs": f"out-of-fold ({raw[True].folds} folds)"} if oof else {})
+        return ModelSpec(spec.name, lambda shape, k: raw[oof], fit=False, folds=0, hyperparams=hyper)
     if not spec.fit:
         return spec
     path = ctx.folder / "weights" / TEACHER_FILE
@@ -240,7 +262,8 @@ def _summary(ctx: Context, decision: dict, results: dict, names: dict, cost: dic
     chosen = models[names["chosen"]]["accuracy"]
     gap = (chosen - alone) / (teacher - alone) if teacher > alone else None
     return {"study_name": ctx.base_name, "answer": decision["sentence"], "choice": decision["choice"],
-            "chosen_model": names["chosen"], "distilled_model": names["distilled"], "test_accuracy": chosen,
+            "chosen_model": names["chosen"], "distilled_model": names["distilled"], "student": names["student"],
+            "test_accuracy": chosen,
             "alone_test_accuracy": alone, "teacher_test_accuracy": teacher, "gap_recovered": gap,
             "decision": decision, "cost": cost, "finished": {k: finished(s) for k, s in studies.items()},
             "comparisons": results["comparisons"]}

@@ -10,6 +10,11 @@ each an eighth of *its own* budget, so trials with other budgets or epoch length
 at the same share of their training, and the pruner never stops one before half of it, nor
 before 5 trials have finished (Optuna's pruners compare with finished trials only: with 3 of
 them, the bottom-quarter rule pruned 13 of 17 trials of a digits sweep).
+
+A scikit-learn student has no budget and no epochs: distilled, it is fitted once through
+:func:`~kdistill.study.members.distil_estimator` on the teacher's served outputs (the train split,
+then the pool and the synthetic rows; labels of unlabelled rows are -1); alone, through ``.fit``
+on the train split. Its trials are never pruned.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import torch
 
 from ..config import Experiment
 from ..data import epoch_plan
+from ..data.synthetic import with_synthetic
 from ..engine import TrainConfig, fit
-from ..study import ModelSpec, student_spec
+from ..study import ModelSpec, members, student_spec
 from .space import Recipe
 
 log = logging.getLogger("kdistill")
@@ -33,27 +39,60 @@ WARMUP_CHECKPOINTS = 4  # never pruned before half the budget: under a decaying 
 STARTUP_TRIALS = 5  # finished trials before any is pruned: a percentile of 3 survivors prunes nearly everything
 
 
-def target_student(exp: Experiment):
-    """Whose model and training settings the recipes use: ``tune.student``, else the first
-    distilled student, else the first student."""
-    wanted = exp.tune.student if exp.tune is not None else None
+def target_student(exp: Experiment, name: str | None = None):
+    """Whose model and training settings the recipes use: student ``name``, else ``tune.student``
+    (or the first of ``tune.students``), else the first distilled student, else the first student."""
+    cfg = exp.tune
+    wanted = name or (cfg.student or (cfg.students or [None])[0] if cfg is not None else None)
     if wanted is not None:
-        return next(s for s in exp.students if s.name == wanted)
+        found = next((s for s in exp.students if s.name == wanted), None)
+        if found is None:
+            raise ValueError(f"tune.students: {wanted!r} is not a student; students: "
+                             f"{[s.name for s in exp.students]}")
+        return found
     return next((s for s in exp.students if s.distilled), exp.students[0])
 
 
-def check_target(exp: Experiment) -> None:
-    """Refuse, before anything trains, a target student that is not a PyTorch model."""
-    target = target_student(exp)
-    if getattr(exp.student_model(target), "sklearn", False):
-        raise ValueError(f"kdistill tune searches recipes of PyTorch students; student {target.name!r} is a "
-                         f"scikit-learn model (set tune.student to a PyTorch one)")
+def tuned_students(exp: Experiment) -> dict:
+    """The students the sweep chooses among, name -> whether it is a scikit-learn model: those
+    of ``tune.students``, else the one target student (keyed ``None``)."""
+    names = exp.tune.students if exp.tune is not None and exp.tune.students else None
+    if names is None or len(names) == 1:
+        return {None: bool(exp.student_model(target_student(exp)).sklearn)}
+    return {name: bool(exp.student_model(target_student(exp, name)).sklearn) for name in names}
+
+
+def fits_sklearn_teacher(exp: Experiment, given=None) -> bool:
+    """Whether the sweep fits the experiment's scikit-learn teacher itself (none ``given`` from Python)."""
+    t = exp.teacher
+    return given is None and t.fit and t.file is None and bool(t.sklearn)
+
+
+def check_target(exp: Experiment, teacher=None) -> None:
+    """Refuse, before anything trains, a ``tune.students`` entry that is not a student, and
+    ``tune.oof`` where the sweep does not fit a scikit-learn teacher."""
+    tuned_students(exp)
+    oof = exp.tune.oof if exp.tune is not None else None
+    if oof is not None and not fits_sklearn_teacher(exp, teacher):
+        raise ValueError(f"tune.oof = {oof}: out-of-fold teacher outputs need a scikit-learn teacher that the sweep "
+                         f"fits (teacher.model an estimator, fit true, no teacher.file, no teacher given from "
+                         f"Python); remove tune.oof")
+
+
+def is_sklearn(exp: Experiment, recipe: Recipe) -> bool:
+    return bool(exp.student_model(target_student(exp, recipe.student)).sklearn)
 
 
 def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) -> ModelSpec:
-    """The study's model spec of ``recipe``: the target student's model, the recipe's objective,
-    and its budget as whole epochs of the training set it uses (at least one)."""
-    spec = student_spec(exp, target_student(exp), objective=recipe.objective(), **recipe.train_changes())
+    """The study's model spec of ``recipe``: its student's model, the recipe's objective, and
+    its budget as whole epochs of the training set it uses (at least one; a scikit-learn student
+    has none)."""
+    spec = student_spec(exp, target_student(exp, recipe.student), objective=recipe.objective(),
+                        **recipe.train_changes())
+    if is_sklearn(exp, recipe):  # the model's options and the recipe's soft-label settings
+        hyper = {**exp.student_model(target_student(exp, recipe.student)).options,
+                 **(members.sklearn_options(spec.objective) or {}), "recipe": recipe.label()}
+        return replace(spec, name=name or recipe.label(), hyperparams=hyper)
     train = dict(spec.train)
     per_epoch = steps_per_epoch(data, recipe, train)
     if recipe.steps is not None:
@@ -71,36 +110,69 @@ def steps_per_epoch(data, recipe: Recipe, train: dict) -> int:
     return len(epoch_plan(dataset, cfg.batch_size, True, 0, cfg.labeled_share))
 
 
+def recipe_data(data, recipe: Recipe, seed: int, made: dict | None = None):
+    """The splits ``recipe`` trains on: ``data``, with the recipe's synthetic rows (made from the
+    train split, seeded by ``seed``, the sweep's split seed) added to its unlabelled inputs;
+    ``made`` keeps those already made, by kind and size."""
+    rows = recipe.synthetic_rows
+    if rows is None:
+        return data
+    made = {} if made is None else made
+    key = (rows["kind"], rows["size"])
+    if key not in made:
+        made[key] = with_synthetic(data, rows["kind"], rows["size"], seed)
+    return made[key]
+
+
 class Trials:
     """Optuna objective of one study of the sweep: ``distilled`` or ``alone`` recipes, sampled
-    (sweep trials) or fixed with a seed (re-runs of a candidate, :mod:`.decide`)."""
+    (sweep trials) or fixed with a seed (re-runs of a candidate, :mod:`.decide`). ``teachers``
+    holds the served teacher by whether it gives out-of-fold outputs (``{False: teacher}`` when
+    those are not searched)."""
 
-    def __init__(self, exp: Experiment, space, data, teacher, quiet: bool, kind: str, worker: int = 0):
-        self.exp, self.space, self.data, self.teacher, self.quiet, self.kind = exp, space, data, teacher, quiet, kind
+    def __init__(self, exp: Experiment, space, data, teachers: dict, quiet: bool, kind: str, worker: int = 0):
+        self.exp, self.space, self.data, self.teachers, self.quiet, self.kind = exp, space, data, teachers, quiet, kind
         self.worker = worker  # 0: the sweep's own process; 1..N: a worker of --jobs N
+        self.made: dict = {}  # synthetic splits made so far, by (kind, size)
 
     def __call__(self, trial) -> float:
         distilled = self.kind == "distilled" or trial.user_attrs.get("distilled", False)
+        if not distilled and "student" not in trial.user_attrs and len(self.space.names) > 1:
+            trial.set_user_attr("student", self.space.student_at(trial.number))
         recipe = self.space.distilled(trial) if distilled else self.space.alone(trial)
         seed = int(trial.user_attrs.get("seed", self.exp.seeds[0]))
-        spec = recipe_spec(self.exp, recipe, self.data)
-        callbacks = [] if "seed" in trial.user_attrs else [_Pruning(trial)]
+        data = recipe_data(self.data, recipe, self.exp.seeds[0], self.made)
+        spec = recipe_spec(self.exp, recipe, data)
+        sklearn = is_sklearn(self.exp, recipe)
+        callbacks = [] if "seed" in trial.user_attrs or sklearn else [_Pruning(trial)]
+        teacher = self.teachers[bool(recipe.oof)] if distilled else None
         trial.set_user_attr("worker", self.worker)
+        built = _builds(teacher)
         start = time.perf_counter()
         torch.manual_seed(seed)
-        model = spec.build(self.data.input_shape, self.data.num_classes)
+        model = spec.build(data.input_shape, data.num_classes)
         try:
-            history = fit(model, self.data, objective=spec.objective, teacher=self.teacher if distilled else None,
-                          seed=seed, quiet=self.quiet, callbacks=callbacks, **spec.train)
+            if sklearn:
+                model, _ = members.train(spec, model, data, teacher, seed=seed, options={})
+                logits, labels = members.logits(model, data.val, data.num_classes)
+                return float((logits.argmax(1) == labels).float().mean())
+            history = fit(model, data, objective=spec.objective, teacher=teacher, seed=seed, quiet=self.quiet,
+                          callbacks=callbacks, **spec.train)
+            return max(r["val_accuracy"] for r in history.epochs)
         finally:  # a pruned trial cost its time too
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 2))
-            epochs = callbacks[0].epochs if callbacks else spec.hyperparams["epochs"]  # train may leave it unset
+            epochs = 0 if sklearn else callbacks[0].epochs if callbacks else spec.hyperparams["epochs"]
             trial.set_user_attr("live_teacher_epochs", epochs if distilled and self._live() else 0)
-        return max(r["val_accuracy"] for r in history.epochs)
+            trial.set_user_attr("cache_builds", _builds(teacher) - built)  # e.g. the teacher on new synthetic rows
 
     def _live(self) -> bool:
         """Whether the teacher runs on every training batch (random augmentation without views)."""
         return self.data.augment is not None
+
+
+def _builds(teacher) -> int:
+    """Cache entries ``teacher`` (a :class:`~kdistill.teachers.CachedTeacher`) built so far."""
+    return sum(e.get("build_seconds") is not None for e in getattr(teacher, "entries", []))
 
 
 class _Pruning:
