@@ -15,7 +15,9 @@ Tasks (every setting below was fixed before any test number was seen; nothing he
   20 features, 10 informative, 3 clusters per class, 2% label noise; written to CSV and read as
   a table source), ~11.5% of the training labels, the rest as the pool; a HistGradientBoosting
   teacher fitted on the labelled training rows, used through ``as_teacher`` (the output cache
-  keys it by its content), and an MLP student with one hidden layer of 16.
+  keys it by its content), and an MLP student with one hidden layer of 16. Issue 19 added the
+  tabular levers to its search: synthetic rows (none, MUNGE or Gibbs; 3 to 50 per labelled
+  training row, labelled by the teacher and joined to the pool).
 
 Each sweep searches kd (with and without logit standardization), dist, dkd and fm, the label
 weight, the learning rate, the budget in optimizer steps and whether the pool joins; the student
@@ -84,7 +86,7 @@ TASKS = {
                  "train_fraction": 0.115, "unlabeled_rest": True},
         "teacher": {"model": "mlp"},  # replaced by the gradient-boosting teacher given from Python
         "student": {"model": "mlp", "options": {"hidden": [16]}},
-        "tune": {**SEARCH, "lr": [0.001, 0.02],
+        "tune": {**SEARCH, "lr": [0.001, 0.02], "synthetic": ["none", "munge", "gibbs"], "synthetic_size": [3, 50],
                  "steps": [300, 3000], "trials": 12, "baseline_trials": 6},
     },
 }

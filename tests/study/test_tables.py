@@ -73,6 +73,16 @@ def test_bare_students_on_a_table_get_the_table_recipe(study):
         kdistill.study.defaults.TABLE_TORCH["alpha"], kdistill.study.defaults.TABLE_TORCH["temperature"])
 
 
+def test_synthetic_rows_leave_a_bare_torch_student_the_optimizer_steps_of_its_epochs(study):
+    results, _ = study
+    rows = {m["name"]: m for m in results["models"]}
+    n = results["split_sizes"][0]  # 2 synthetic rows per labelled one: each epoch 3 times as long
+    steps = 3 * -(-n // 64)  # epochs=3 at the default batch of 64, as the student alone takes them
+    assert rows["mlp alone"]["hyperparams"]["epochs"] == 3
+    assert rows["mlp"]["hyperparams"]["epochs"] == max(1, round(steps / -(-3 * n // 64))) < 3
+    assert rows["mlp"]["per_seed"][0]["epochs_trained"] == rows["mlp"]["hyperparams"]["epochs"]
+
+
 def test_the_default_recipe_keeps_the_student_alone_where_the_teacher_only_misleads(tmp_path):
     data = kdistill.load_table(frame(), "churn", seed=0)
     x, y = data.train.x.numpy(), data.train.y.numpy()

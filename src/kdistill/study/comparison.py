@@ -26,7 +26,7 @@ from ..report import write_report
 from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
 from . import members
-from .defaults import default_objective, is_table, synthetic_options
+from .defaults import default_objective, is_table, synthetic_options, table_budget
 from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import ModelSpec, objective_shown
@@ -141,10 +141,11 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     if teacher_folds is not None:
         check_folds(teacher_folds)
     given = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
-    table = is_table(given(seeds[0]))
+    first = given(seeds[0])
+    table = is_table(first)
     synth = synthetic_options(synthetic, table)
     load = given if synth is None else (lambda seed: with_synthetic(given(seed), seed=seed, **synth))
-    specs = _student_specs(students, train, table)
+    specs = _student_specs(students, train, table, table_budget(train, first, synth) if table else train)
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
     t_spec.folds = teacher_folds
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
@@ -188,7 +189,9 @@ def _builder(obj) -> Callable:
                     f"(input_shape, num_classes) -> model, or a scikit-learn estimator")
 
 
-def _student_specs(students: dict, train: dict, table: bool = False) -> list[ModelSpec]:
+def _student_specs(students: dict, train: dict, table: bool = False, bare: dict | None = None) -> list[ModelSpec]:
+    """The students' specs, each distilled one with its student alone; ``bare``: the training
+    options of a bare PyTorch student on a table (:func:`~kdistill.study.defaults.table_budget`)."""
     if not isinstance(students, dict) or not students:
         raise ValueError(f"students must be a non-empty dict of name -> student, got {students!r}")
     specs, families, originals = [], {}, {}
@@ -197,10 +200,11 @@ def _student_specs(students: dict, train: dict, table: bool = False) -> list[Mod
         family = families.setdefault(id(model), f"student {len(families)}")
         originals[family] = model
         guard = objective is None and table  # the default recipe on a table keeps the better of the two
+        options = dict(bare if guard and bare is not None and members.kind_or_none(model) != "sklearn" else train)
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
-        specs.append(ModelSpec(name, _builder(model), objective=objective, train=dict(train), family=family,
-                               hyperparams=_shown(objective, train, model), guard=guard))
+        specs.append(ModelSpec(name, _builder(model), objective=objective, train=options, family=family,
+                               hyperparams=_shown(objective, options, model), guard=guard))
     alone = {s.family for s in specs if not s.distilled}
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)

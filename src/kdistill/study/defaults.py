@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..data import Splits
 from ..data.synthetic import check_synthetic
+from ..engine.config import TrainConfig
 from ..methods import kd_objective
 
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
@@ -55,3 +56,19 @@ def synthetic_options(synthetic, table: bool) -> dict | None:
     options = {"size": TABLE_SYNTHETIC["size"], **synthetic}
     check_synthetic(options["kind"], options["size"], options.get("p"))
     return options
+
+
+def table_budget(train: dict, data: Splits, synthetic: dict | None) -> dict:
+    """The training options of a bare PyTorch student distilled on a table: ``train`` with its
+    epochs cut so that the synthetic rows, which make every epoch longer, leave it the optimizer
+    steps its ``epochs`` take over the rows it had (the labelled ones and any pool): as many as the
+    student alone takes over the labelled rows when there is no pool. ``data``: the splits before
+    the synthetic rows join. ``benchmarks/tabular.py`` compares them at equal steps too; without
+    the cut the default recipe would cost ``1 + size`` times the student alone's training."""
+    if synthetic is None or train.get("labeled_share") is not None:
+        return dict(train)
+    cfg = TrainConfig.from_kwargs(**train)
+    had = len(data.train) + (len(data.unlabeled) if data.unlabeled is not None else 0)
+    steps = cfg.epochs * -(-had // cfg.batch_size)
+    longer = -(-(had + round(synthetic["size"] * len(data.train))) // cfg.batch_size)
+    return {**train, "epochs": max(1, round(steps / longer))}
