@@ -92,6 +92,9 @@ def test_the_default_recipe_keeps_the_student_alone_where_the_teacher_only_misle
     rows = {m["name"]: m for m in results["models"]}
     assert rows["tree"]["accuracy"] == rows["tree alone"]["accuracy"]
     assert any("tree is tree alone: distilled, it was less accurate on validation" in w for w in results["warnings"])
+    verdict = results["comparisons"][0]
+    assert verdict["kept_alone_seeds"] == [0] and "On seed(s) 0 the default recipe kept the student alone" in verdict[
+        "verdict"]
     explicit = kdistill.compare(wrong, {"tree": (DecisionTreeClassifier(max_depth=4), {"mode": "soft"})}, data,
                                 out=tmp_path / "e", quiet=True, synthetic=None)
     rows = {m["name"]: m for m in explicit["models"]}

@@ -98,7 +98,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
                "split_sizes": data.info.get("sizes"), "split_seed": fixed, "unlabeled": data.info.get("unlabeled", 0),
                "synthetic": data.info.get("synthetic"),
                "models": [_summary(spec, per_seed[name]) for name, spec in specs.items() if name in per_seed],
-               "comparisons": verdicts(per_seed, None, list(pairs), pairs), "teacher_checks": checks,
+               "comparisons": _kept_alone(verdicts(per_seed, None, list(pairs), pairs), checks),
+               "teacher_checks": checks,
                "warnings": warnings}
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
@@ -108,6 +109,19 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
     for tracker in trackers:
         tracker.log_results(results, out)
     return results
+
+
+def _kept_alone(comparisons: list[dict], checks: list[dict]) -> list[dict]:
+    """Each verdict says on which seeds the default recipe's guard kept the student alone (and
+    records them as ``kept_alone_seeds``): its difference there is nothing, by construction."""
+    for comparison in comparisons:
+        seeds = [c["seed"] for c in checks if comparison["model"] in c.get("kept", [])]
+        if seeds:
+            comparison["kept_alone_seeds"] = seeds
+            comparison["verdict"] += (f" On seed(s) {', '.join(map(str, seeds))} the default recipe kept the student "
+                                      f"alone: distilled, it was less accurate on validation, so the teacher had "
+                                      f"nothing this student could learn there.")
+    return comparisons
 
 
 def baselines(students: list[ModelSpec]) -> dict[str, str]:
@@ -181,6 +195,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
                 if kept is not None:
                     runs[spec.name], note = kept
                     check.setdefault("kept_alone", []).append(note)
+                    check.setdefault("kept", []).append(spec.name)
     first_use = {}
     for entry in getattr(served, "entries", []):
         first_use.setdefault(entry["entry"], entry)
