@@ -28,7 +28,7 @@ from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
 from . import members
 from .defaults import default_objective, is_table, synthetic_options
-from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
+from .folders import INCOMPLETE, abandon_run_dir, check_cache_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import ModelSpec, objective_shown
 
@@ -45,6 +45,8 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
     released however the run ends; Ctrl-C names ``resume_command(folder)``.
     """
+    check_cache_dir(cache_dir)  # what the run will write and open, tried before any folder is made
+    check_trackers(trackers)
     rt = Runtime.create(device)  # joins the process group under torchrun
     folder = open_run_dir(Path(out), resume, rt)
     try:
@@ -61,13 +63,23 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
             atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
             write_report(folder)
             finish_run_dir(folder)
-    except TrainingInterrupted as exc:
+    except KeyboardInterrupt as exc:  # in training (saved after the batch), evaluation, export or the report
         again = resume_command(folder) if resume_command else f"resume=True and out={str(folder)!r}"
-        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
-                                f"run folder {folder} is marked {INCOMPLETE}: continue it with {again}") from exc
+        where = (f"in epoch {exc.epoch} after batch {exc.batch}, progress saved" if isinstance(exc, TrainingInterrupted)
+                 else "after the last finished epoch's checkpoint")
+        raise KeyboardInterrupt(f"interrupted {where}; the run folder {folder} is marked {INCOMPLETE}: continue it "
+                                f"with {again}") from exc
     finally:
         release_run_dir(folder)
     return results, folder
+
+
+def check_trackers(trackers) -> None:
+    """Open every tracker's folder or store once, as the run will (see ``check`` of
+    :class:`~kdistill.engine.TensorBoard` and :class:`~kdistill.engine.MLflow`)."""
+    for tracker in trackers:
+        if callable(getattr(tracker, "check", None)):
+            tracker.check()
 
 
 def trackers_from(tracking) -> list:
