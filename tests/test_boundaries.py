@@ -67,7 +67,8 @@ def _err_line(capsys) -> str:
 def test_an_unexportable_student_is_reported_by_validate_and_costs_no_results(tiny, write_experiment, tmp_path,
                                                                               capsys, monkeypatch):
     name = _module(tmp_path, "svd_run")
-    tiny["students"].append({"name": "svd", "model": f"{name}:make", "options": {}, "methods": [{"name": "ce", "weight": 1.0}]})
+    tiny["students"].append({"name": "svd", "model": f"{name}:make", "options": {},
+                             "methods": [{"name": "ce", "weight": 1.0}]})
     path = write_experiment(tiny)
     assert main(["validate", str(path)]) == 0
     said = capsys.readouterr().out
