@@ -15,7 +15,7 @@ from ..files import atomic_write
 from .check import check_models
 from .comparison import check_trackers, run_in_folder, trackers_from
 from .defaults import is_table, synthetic_options
-from .folders import check_same_experiment
+from .folders import check_cache_dir, check_same_experiment
 from .specs import student_spec, teacher_spec
 
 
@@ -105,6 +105,7 @@ def validate_experiment(exp: Experiment) -> list[str]:
     (see :func:`~kdistill.study.check.check_models`); the tracking folders and stores are opened.
     Returns one line per model."""
     check_trackers(trackers_from(_tracking(exp)))
+    check_cache_dir()  # $KDISTILL_CACHE_DIR, where set
     return _read_and_check(exp)[2]
 
 
