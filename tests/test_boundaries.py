@@ -338,3 +338,22 @@ def test_a_trusted_model_type_is_kept_as_given(tiny):
     """A type name that is no primitive passes the trust check unchanged."""
     tiny["teacher"] = {"file": "x.skops", "trusted": ["mypackage.models.MyClassifier"]}
     assert config.validate(yaml.safe_load(yaml.safe_dump(tiny))).teacher.trusted == ["mypackage.models.MyClassifier"]
+
+
+def test_a_run_folder_export_skips_a_model_the_exporter_refuses(tmp_path, monkeypatch, caplog):
+    module = sys.modules["kdistill.export"]
+    info = {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": [0, 1, 2]}
+    for stem in ("good", "bad"):
+        kdistill.save_weights(mlp(4, 3), tmp_path / "run" / "weights" / f"{stem}.safetensors", info)
+    real = module.export_onnx
+
+    def refusing(model, shape, path, *args):
+        if path.stem == "bad":
+            raise ExportError("bad", RuntimeError("Exporting the operator 'aten::linalg_svdvals' to ONNX"))
+        return real(model, shape, path, *args)
+
+    monkeypatch.setattr(module, "export_onnx", refusing)
+    with caplog.at_level("WARNING", logger="kdistill"):
+        reports = module.export_weights(tmp_path / "run")
+    assert [r["weights"].split("/")[-1] for r in reports] == ["good.safetensors"]
+    assert "skipping" in caplog.text and "aten::linalg_svdvals" in caplog.text

@@ -212,9 +212,15 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         if key not in rebuilt:  # read once per split
             rebuilt[key] = _splits(info, file)
         data = rebuilt[key]
-        report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
-                        test=None if data is None else data.test, threads=threads,
-                        calibration=None if data is None else data.train)
+        try:
+            report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
+                            test=None if data is None else data.test, threads=threads,
+                            calibration=None if data is None else data.train)
+        except ExportError as exc:
+            if not path.is_dir():
+                raise
+            log.warning("skipping %s: %s", file, exc)  # the other models of the run folder are still exported
+            continue
         reports.append({"weights": str(file), **report})
     atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
     if path.is_dir() and (path / "results.json").is_file() and folder == path / "onnx":
