@@ -115,8 +115,8 @@ def test_exporting_an_unsupported_operation_is_exit_2_naming_model_and_operation
 
 
 def test_export_out_at_an_existing_file_names_the_flag(tmp_path, capsys):
-    weights = kdistill.save_weights(mlp(4, 3), tmp_path / "w.safetensors",
-                                    {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": [0, 1, 2]})
+    info = {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": ["a", "b", "c"]}
+    weights = kdistill.save_weights(mlp(4, 3), tmp_path / "w.safetensors", info)
     (tmp_path / "taken").write_text("mine")
     assert main(["export", str(weights), "--out", str(tmp_path / "taken")]) == 2
     assert "(kdistill export --out) is a file, not a folder" in _err_line(capsys)
@@ -342,7 +342,8 @@ def test_a_trusted_model_type_is_kept_as_given(tiny):
 
 def test_a_run_folder_export_skips_a_model_the_exporter_refuses(tmp_path, monkeypatch, caplog):
     module = sys.modules["kdistill.export"]
-    info = {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": [0, 1, 2]}
+    info = {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": ["a", "b", "c"]}
+    (tmp_path / "run" / "weights").mkdir(parents=True)
     for stem in ("good", "bad"):
         kdistill.save_weights(mlp(4, 3), tmp_path / "run" / "weights" / f"{stem}.safetensors", info)
     real = module.export_onnx
