@@ -1,7 +1,9 @@
 """Randomly damaged files of every kind kdistill reads, fed to its loaders (a seeded property
 test): each trial ends in a clear error naming the file, or in a documented outcome (the file
 still loads, an unreadable image is skipped, a damaged cache entry is rebuilt and the right
-outputs served), never in another exception or a hang.
+outputs served), never in another exception or a hang. Likewise randomly bad arguments to the
+Python API's front doors (compare, distill, fit, split_arrays): each ends in a ``ValueError`` or
+``TypeError`` naming the argument, before any folder is made.
 
 Run with ``-s`` to see the number of trials and outcomes per kind of file.
 """
@@ -29,7 +31,8 @@ from kdistill.teachers import CachedTeacher
 from kdistill.weights import rebuild, save_weights
 
 SEED = 12
-TRIALS = {"weights": 60, "checkpoint": 25, "cache entry": 40, "image": 60, "IDX": 60, "CSV": 60, "YAML": 60}
+TRIALS = {"weights": 60, "checkpoint": 25, "cache entry": 40, "image": 60, "IDX": 60, "CSV": 60, "YAML": 60,
+          "API arguments": 80}
 OUTCOMES: dict[str, collections.Counter] = {}
 
 
@@ -203,6 +206,124 @@ def test_damaged_cache_entries_are_rebuilt_and_never_serve_wrong_outputs(tmp_pat
         torch.testing.assert_close(served, live, rtol=0, atol=0, msg=f"trial {trial}: wrong outputs served")
         counts["rebuilt" if "rebuilding it" in caplog.text else "used (undamaged values)"] += 1
     assert counts["rebuilt"] > 0  # the damage reached the entry check
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad arguments to the Python API
+
+
+def _bad_seeds(rng):
+    kind = int(rng.integers(5))
+    if kind == 0:
+        return [(), [], range(0)][int(rng.integers(3))]
+    if kind == 1:
+        return tuple(int(v) for v in rng.integers(0, 5, int(rng.integers(0, 3)))) + (-int(rng.integers(1, 99)),)
+    if kind == 2:
+        seed = int(rng.integers(0, 9))
+        return (seed, *rng.permutation([seed, seed + 1]).tolist())
+    if kind == 3:
+        return (0, [0.5, "1", None, True, 1.0, np.float32(2)][int(rng.integers(6))])
+    return [None, 3, "01", {0: 1}, 2.0][int(rng.integers(5))]
+
+
+def _word(rng):
+    return "".join(rng.choice(list("abcdefghij"), int(rng.integers(1, 6))))
+
+
+def _colliding(rng, word):
+    """Another spelling of ``word`` that becomes the same file name."""
+    spelled = "".join(c.upper() if rng.random() < 0.5 else c for c in word)
+    return rng.choice(["", " ", "_", "!", "--"]) + spelled + rng.choice([" ", ".", "?!", "-", "_"])
+
+
+def _bad_students(rng, make):
+    word, kind = _word(rng), int(rng.integers(5))
+    if kind == 0:
+        return {word: make(), [int(rng.integers(9)), None, 1.5, ("a",)][int(rng.integers(4))]: make()}
+    if kind == 1:
+        return {word: make(), ["", " ", "--", "!?", "_"][int(rng.integers(5))]: make()}
+    if kind == 2:
+        return {word: make(), _colliding(rng, word): make()}
+    if kind == 3:
+        return {word: make(), f"{word} alone": make()}  # both distilled: the first one's "<word> alone" is taken
+    return {_colliding(rng, "teacher"): make()}
+
+
+BAD_OBJECTIVES = ["kd", b"kd", "ce", 3, 0.5, [("ce",)], [("ce", "1")], [(1, 1.0)], [("ce", 1.0, "T=4")],
+                  [("ce", True)], ["kd"], {"kd"}]
+
+
+def _bad_data(rng, blobs):
+    n = int(rng.integers(2, 30))
+    x = rng.normal(size=(n, 5))
+    return [x, x.tolist(), (x, np.arange(n) % 3), {"train": x}, None, 3, "data.csv", blobs.train][int(rng.integers(8))]
+
+
+def _bad_call(rng, blobs, out):
+    """One call of a front door with one bad argument: ``(call, the argument its error must name)``."""
+    def make():
+        return mlp(5, 3, hidden=[int(rng.integers(2, 6))])
+
+    door, what = int(rng.integers(4)), int(rng.integers(3))
+    if door == 0:  # compare: seeds, student names, an objective, data
+        what = int(rng.integers(4))
+        args = {"seeds": (0,), "students": {"s": make()}, "data": blobs}
+        if what == 0:
+            args["seeds"] = _bad_seeds(rng)
+        elif what == 1:
+            args["students"] = _bad_students(rng, make)
+        elif what == 2:
+            args["students"] = {"s": (make(), BAD_OBJECTIVES[int(rng.integers(len(BAD_OBJECTIVES)))])}
+        else:
+            args["data"] = _bad_data(rng, blobs)
+        named = ["seeds", "students", "objective", "data"][what]
+        return (lambda: kdistill.compare(make(), args["students"], args["data"], seeds=args["seeds"], out=out,
+                                         epochs=1, quiet=True)), named
+    if door in (1, 2):  # distill and fit: an objective, data, the model
+        objective = BAD_OBJECTIVES[int(rng.integers(len(BAD_OBJECTIVES)))] if what == 0 else None
+        data = _bad_data(rng, blobs) if what == 1 else blobs
+        model = [None, "mlp", LogisticRegressionStandIn()][int(rng.integers(3))] if what == 2 and door == 2 else make()
+        named = ["objective", "data", "model" if door == 2 else "objective"][what]
+        if door == 2:
+            return (lambda: kdistill.fit(model, data, objective=objective or [("ce", 1.0)], epochs=1)), named
+        objective = objective if what != 2 else "kd"
+        return (lambda: kdistill.distill(make(), model, data, objective=objective, epochs=1)), named
+    n = int(rng.integers(6, 40))  # split_arrays: labels and shapes
+    x, classes = rng.normal(size=(n, int(rng.integers(1, 4)))), ["cat", "dog", "eel"]
+    if what == 0:
+        y = np.arange(n + int(rng.choice([-2, -1, 1, 3]))) % 3
+        named = "y has"
+    elif what == 1:
+        y = np.array(classes + ["fox"])[np.arange(n) % 4]
+        named = "y holds label"
+    else:
+        y = np.arange(n) % 2 == 0
+        named = "y holds booleans"
+    return (lambda: kdistill.split_arrays(x, y, classes)), named
+
+
+class LogisticRegressionStandIn:
+    """Something that is not a torch module, given to fit as the model."""
+
+
+def test_bad_api_arguments_are_named_before_any_folder_is_made(tmp_path, blobs, no_hang):
+    rng = np.random.default_rng([SEED, 1000])
+    counts = OUTCOMES.setdefault("API arguments", collections.Counter())
+    for trial in range(TRIALS["API arguments"]):
+        out = tmp_path / f"run{trial}"
+        call, named = _bad_call(rng, blobs, out)
+        no_hang()
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            assert named in str(exc), f"trial {trial}: {type(exc).__name__} without {named!r}: {exc}"
+            counts[type(exc).__name__] += 1
+        except Exception as exc:  # noqa: BLE001 - reported with the call that caused it
+            raise AssertionError(f"trial {trial} ({named}): {type(exc).__name__}: {exc}") from exc
+        else:
+            raise AssertionError(f"trial {trial}: a bad {named} was accepted")
+        assert not out.exists(), f"trial {trial}: a folder was left behind"
+    assert counts["TypeError"] > 0 and counts["ValueError"] > 0
 
 
 @pytest.mark.skipif(bool(os.environ.get("PYTEST_XDIST_WORKER")), reason="pytest-xdist shares the tests above out "

@@ -18,6 +18,7 @@ The public API:
 import os
 
 from . import losses, methods, models
+from .arguments import check_data, check_objective
 from .config import load as load_experiment
 from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
 from .engine import EarlyStopping, History, MLflow, NonFiniteLossError, TensorBoard, TrainConfig, fit
@@ -48,6 +49,8 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
     """
     if objective is None:
         objective = methods.kd_objective(alpha, temperature)
+    check_objective(objective)
+    check_data(data, seeded=False)
     if cache is not False:
         if not isinstance(cache, (bool, str, os.PathLike)):
             raise TypeError(f"cache must be True, False or a folder path, got {cache!r}")

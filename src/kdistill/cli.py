@@ -12,13 +12,15 @@ else is a bug: exit status 1, said so, with the traceback.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
+import shlex
 import sys
 import traceback
 
-from .files import WRITE_ADVICE
+from .boundary import explain
+
+__all__ = ["build_parser", "explain", "main", "say", "show_table", "user_errors"]
 
 
 def _interactive(stream) -> bool:
@@ -141,10 +143,19 @@ def _tune(args) -> int:
 
     from . import config
     from .tune import answer_lines, trials_table, tune
+    from .tune.sweep import SweepInterrupted
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
-    summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out, storage=args.storage,
-                   quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
+    try:
+        summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out,
+                       storage=args.storage, quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
+    except SweepInterrupted as exc:
+        words = ["kdistill", "tune", args.experiment, "--out", str(exc.folder), *[w for o in args.set
+                                                                               for w in ("--set", o)]]
+        words += [w for flag, value in (("--storage", args.storage), ("--cache-dir", args.cache_dir),
+                                        ("--trials", args.trials), ("--jobs", args.jobs if args.jobs > 1 else None))
+                  if value is not None for w in (flag, str(value))]
+        raise SweepInterrupted(exc.folder, exc.storage, shlex.join(words)) from None
     show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)", *trials_table(summary["trials"]))
     _print_results(summary["results"], summary["folder"])
     for line in answer_lines(summary):
@@ -163,7 +174,14 @@ def _report(args) -> int:
 def _export(args) -> int:
     from .export import export_weights
 
-    reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model)
+    try:
+        reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model)
+    except KeyboardInterrupt:
+        again = shlex.join(["kdistill", "export", args.path, *[w for flag, value in (
+            ("--out", args.out), ("--model", args.model), ("--threads", args.threads)) if value is not None
+            for w in (flag, str(value))], *(["--int8"] if args.int8 else [])])
+        raise KeyboardInterrupt(f"export interrupted; the files written are whole (each is written beside its "
+                                f"place, then renamed): run it again with {again}") from None
     rows = []
     for r in reports:
         for row in (r, r.get("int8")):
@@ -337,30 +355,6 @@ def user_errors() -> tuple:
     return (ValueError, TypeError, OSError, MemoryError, EOFError, NonFiniteLossError, torch.cuda.OutOfMemoryError)
 
 
-_HINTS = {errno.ENOSPC: "free some disk space and run the command again (a run continues with --resume)",
-          errno.EACCES: "check the permissions of that path", errno.EPERM: "check the permissions of that path",
-          errno.EROFS: "the file system is read-only: choose another folder",
-          errno.ENOENT: "check the path", errno.EISDIR: "give a file, not a folder"}
-
-
-def explain(exc: BaseException) -> str:
-    """One message for a user-caused failure: what happened, naming the file, field or model,
-    and what to do."""
-    import torch
-
-    text = str(exc).strip()
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return (f"out of GPU memory ({text.splitlines()[0][:200]}); lower train.batch_size, use precision bf16, or "
-                f"use a smaller model")
-    if isinstance(exc, MemoryError):
-        return (f"out of memory{f' ({text[:200]})' if text else ''}; lower train.batch_size, use smaller images "
-                f"(data.images.size) or fewer samples (data.idx.max_train), or free memory")
-    hint = _HINTS.get(exc.errno) if isinstance(exc, OSError) else None
-    if hint and hint not in text and WRITE_ADVICE not in text:  # a failed write already says what to do
-        text = f"{text}; {hint}"
-    return text or type(exc).__name__
-
-
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere: kdistill run x.yaml --debug
@@ -376,7 +370,9 @@ def main(argv=None) -> int:
         _error("stopped:", "bold yellow", str(exc) or "interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one error boundary of the command line
-        user = isinstance(exc, user_errors())
+        from .boundary import is_allocation_failure
+
+        user = isinstance(exc, user_errors()) or is_allocation_failure(exc)
         if debug or not user:
             traceback.print_exc()
         if user:

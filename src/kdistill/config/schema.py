@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from ..report.tables import slug
+from ..arguments import check_names, check_seeds
 from .data import DataConfig
 from .section import ConfigError, Section, at, raise_at
 from .sections import (
@@ -56,6 +56,14 @@ class Experiment(Section):
     tune: TuneConfig | None = None
     tracking: TrackingConfig | None = None
     _base: Path = PrivateAttr(default=Path("."))
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value):
+        try:
+            return list(check_seeds(value, "seeds"))
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _students(self):
@@ -106,15 +114,9 @@ def _check_sklearn_student(model: ModelConfig, s: StudentConfig, i: int) -> None
 
 def _check_file_names(names: list[str]) -> None:
     """Model names become file names (weights, checkpoints, plots): two that become the same
-    one would share a checkpoint, so that one model could continue the other's training."""
-    by_file: dict[str, list[str]] = {}
-    for name in names:
-        by_file.setdefault(slug(name), []).append(name)
-    if "" in by_file:
-        raise at("students", f"model name {by_file[''][0]!r} has no letter or digit, so it cannot name its files "
-                             f"(weights, checkpoints, plots); give it one")
-    clash = next((same for same in by_file.values() if len(same) > 1), None)
-    if clash:
-        raise at("students", f"model names {' and '.join(map(repr, clash))} both become the file name "
-                             f"{slug(clash[0])!r} (weights, checkpoints, plots: lowercase letters and digits, other "
-                             f"characters become '-'); rename one")
+    one would share a checkpoint, so that one model could continue the other's training (the
+    same rule as :func:`kdistill.compare`'s, :func:`kdistill.arguments.check_names`)."""
+    try:
+        check_names(names, "model names")
+    except (TypeError, ValueError) as exc:
+        raise at("students", str(exc).removeprefix("model names: ")) from None

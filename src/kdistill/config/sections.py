@@ -14,6 +14,7 @@ from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
 from ..teachers.oof import check_folds
+from ..weights import check_trusted
 from .section import Section, at, raise_at
 
 
@@ -140,6 +141,14 @@ class TeacherConfig(ModelConfig):
     trusted: list[str] = []
     folds: int | None = Field(None, ge=0)  # out-of-fold outputs on the training rows (None: 5 for a
     # scikit-learn teacher fitted on a table, else 0; see kdistill.teachers.oof)
+
+    @field_validator("trusted")
+    @classmethod
+    def _trusted(cls, value):
+        try:
+            return check_trusted(value, "trusted")
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("folds")
     @classmethod

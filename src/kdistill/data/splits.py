@@ -5,6 +5,7 @@ shuffled batches.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -213,10 +214,12 @@ def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size
     and test stay whole so that scores remain comparable. ``standardize`` scales features with
     the train split's mean and standard deviation (tabular data). ``unlabeled`` (inputs without
     labels) and ``unlabeled_rest`` (keep the inputs ``train_fraction`` drops) give the splits
-    unlabelled inputs for distillation (see :func:`split_parts`).
+    unlabelled inputs for distillation (see :func:`split_parts`). ``y`` holds class indices or
+    the class names of ``classes`` (mapped to their index).
     """
-    return split_parts({"all": (x, y)}, classes, name=name, seed=seed, val_size=val_size, test_size=test_size,
-                       train_fraction=train_fraction, prepare=standardizer if standardize else None,
+    return split_parts({"all": (x, label_indices(y, classes))}, classes, name=name, seed=seed, val_size=val_size,
+                       test_size=test_size, train_fraction=train_fraction,
+                       prepare=standardizer if standardize else None,
                        unlabeled=unlabeled, unlabeled_rest=unlabeled_rest)
 
 
@@ -302,3 +305,24 @@ def _split(idx, y, size, seed, classes, what: str):
                              f"validation and test are carved out); add samples or remove the class") from exc
         raise ValueError(f"cannot carve a stratified {what} ({size:.3g} of {len(idx)} samples over "
                          f"{len(values)} classes): {exc}") from exc
+
+
+def label_indices(y, classes, what: str = "y") -> np.ndarray:
+    """Labels as class indices: integers in ``range(len(classes))`` as they are, or the class
+    names themselves (strings or other values found in ``classes``) mapped to their index."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iu" or y.size == 0:
+        return y
+    if y.dtype.kind == "b":
+        raise TypeError(f"{what} holds booleans; give class indices (0..{len(classes) - 1}) or class names")
+    if y.dtype.kind == "O" and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in y.flat):
+        return y.astype(np.int64)
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        return y.astype(np.int64)
+    index = {str(c): i for i, c in enumerate(classes)}
+    values = y.astype(str)
+    unknown = sorted(set(values.tolist()) - set(index))
+    if unknown:
+        raise ValueError(f"{what} holds label(s) {unknown[:5]} that are not among classes {list(classes)[:20]}; "
+                         f"give class indices (0..{len(classes) - 1}) or names from classes")
+    return np.array([index[v] for v in values.tolist()], dtype=np.int64)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import methods
+from ..arguments import check_data, check_objective
 from ..data import Splits
 from ..teachers import as_teacher
 from . import checkpoint
@@ -63,6 +64,11 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
     """
     if config is not None and options:
         raise TypeError("give either config= or keyword training options, not both")
+    check_data(data, seeded=False)
+    check_objective(objective)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__} (a scikit-learn student: "
+                        f"kdistill.DistilledClassifier)")
     cfg = config if config is not None else TrainConfig.from_kwargs(**options)
     terms = methods.objective(objective)
     needs_teacher = [t.name for t in terms if t.method.needs_teacher]

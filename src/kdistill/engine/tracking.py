@@ -10,10 +10,12 @@ accuracies, learning rate) of one fit. A study asks it for one callback per mode
 from __future__ import annotations
 
 import json
+import os
 import time
 from numbers import Real
 from pathlib import Path
 
+from ..boundary import translated
 from ..report.tables import results_markdown, slug
 
 _SKIP = ("epoch", "seconds")
@@ -58,7 +60,24 @@ class TensorBoard:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             _needs("tensorboard", "tensorboard")
-        return SummaryWriter(str(self.log_dir / run if run else self.log_dir))
+        self.check()
+        with translated(f"tracking.tensorboard {str(self.log_dir)!r}", "give a folder TensorBoard can write to",
+                        (OSError,)):
+            return SummaryWriter(str(self.log_dir / run if run else self.log_dir))
+
+    def check(self) -> None:
+        """Raise a ``ValueError`` naming ``tracking.tensorboard`` unless its folder can be made and written."""
+        where = f"tracking.tensorboard {str(self.log_dir)!r}"
+        blocking = next((p for p in (self.log_dir, *self.log_dir.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise ValueError(f"{where}: {blocking} is a file, not a folder; give a folder for TensorBoard's logs")
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"{where}: the folder cannot be made ({exc.strerror or exc}); give a folder you can "
+                             f"write to") from exc
+        if not os.access(self.log_dir, os.W_OK | os.X_OK):
+            raise ValueError(f"{where}: the folder is not writable; give a folder you can write to")
 
     def callback(self, model: str, seed: int, hyperparams: dict) -> TensorBoard:
         """The callback of one model and seed of a study."""
@@ -123,17 +142,28 @@ class MLflow:
         except ImportError:
             _needs("mlflow", "mlflow")
         uri, artifacts = self.tracking_uri, None
+        where = f"tracking.mlflow {self.tracking_uri!r}"
         if "://" not in uri and not uri.startswith("sqlite:"):
             folder = Path(uri).resolve()
-            folder.mkdir(parents=True, exist_ok=True)
+            with translated(where, "give a folder you can write to, or an MLflow tracking URI", (OSError,)):
+                folder.mkdir(parents=True, exist_ok=True)
             uri, artifacts = f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(self.experiment)
-        exp_id = found.experiment_id if found else client.create_experiment(self.experiment, artifacts)
+        with translated(where, "give an MLflow tracking URI that MLflow can open (http://HOST:PORT, "
+                               "sqlite:///FILE.db) or a local folder"):
+            client = MlflowClient(tracking_uri=uri)
+            found = client.get_experiment_by_name(self.experiment)
+            exp_id = found.experiment_id if found else client.create_experiment(self.experiment, artifacts)
         return client, exp_id
 
+    def check(self) -> None:
+        """Open the tracking store (the experiment is created if missing), as a run will."""
+        self._client()
+
     def _start(self, name: str | None, params: dict):
-        from mlflow.entities import Param
+        try:
+            from mlflow.entities import Param
+        except ImportError:
+            _needs("mlflow", "mlflow")
 
         client, exp_id = self._client()
         run = client.create_run(exp_id, run_name=name)

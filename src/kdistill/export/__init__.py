@@ -27,10 +27,11 @@ from ..files import atomic_write, make_dir
 from ..weights import rebuild
 from .estimators import PROBA_TOLERANCE, SUPPORTED, estimator_to_onnx, export_estimator
 from .int8 import quantize_int8, quantized_layers
-from .runtime import BATCH_SIZES, ParityError, latency, session
-from .torch_onnx import PARITY_TOLERANCE, export_onnx, onnx_logits, parity, reference_logits
+from .runtime import BATCH_SIZES, ExportError, ParityError, latency, session
+from .torch_onnx import PARITY_TOLERANCE, check_exportable, export_onnx, onnx_logits, parity, reference_logits
 
-__all__ = ["BATCH_SIZES", "INT8_ACCURACY_TOLERANCE", "PARITY_TOLERANCE", "PROBA_TOLERANCE", "SUPPORTED", "ParityError",
+__all__ = ["BATCH_SIZES", "INT8_ACCURACY_TOLERANCE", "PARITY_TOLERANCE", "PROBA_TOLERANCE", "SUPPORTED", "ExportError",
+           "ParityError", "check_exportable",
            "estimator_to_onnx", "export", "export_estimator", "export_onnx", "export_weights", "latency",
            "onnx_logits", "parity", "quantize_int8", "quantized_layers", "reference_logits", "session"]
 
@@ -186,6 +187,9 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
     :func:`kdistill.weights.rebuild`).
     """
     path = Path(path)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"out {str(out)!r} (kdistill export --out) is a file, not a folder; give a folder for the "
+                         f"ONNX files (it is made if missing)")
     if path.is_dir():
         files = sorted((path / "weights").glob("*.safetensors"))
         if not files:
@@ -208,9 +212,15 @@ def export_weights(path, out=None, *, int8: bool = False, threads: int | None = 
         if key not in rebuilt:  # read once per split
             rebuilt[key] = _splits(info, file)
         data = rebuilt[key]
-        report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
-                        test=None if data is None else data.test, threads=threads,
-                        calibration=None if data is None else data.train)
+        try:
+            report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
+                            test=None if data is None else data.test, threads=threads,
+                            calibration=None if data is None else data.train)
+        except ExportError as exc:
+            if not path.is_dir():
+                raise
+            log.warning("skipping %s: %s", file, exc)  # the other models of the run folder are still exported
+            continue
         reports.append({"weights": str(file), **report})
     atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
     if path.is_dir() and (path / "results.json").is_file() and folder == path / "onnx":

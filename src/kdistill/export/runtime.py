@@ -3,16 +3,32 @@ the error raised when an exported model is not faithful to the original."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
 import numpy as np
+
+from ..boundary import BoundaryError, first_line
 
 BATCH_SIZES = (1, 64)
 
 
 class ParityError(ValueError):
     """The exported model's outputs differ from the original model's by more than the tolerance."""
+
+
+class ExportError(BoundaryError):
+    """The ONNX exporter (or checker) refused a model: ``model`` names it, ``operation`` the
+    operation it could not convert (``None`` when its message names none)."""
+
+    def __init__(self, model: str, exc: BaseException):
+        found = re.search(r"operator '([^']+)'", str(exc))
+        self.model, self.operation = model, found.group(1) if found else None
+        what = f"the operation {self.operation} is not supported by the ONNX exporter" if self.operation \
+            else f"the ONNX exporter failed ({first_line(exc)})"
+        super().__init__(f"{model} cannot be exported to ONNX: {what}; replace it in the model to deploy it with "
+                         f"ONNX (the trained weights are kept)")
 
 
 def session(path, threads: int | None = None):

@@ -7,7 +7,12 @@ plain modules exactly and needs no ``onnxscript`` dependency.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import os
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from torch.utils.data import Dataset
 
 from ..data import batches
 from ..files import atomic_write
+from .runtime import ExportError
 
 # max |logit difference| allowed between PyTorch and float32 ONNX, per unit of the largest |logit| above 1
 PARITY_TOLERANCE = 1e-4
@@ -34,13 +40,63 @@ def export_onnx(model: nn.Module, input_shape, path, opset: int = 17) -> Path:
     dummy = torch.zeros(2, *input_shape, device=_device(model))
 
     def write(tmp: Path) -> None:  # atomically: a link at ``path`` is replaced, never written through
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        to_onnx(model, dummy, str(tmp), opset)
         onnx.checker.check_model(str(tmp))
 
-    return atomic_write(path, write)
+    try:
+        return atomic_write(path, write)
+    except (RuntimeError, onnx.checker.ValidationError) as exc:  # an operation the exporter cannot convert
+        raise ExportError(f"{type(model).__name__} ({path.name})", exc) from exc
+
+
+def to_onnx(model: nn.Module, dummy: torch.Tensor, target, opset: int = 17) -> None:
+    """The export itself, to a path or a file object (raises the exporter's own errors)."""
+    with warnings.catch_warnings(), _quiet_output():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(model, (dummy,), target, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+
+
+@contextlib.contextmanager
+def _quiet_output():
+    """Standard output and error silenced at the file-descriptor level: on a failure the
+    exporter prints its whole graph from C++, before the one-line error kdistill reports."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                for fd, copy_ in zip((1, 2), saved):
+                    os.dup2(copy_, fd)
+    finally:
+        for copy_ in saved:
+            os.close(copy_)
+
+
+def check_exportable(model: nn.Module, input_shape, what: str) -> None:
+    """Export ``model`` to ONNX in memory (nothing written), as a run will after training.
+
+    Raises
+    ------
+    ExportError
+        Naming ``what`` and the operation the exporter cannot convert.
+    """
+    import onnx
+
+    buffer = io.BytesIO()
+    was_training = model.training
+    try:
+        to_onnx(model.eval(), torch.zeros(2, *input_shape, device=_device(model)), buffer)
+        onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
+    except (RuntimeError, onnx.checker.ValidationError) as exc:
+        raise ExportError(what, exc) from exc
+    finally:
+        model.train(was_training)
 
 
 def _device(model: nn.Module):

@@ -11,6 +11,7 @@ after the teacher has trained on something such a check could see.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import torch
@@ -19,10 +20,13 @@ from sklearn.exceptions import NotFittedError
 from ..config import Experiment
 from ..data import Splits
 from ..engine import Runtime, TrainConfig, Trainer
+from ..export import ExportError, check_exportable
 from ..methods import objective
 from ..teachers import as_teacher
 from . import members
 from .specs import ModelSpec, student_spec, teacher_spec
+
+log = logging.getLogger("kdistill")
 
 
 def check_models(exp: Experiment, data: Splits) -> list[str]:
@@ -35,12 +39,43 @@ def check_models(exp: Experiment, data: Splits) -> list[str]:
         Naming the model (by its place in the file and its name) and what failed.
     """
     teacher = teacher_spec(exp)
-    model_t = _check(teacher, "teacher", data, None)
-    lines = [_line(teacher, model_t)]
+    where = "teacher" if exp.teacher.file is None else f"teacher file {str(exp.path(exp.teacher.file))!r}"
+    model_t = _check(teacher, where, data, None)
+    if exp.teacher.file is not None:
+        _teacher_batch(model_t, where, data)
+    lines, exported = [_line(teacher, model_t)], set()
     for i, s in enumerate(exp.students):
         spec = student_spec(exp, s)
-        lines.append(_line(spec, _check(spec, f"students.{i} ({s.name!r})", data, model_t)))
+        model = _check(spec, f"students.{i} ({s.name!r})", data, model_t)
+        lines.append(_line(spec, model))
+        if members.kind(model) == "torch" and spec.family not in exported:  # one export per architecture
+            exported.add(spec.family)
+            try:
+                check_exportable(model, data.input_shape, f"students.{i} ({s.name!r})")
+            except ExportError as exc:
+                log.warning("%s; the run trains it and leaves its ONNX columns empty", exc)
+                lines[-1] += f" (warning: {exc}; its ONNX columns will be empty)"
     return lines
+
+
+def _named(where: str, exc: BaseException) -> ValueError:
+    """``exc`` as a ``ValueError`` that names the teacher file of ``where`` (once)."""
+    path = where.split("'")[1] if where.count("'") >= 2 else where
+    return ValueError(str(exc) if path in str(exc) else f"{where}: {exc}")
+
+
+def _teacher_batch(teacher, where: str, data: Splits) -> None:
+    """One batch of real inputs through a teacher file: its input shape and batch size, and one
+    output per class."""
+    n = min(4, len(data.train))
+    x = torch.stack([data.train[i][0] for i in range(n)])
+    try:
+        out = as_teacher(teacher).logits(x)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise _named(where, exc) from exc
+    if tuple(out.shape) != (n, data.num_classes):
+        raise ValueError(f"{where}: gives outputs of shape {tuple(out.shape)} for a batch of {n}, not one score per "
+                         f"class ({data.num_classes} classes: {data.classes[:10]})")
 
 
 def _line(spec: ModelSpec, model) -> str:
@@ -59,6 +94,8 @@ def _check(spec: ModelSpec, where: str, data: Splits, teacher) -> torch.nn.Modul
     try:
         model = spec.build(data.input_shape, data.num_classes)
     except (ValueError, TypeError, RuntimeError) as exc:
+        if spec.arch is None and where.startswith("teacher file"):  # a file, not a model with options
+            raise _named(where, exc) from exc
         arch = spec.arch or {}
         raise ValueError(f"{where}: cannot build model {arch.get('model')!r} with options {arch.get('options')} "
                          f"for inputs of shape {data.input_shape} and {data.num_classes} classes: {exc}") from exc

@@ -17,6 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ..arguments import ALONE_SUFFIX, check_data, check_names, check_objective, check_seeds
 from ..data import Splits, class_summary
 from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
@@ -27,7 +28,7 @@ from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
 from . import members
 from .defaults import default_objective, is_table, synthetic_options, table_budget
-from .folders import INCOMPLETE, abandon_run_dir, finish_run_dir, open_run_dir, release_run_dir
+from .folders import INCOMPLETE, abandon_run_dir, check_cache_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
 from .specs import ModelSpec, objective_shown
 
@@ -44,6 +45,8 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
     released however the run ends; Ctrl-C names ``resume_command(folder)``.
     """
+    check_cache_dir(cache_dir)  # what the run will write and open, tried before any folder is made
+    check_trackers(trackers)
     rt = Runtime.create(device)  # joins the process group under torchrun
     folder = open_run_dir(Path(out), resume, rt)
     try:
@@ -60,13 +63,23 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
             atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
             write_report(folder)
             finish_run_dir(folder)
-    except TrainingInterrupted as exc:
+    except KeyboardInterrupt as exc:  # in training (saved after the batch), evaluation, export or the report
         again = resume_command(folder) if resume_command else f"resume=True and out={str(folder)!r}"
-        raise KeyboardInterrupt(f"interrupted in epoch {exc.epoch} after batch {exc.batch}, progress saved; the "
-                                f"run folder {folder} is marked {INCOMPLETE}: continue it with {again}") from exc
+        where = (f"in epoch {exc.epoch} after batch {exc.batch}, progress saved" if isinstance(exc, TrainingInterrupted)
+                 else "after the last finished epoch's checkpoint")
+        raise KeyboardInterrupt(f"interrupted {where}; the run folder {folder} is marked {INCOMPLETE}: continue it "
+                                f"with {again}") from exc
     finally:
         release_run_dir(folder)
     return results, folder
+
+
+def check_trackers(trackers) -> None:
+    """Open every tracker's folder or store once, as the run will (see ``check`` of
+    :class:`~kdistill.engine.TensorBoard` and :class:`~kdistill.engine.MLflow`)."""
+    for tracker in trackers:
+        if callable(getattr(tracker, "check", None)):
+            tracker.check()
 
 
 def trackers_from(tracking) -> list:
@@ -137,11 +150,14 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         The results written to ``results.json`` (table rows under ``models``, verdicts under
         ``comparisons``), plus ``folder``: the run folder.
     """
-    TrainConfig.from_kwargs(**train, **(teacher_train or {}))  # every option checked before anything runs
+    seeds = check_seeds(seeds)  # every argument checked before anything runs or any folder is made
+    check_data(data)
+    TrainConfig.from_kwargs(**train, **(teacher_train or {}))
     if teacher_folds is not None:
         check_folds(teacher_folds)
     given = data if callable(data) and not isinstance(data, Splits) else (lambda seed: data)
     first = given(seeds[0])
+    check_data(first, "data(seed)", seeded=False)
     table = is_table(first)
     synth = synthetic_options(synthetic, table)
     load = given if synth is None else (lambda seed: with_synthetic(given(seed), seed=seed, **synth))
@@ -178,14 +194,15 @@ def _fresh(module: nn.Module) -> nn.Module:
     return model
 
 
-def _builder(obj) -> Callable:
+def _builder(obj, name: str | None = None) -> Callable:
     if isinstance(obj, nn.Module):
         return lambda shape, k: _fresh(obj)
     if members.kind_or_none(obj) == "sklearn":
         return lambda shape, k: members.seeded(clone(obj))
     if callable(obj):
         return lambda shape, k: obj(shape, k)
-    raise TypeError(f"cannot use {type(obj).__name__} as a student: give a torch module, a function "
+    where = "a student" if name is None else f"students[{name!r}]"
+    raise TypeError(f"cannot use {type(obj).__name__} as {where}: give a torch module, a function "
                     f"(input_shape, num_classes) -> model, or a scikit-learn estimator")
 
 
@@ -193,23 +210,34 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
     """The students' specs, each distilled one with its student alone; ``bare``: the training
     options of a bare PyTorch student on a table (:func:`~kdistill.study.defaults.table_budget`)."""
     if not isinstance(students, dict) or not students:
-        raise ValueError(f"students must be a non-empty dict of name -> student, got {students!r}")
+        raise ValueError(f"students must be a non-empty dict of name -> student (or name -> (student, objective)), "
+                         f"got {students!r}")
+    check_names(students)
     specs, families, originals = [], {}, {}
     for name, given in students.items():
+        if isinstance(given, tuple) and len(given) != 2:
+            raise ValueError(f"students[{name!r}] must be a student or a (student, objective) pair, got a tuple of "
+                             f"{len(given)}")
         model, objective = given if isinstance(given, tuple) else (given, None)
+        if objective is not None:
+            check_objective(objective, f"students[{name!r}] objective")
+        _builder(model, name)
         family = families.setdefault(id(model), f"student {len(families)}")
         originals[family] = model
         guard = objective is None and table  # the default recipe on a table keeps the better of the two
         options = dict(bare if guard and bare is not None and members.kind_or_none(model) != "sklearn" else train)
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
-        specs.append(ModelSpec(name, _builder(model), objective=objective, train=options, family=family,
+        specs.append(ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
                                hyperparams=_shown(objective, options, model), guard=guard))
     alone = {s.family for s in specs if not s.distilled}
+    derived = []
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)
-        specs.insert(0, ModelSpec(f"{spec.name} alone", spec.build, objective=list(ALONE), train=dict(train),
+        derived.append(spec.name + ALONE_SUFFIX)
+        specs.insert(0, ModelSpec(derived[-1], spec.build, objective=list(ALONE), train=dict(train),
                                   family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+    check_names(["teacher", *students], derived=derived)  # the teacher's files are named "teacher" too
     return specs
 
 

@@ -13,9 +13,9 @@ from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..data.synthetic import with_synthetic
 from ..files import atomic_write
 from .check import check_models
-from .comparison import run_in_folder, trackers_from
+from .comparison import check_trackers, run_in_folder, trackers_from
 from .defaults import is_table, synthetic_options
-from .folders import check_same_experiment
+from .folders import check_cache_dir, check_same_experiment
 from .specs import student_spec, teacher_spec
 
 
@@ -102,7 +102,10 @@ def _resume_command(exp, overrides, folder: Path, cache_dir) -> str:
 def validate_experiment(exp: Experiment) -> list[str]:
     """What ``kdistill validate`` checks beyond the file: its data source (and unlabelled data)
     is read and split (the first seed), and every model is built and takes one dry step on it
-    (see :func:`~kdistill.study.check.check_models`). Returns one line per model."""
+    (see :func:`~kdistill.study.check.check_models`); the tracking folders and stores are opened.
+    Returns one line per model."""
+    check_trackers(trackers_from(_tracking(exp)))
+    check_cache_dir()  # $KDISTILL_CACHE_DIR, where set
     return _read_and_check(exp)[2]
 
 

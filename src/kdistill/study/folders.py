@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -186,6 +187,24 @@ def teacher_cache_dir(out: Path, cache_dir=None) -> Path:
     (created here, and refused if it is a link out of the run folder)."""
     chosen = cache_dir or os.environ.get(ENV_VAR)
     return Path(chosen) if chosen else make_dir(Path(out) / CACHE, inside=out)
+
+
+def check_cache_dir(cache_dir=None) -> None:
+    """A kept cache folder (``cache_dir``, else ``$KDISTILL_CACHE_DIR``) is made and written once
+    before anything trains, so that a read-only one is refused by its flag, not after the
+    teacher trained by a temporary file's name."""
+    chosen = cache_dir or os.environ.get(ENV_VAR)
+    if not chosen:
+        return
+    flag = f"--cache-dir {str(chosen)!r} (cache_dir)" if cache_dir else f"${ENV_VAR} {str(chosen)!r}"
+    try:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kdistill-probe-", dir=chosen)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{flag}: the teacher cache cannot be written there ({exc.strerror or exc}); choose a "
+                         f"folder you can write to") from exc
 
 
 def abandon_run_dir(folder: Path) -> None:

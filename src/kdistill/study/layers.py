@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from .. import config
+from ..boundary import translated
 from ..data import read_source
 from ..models import build_model, importable
 from ..taps import layer_table, suggest_pairs
@@ -30,11 +31,22 @@ def model_layers(target, input_shape=None, num_classes: int | None = None, optio
     if input_shape is None or num_classes is None:
         raise ValueError(f"{target!r} is a model: give --input-shape (e.g. 3,32,32) and --classes; or give an "
                          f"experiment file (.yaml) or a weights file (.safetensors)")
-    with importable("."):
+    with importable("."), translated(f"model {str(target)!r}", "fix the factory, or check that it takes "
+                                                                "(input_shape, num_classes, **options)",
+                                                    keep=(ValueError, TypeError, OSError, MemoryError)):
         model = build_model(str(target), options or {}, input_shape, num_classes)
     if not isinstance(model, nn.Module):
         raise ValueError(f"{target!r} is a scikit-learn estimator; it has no layers")
-    return {"input_shape": tuple(input_shape), "models": {str(target): layer_table(model, input_shape)}, "pairs": {}}
+    return {"input_shape": tuple(input_shape), "models": {str(target): _table(str(target), model, input_shape)},
+            "pairs": {}}
+
+
+def _table(name: str, model: nn.Module, shape) -> list[dict]:
+    """The layer table of one model, a failed forward pass on inputs of ``shape`` named (too large
+    to allocate: a ``MemoryError``)."""
+    with translated(f"model {name!r} on inputs of shape {tuple(shape)}",
+                    "check --input-shape (one sample, without the batch axis, e.g. 3,32,32)", keep=(MemoryError,)):
+        return layer_table(model, shape)
 
 
 def _experiment_layers(path: Path) -> dict:

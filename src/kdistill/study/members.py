@@ -23,7 +23,7 @@ from torch import nn
 from ..data import Splits, batches
 from ..data.synthetic import with_synthetic
 from ..engine import History, fit
-from ..export import ParityError, export, export_estimator
+from ..export import ExportError, ParityError, export, export_estimator
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
@@ -196,6 +196,8 @@ def onnx_metrics(model, shape, path: Path) -> dict:
         except ParityError as exc:  # a measurement column: the study's models and results are kept
             path.unlink(missing_ok=True)  # an unfaithful file is not left for deployment
             return {**NO_ONNX, "onnx_warning": f"{exc} (file removed; ONNX columns left empty)"}
+        except ExportError as exc:  # an operation the exporter cannot convert: the same, nothing was written
+            return {**NO_ONNX, "onnx_warning": f"no ONNX file: {exc} (ONNX columns left empty)"}
         return {"onnx_ms_b1": r["latency"]["batch1"]["p50_ms"], "onnx_ms_b64": r["latency"]["batch64"]["p50_ms"],
                 "onnx_mb": r["size_mb"]}
     if kind(model) == "sklearn":

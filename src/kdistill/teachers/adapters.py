@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..boundary import BoundaryError, first_line, is_allocation_failure
 from ..models import freeze
 from .base import Teacher, as_list, check_output, finish_logits, set_classes
 
@@ -124,7 +125,31 @@ class OnnxTeacher(_NumpyTeacher):
 
     def _scores(self, x: np.ndarray):
         session = self._open()
-        return session.run([self._output], {self._input: x.astype(self._dtype, copy=False)})[0]
+        try:
+            return session.run([self._output], {self._input: x.astype(self._dtype, copy=False)})[0]
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors, translated at the boundary
+            if is_allocation_failure(exc):
+                raise MemoryError(f"the ONNX teacher {self.path}: {first_line(exc)}") from exc
+            raise BoundaryError(f"the ONNX teacher {self.path} cannot run on a batch of shape {tuple(x.shape)}: "
+                                f"{self._mismatch(x)}") from exc
+
+    def _mismatch(self, x: np.ndarray) -> str:
+        """What the model's declared input expects that the batch is not."""
+        declared = list(self._session.get_inputs()[0].shape)
+        fixed = [d if isinstance(d, int) else None for d in declared]
+        if len(fixed) != x.ndim:
+            return (f"its input {self._input!r} has {len(fixed)} axes {declared}, the data's batches have {x.ndim}; "
+                    f"give data of the shape the model was exported for")
+        if fixed[0] is not None and fixed[0] != x.shape[0]:
+            return (f"its batch size is fixed at {fixed[0]} (input {self._input!r} of shape {declared}); export it "
+                    f"again with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={{'input': {{0: "
+                    f"'batch'}}}}))")
+        wrong = [(i, d, x.shape[i]) for i, d in enumerate(fixed[1:], 1) if d is not None and d != x.shape[i]]
+        if wrong:
+            i, d, n = wrong[0]
+            return (f"its input {self._input!r} expects {d} values on axis {i} (shape {declared}), the data has {n}; "
+                    f"the teacher was made for other inputs (features, image size or channels)")
+        return "onnxruntime refused it; check that the model was exported for this data"
 
     def __getstate__(self):
         # An onnxruntime session cannot be copied or pickled; it is reopened from the path.

@@ -3,7 +3,9 @@ skops, an ONNX model, or a ``transformers`` model folder."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 from ..weights import file_kind, load_sklearn
@@ -11,6 +13,44 @@ from .adapters import OnnxTeacher, SklearnTeacher
 from .base import Teacher
 
 KINDS = ("auto", "skops", "onnx", "transformers")
+MAX_MB = 1024  # a teacher file larger than this is refused before it is read (its libraries read it whole)
+MAX_MB_VAR = "KDISTILL_MAX_TEACHER_MB"  # raises (or lowers) that limit, in megabytes
+
+
+def max_teacher_mb() -> float:
+    """The size limit of a teacher file in MB: ``$KDISTILL_MAX_TEACHER_MB``, else :data:`MAX_MB`."""
+    given = os.environ.get(MAX_MB_VAR)
+    if given is None:
+        return float(MAX_MB)
+    try:
+        value = float(given)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"${MAX_MB_VAR} must be a positive number of megabytes, got {given!r}")
+    return value
+
+
+def check_teacher_path(path: Path) -> None:
+    """The teacher file exists (a link loop and a broken link are said to be so) and is within
+    the size limit (:func:`max_teacher_mb`; a folder counts its files), before anything reads it."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"teacher file {str(path)!r} is a link loop (symbolic links that lead back to "
+                             f"themselves); point the link at the teacher file") from None
+        if path.is_symlink():
+            raise FileNotFoundError(f"teacher file {str(path)!r} is a broken link (to {os.readlink(path)!r}, which "
+                                    f"does not exist); point it at the teacher file") from None
+        raise FileNotFoundError(f"teacher file: no file at {str(path)!r}") from None
+    files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+    size = sum(p.stat().st_size for p in files) / 1e6
+    limit = max_teacher_mb()
+    if size > limit:
+        raise ValueError(f"teacher file {str(path)!r} is {size:,.1f} MB, above the limit of {limit:,.0f} MB that "
+                         f"kdistill reads (a teacher file is read whole into memory); if you mean it, raise the "
+                         f"limit with {MAX_MB_VAR}=<megabytes>")
 
 
 def teacher_file_kind(path) -> str:
@@ -56,8 +96,7 @@ def load_teacher_file(path, kind: str = "auto", *, output: str | None = None, cl
     path = Path(path)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not path.exists():
-        raise FileNotFoundError(f"teacher file: no file at {str(path)!r}")
+    check_teacher_path(path)
     found = teacher_file_kind(path)
     if kind != "auto" and found != kind and not (kind == "onnx" and found == "unknown"):
         raise ValueError(f"teacher file {str(path)!r} was given as kind {kind!r}, but it holds {_what(found)}")

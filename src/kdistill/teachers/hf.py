@@ -8,6 +8,7 @@ import re
 import torch
 from torch import Tensor, nn
 
+from ..boundary import BoundaryError, first_line, is_allocation_failure
 from .adapters import TorchTeacher
 from .base import finish_logits
 
@@ -72,4 +73,11 @@ def load_transformers(path, classes=None) -> TransformersTeacher:
     except (OSError, KeyError) as exc:
         raise ValueError(f"cannot load the transformers model in {path}: {exc} (it must be saved with "
                          f"save_pretrained, with safetensors weights)") from exc
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors' and transformers' own errors, translated here
+        if is_allocation_failure(exc):
+            raise MemoryError(f"the transformers teacher in {path}: {first_line(exc)}") from exc
+        raise BoundaryError(f"cannot load the transformers model in {path}: {first_line(exc)} (its weights file is "
+                            f"damaged or not safetensors: save the model again with save_pretrained)") from exc
     return TransformersTeacher(model, classes)

@@ -8,6 +8,8 @@ every trial and every worker."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
@@ -84,9 +86,30 @@ class Context:
                                         storage=self.storage(),
                                         pruner=pruner("none" if kind == "repeats" else self.cfg.pruner))
             optuna.storages.fail_stale_trials(study)
+            self._check_record(study)
             study.sampler = optuna.samplers.TPESampler(seed=self.exp.seeds[0] + seed_offset + len(study.trials),
                                                        constant_liar=True)
         return study
+
+    def _check_record(self, study) -> None:
+        """A study records what it searches (space, task, data) in its user attributes when it is
+        created; opened again (a shared storage, another machine) with other settings it is refused,
+        so that no answer comes from trials outside the space asked for."""
+        record = study_record(self.exp)
+        found = study.user_attrs.get(RECORD)
+        if found is None:
+            if study.trials:
+                log.warning("study %r in %s has trials but no record of its search space (made by an older "
+                            "kdistill); recording this sweep's", study.study_name, self.url)
+            study.set_user_attr(RECORD, record)
+            return
+        differ = sorted(k for k in set(found) | set(record) if found.get(k) != record.get(k))
+        if differ:
+            shown = "; ".join(f"{k}: {_short(found.get(k))} there, {_short(record.get(k))} here" for k in differ[:4])
+            raise ValueError(f"storage {self.url!r}: study {study.study_name!r} was created for another search space, "
+                             f"task or data, differing in {', '.join(differ)} ({shown}); its trials would answer "
+                             f"for settings you did not ask for. Undo the changes to resume it, or start a new study "
+                             f"with tune.study_name (e.g. --set tune.study_name={self.base_name}-{_digest(record)})")
 
     @property
     def fits_sklearn_teacher(self) -> bool:
@@ -183,6 +206,31 @@ class Context:
         model.fit(*members.arrays(data.train))
         save_sklearn(model, path)
         return model
+
+
+RECORD = "kdistill"  # the study's user attribute holding study_record()
+SPACE_FIELDS = ("student", "students", "methods", "alpha", "temperature", "options", "lr", "steps", "unlabeled",
+                "labeled_share", "synthetic", "synthetic_size", "oof", "pruner")
+
+
+def study_record(exp) -> dict:
+    """What a study's trials mean, by dotted field: the search space (``tune.*``, the tabular
+    levers included), the task (teacher, students, training) and the data section and first seed."""
+    dump = exp.model_dump(mode="json")
+    tune = dump.get("tune") or TuneConfig().model_dump(mode="json")
+    record = {f"tune.{k}": tune.get(k) for k in SPACE_FIELDS}
+    record.update({key: dump.get(key) for key in ("data", "teacher", "student", "students", "train")})
+    record["seeds.0"] = exp.seeds[0]
+    return json.loads(json.dumps(record, sort_keys=True))
+
+
+def _digest(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def run(ctx: Context, kind: str, wanted: int, jobs: int, opened=None) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -69,12 +70,44 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
     cfg = exp.tune or TuneConfig()
     check_target(exp, teacher)
     wanted = _count("trials", trials if trials is not None else cfg.trials)
-    jobs = _count("jobs", jobs)
+    jobs = capped_jobs(_count("jobs", jobs))
     folder = _folder(exp, out)
     url = storage or cfg.storage or f"sqlite:///{_database(folder)}"
     ctx = Context(exp, folder, url, cfg.study_name or exp.name, quiet, None if cache_dir is None else str(cache_dir),
                   teacher)
     studies = {kind: ctx.study(kind) for kind in KINDS}  # a bad storage fails here, before any training
+    try:
+        return _sweep(ctx, studies, cfg, wanted, jobs)
+    except SweepInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise SweepInterrupted(folder, url) from exc
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep: its finished trials are kept in the storage; ``folder`` and
+    ``storage`` say where, and running the same sweep again continues it."""
+
+    def __init__(self, folder: Path, storage: str, command: str | None = None):
+        self.folder, self.storage = folder, storage
+        again = command or f"tune(exp, out={str(folder)!r}, storage={storage!r})"
+        super().__init__(f"the sweep was interrupted; its finished trials are kept in {storage} and the run folder "
+                         f"is {folder}: continue it with {again}")
+
+
+def capped_jobs(jobs: int) -> int:
+    """``jobs`` worker processes, at most one per core this process may run on (more only
+    compete for the same cores: measured, 8 workers on 2 cores took 12 times as long)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs > cores:
+        log.warning("--jobs %d is more than the %d core(s) available; running %d worker(s)", jobs, cores, cores)
+        return cores
+    return jobs
+
+
+def _sweep(ctx, studies: dict, cfg, wanted: int, jobs: int) -> dict:
+    """The sweep once its studies are open: trials, re-runs, the decision, the final study."""
+    exp, folder = ctx.exp, ctx.folder
     start = time.perf_counter()
     opened = ctx.open()
     data, teachers, space, source, _ = opened
