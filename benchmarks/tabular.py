@@ -298,9 +298,12 @@ def pilot_markdown(rows: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tuned_recipe(pilot_rows: dict, name: str, kind: str) -> tuple[str, dict | None]:
-    """The pilot's best lever on validation for (table, student); alone if nothing beat it."""
-    result = pilot_rows[name]["students"][kind]
+def tuned_recipe(pilot_rows: dict, name: str, kind: str) -> tuple[str, dict | None] | None:
+    """The pilot's best lever on validation for (table, student); alone if nothing beat it;
+    ``None`` where the pilot did not run every lever of that pair (no tuned recipe then)."""
+    result = pilot_rows.get(name, {}).get("students", {}).get(kind, {})
+    if set(result) != {"alone", *pilot_grid(kind)}:
+        return None
     best = max(result, key=lambda lv: result[lv]["val"])
     return best, (None if best == "alone" else pilot_grid(kind)[best])
 
@@ -317,7 +320,8 @@ def main_run(args) -> dict:
             extra["teacher"].append(t_acc)
             extra["latency"].setdefault("teacher", []).append(members.latency(task.teacher, task.data.input_shape, k))
             for kind in args.students:
-                lever, tuned = tuned_recipe(pilot_rows, name, kind)
+                piloted = tuned_recipe(pilot_rows, name, kind)
+                lever, tuned = piloted or ("not piloted", None)
                 extra.setdefault("tuned_lever", {})[kind] = lever
                 fits = {"alone": fit_student(task, kind, None), "default": fit_student(task, kind, default_recipe())}
                 kept = keep_better(seed, task.data, "default", (fits["default"][0], None), "alone",
@@ -325,7 +329,8 @@ def main_run(args) -> dict:
                 extra.setdefault("kept_alone", {}).setdefault(kind, []).append(kept is not None)
                 if kept is not None:
                     fits["default"] = (kept[0][0], fits["default"][1])
-                fits["tuned"] = fits["alone"] if tuned is None else fit_student(task, kind, tuned)
+                if piloted is not None:
+                    fits["tuned"] = fits["alone"] if tuned is None else fit_student(task, kind, tuned)
                 for recipe_name, (model, seconds) in fits.items():
                     key = f"{kind} {recipe_name}"
                     per_seed.setdefault(key, []).append({"seed": seed, "accuracy": accuracy(model, task.data.test, k)})
@@ -353,8 +358,9 @@ def summary(rows: dict) -> tuple[dict, str]:
             if f"{kind} alone" not in row["per_seed"]:
                 continue
             per = row["per_seed"]
-            found = verdicts(per, f"{kind} alone", [f"{kind} default", f"{kind} tuned"])
-            runs = {r: [m["accuracy"] for m in per[f"{kind} {r}"]] for r in ("alone", "default", "tuned")}
+            found = verdicts(per, f"{kind} alone", [f"{kind} default"] + [f"{kind} tuned"] * (f"{kind} tuned" in per))
+            runs = {r: [m["accuracy"] for m in per[f"{kind} {r}"]] for r in ("alone", "default", "tuned")
+                    if f"{kind} {r}" in per}
             acc = {r: float(np.mean(v)) for r, v in runs.items()}
             std = {r: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for r, v in runs.items()}
             gap = teacher - acc["alone"]
@@ -372,7 +378,7 @@ def summary(rows: dict) -> tuple[dict, str]:
             secs = row["seconds"]
             lines.append(f"| {name} | {kind} | {teacher:.4f} | {acc['alone']:.4f} ± {std['alone']:.4f} | "
                          f"{acc['default']:.4f} ± {std['default']:.4f} | {delta('default')} | "
-                         f"{'–' if recovered is None else f'{recovered:.0%}'} | {acc['tuned']:.4f} "
+                         f"{'–' if recovered is None else f'{recovered:.0%}'} | {acc.get('tuned', float('nan')):.4f} "
                          f"({row['tuned_lever'][kind]}) | {delta('tuned')} | "
                          f"{sum(row['kept_alone'][kind])}/{len(row['kept_alone'][kind])} | {lat:.2f} | "
                          f"{np.mean(secs[f'{kind} alone']):.1f} / {np.mean(secs[f'{kind} default']):.1f} |")
