@@ -95,6 +95,23 @@ def test_an_unexportable_student_is_reported_by_validate_and_costs_no_results(ti
     assert (out / "report.html").is_file() and not (out / "INCOMPLETE").exists()
 
 
+def test_compare_warns_of_an_unexportable_student_before_training_and_keeps_its_results(tmp_path, caplog):
+    name = _module(tmp_path, "svd_compare")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        make = __import__(name).make
+    finally:
+        sys.path.remove(str(tmp_path))
+    data = kdistill.load_dataset("iris", seed=0)
+    with caplog.at_level("INFO", logger="kdistill"):
+        results = kdistill.compare(lambda shape, k: mlp(shape, k, hidden=(8,)), {"svd": make}, data, epochs=1,
+                                   train_teacher=True, out=tmp_path / "c", quiet=True)
+    said = [r.getMessage() for r in caplog.records]
+    dry = next(i for i, m in enumerate(said) if "students['svd" in m and "leaves its ONNX columns empty" in m)
+    assert dry < next(i for i, m in enumerate(said) if "trained for" in m)  # said before any model trained
+    assert next(m for m in results["models"] if m["name"] == "svd")["onnx_mb"] is None
+
+
 def test_exporting_an_unsupported_operation_is_exit_2_naming_model_and_operation(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     name = _module(tmp_path, "svd_export")
@@ -160,6 +177,15 @@ def test_an_onnx_teacher_of_another_width_names_the_axis(tmp_path):
     teacher = load_teacher_file(_onnx(tmp_path, 7))
     with pytest.raises(ValueError, match=r"expects 7 values on axis 1 \(shape \['batch', 7\]\), the data has 5"):
         teacher.logits(torch.zeros(3, 5))
+
+
+def test_compare_runs_a_batch_through_a_teacher_file_before_any_folder_is_made(tmp_path):
+    path = _onnx(tmp_path, (1, 8, 8), True)  # batch fixed at 1
+    data = kdistill.load_dataset("digits", seed=0)
+    with pytest.raises(ValueError, match=r"ONNX teacher .*t64-fixed.onnx cannot run .*batch size is fixed at 1"):
+        kdistill.compare(path, {"mlp": lambda shape, k: mlp(shape, k, hidden=(8,))}, data, epochs=1,
+                         out=tmp_path / "c", quiet=True)
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_damaged_teacher_file_is_named_not_model_none(tiny, write_experiment, tmp_path, capsys):

@@ -42,20 +42,30 @@ def check_models(exp: Experiment, data: Splits) -> list[str]:
     where = "teacher" if exp.teacher.file is None else f"teacher file {str(exp.path(exp.teacher.file))!r}"
     model_t = _check(teacher, where, data, None)
     if exp.teacher.file is not None:
-        _teacher_batch(model_t, where, data)
+        teacher_batch(model_t, where, data)
     lines, exported = [_line(teacher, model_t)], set()
     for i, s in enumerate(exp.students):
         spec = student_spec(exp, s)
         model = _check(spec, f"students.{i} ({s.name!r})", data, model_t)
         lines.append(_line(spec, model))
-        if members.kind(model) == "torch" and spec.family not in exported:  # one export per architecture
+        if spec.family not in exported:  # one export per architecture
             exported.add(spec.family)
-            try:
-                check_exportable(model, data.input_shape, f"students.{i} ({s.name!r})")
-            except ExportError as exc:
-                log.warning("%s; the run trains it and leaves its ONNX columns empty", exc)
-                lines[-1] += f" (warning: {exc}; its ONNX columns will be empty)"
+            problem = export_problem(model, data.input_shape, f"students.{i} ({s.name!r})")
+            lines[-1] += f" (warning: {problem}; its ONNX columns will be empty)" if problem else ""
     return lines
+
+
+def export_problem(model, input_shape, what: str) -> str | None:
+    """Why the PyTorch ``model`` cannot be exported to ONNX (warned about, once: the run trains
+    it and leaves its ONNX columns empty), or ``None``."""
+    if members.kind(model) != "torch":
+        return None
+    try:
+        check_exportable(model, input_shape, what)
+    except ExportError as exc:
+        log.warning("%s; the run trains it and leaves its ONNX columns empty", exc)
+        return str(exc)
+    return None
 
 
 def _named(where: str, exc: BaseException) -> ValueError:
@@ -64,7 +74,7 @@ def _named(where: str, exc: BaseException) -> ValueError:
     return ValueError(str(exc) if path in str(exc) else f"{where}: {exc}")
 
 
-def _teacher_batch(teacher, where: str, data: Splits) -> None:
+def teacher_batch(teacher, where: str, data: Splits) -> None:
     """One batch of real inputs through a teacher file: its input shape and batch size, and one
     output per class."""
     n = min(4, len(data.train))

@@ -27,6 +27,7 @@ from ..report import write_report
 from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
 from . import members
+from .check import export_problem, teacher_batch
 from .defaults import default_objective, is_table, synthetic_options, table_budget
 from .folders import INCOMPLETE, abandon_run_dir, check_cache_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
@@ -164,6 +165,7 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     specs = _student_specs(students, train, table, table_budget(train, first, synth) if table else train)
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
     t_spec.folds = teacher_folds
+    _dry_run(teacher, t_spec, specs, first)
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train, "teacher_folds": teacher_folds,
                           "synthetic": synth}}
@@ -173,6 +175,23 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
                                     device=train.get("device", "cpu"))
     return None if results is None else {**results, "folder": str(folder)}
+
+
+def _dry_run(given, teacher: ModelSpec, specs: list[ModelSpec], data: Splits) -> None:
+    """What the run will touch, tried before any training (as ``kdistill validate`` does for a
+    file): one batch through a teacher read from a file, one ONNX export (in memory) per PyTorch
+    student architecture; the random draws of the models built here leave no trace."""
+    import torch
+
+    with torch.random.fork_rng():
+        if isinstance(given, (str, Path)):
+            teacher_batch(teacher.build(data.input_shape, data.num_classes), f"teacher file {str(given)!r}", data)
+        seen = set()
+        for spec in specs:
+            if spec.family not in seen:
+                seen.add(spec.family)
+                export_problem(spec.build(data.input_shape, data.num_classes), data.input_shape,
+                               f"students[{spec.name!r}]")
 
 
 def _what(obj) -> str:
