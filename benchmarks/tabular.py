@@ -349,7 +349,7 @@ def summary(rows: dict) -> tuple[dict, str]:
     seeds = sorted({m["seed"] for row in rows.values() for runs in row["per_seed"].values() for m in runs})
     lines = ["### Tabular distillation: test accuracy over seeds " + ", ".join(map(str, seeds)), "",
              "| table | student | teacher | alone | default recipe | Δ default (paired) | gap recovered | tuned recipe "
-             "(lever) | Δ tuned | default kept alone (seeds) | student / teacher latency | fit s alone / default |",
+             "(lever) | Δ tuned | default kept alone (seeds) | speed-up vs teacher (latency) | fit s alone / default |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out = {}
     for name, row in rows.items():
@@ -378,14 +378,18 @@ def summary(rows: dict) -> tuple[dict, str]:
             secs = row["seconds"]
             lines.append(f"| {name} | {kind} | {teacher:.4f} | {acc['alone']:.4f} ± {std['alone']:.4f} | "
                          f"{acc['default']:.4f} ± {std['default']:.4f} | {delta('default')} | "
-                         f"{'–' if recovered is None else f'{recovered:.0%}'} | {acc.get('tuned', float('nan')):.4f} "
+                         f"{'–' if recovered is None else f'{recovered:.0%}'} | {_cell(acc.get('tuned'))} "
                          f"({row['tuned_lever'][kind]}) | {delta('tuned')} | "
-                         f"{sum(row['kept_alone'][kind])}/{len(row['kept_alone'][kind])} | {lat:.2f} | "
+                         f"{sum(row['kept_alone'][kind])}/{len(row['kept_alone'][kind])} | {1 / lat:.0f}x | "
                          f"{np.mean(secs[f'{kind} alone']):.1f} / {np.mean(secs[f'{kind} default']):.1f} |")
             out[f"{name}/{kind}"] = {"teacher": teacher, "accuracy": acc, "std": std, "gap": gap,
                                      "recovered": recovered, "verdicts": found, "latency_ratio": lat,
                                      "tuned_lever": row["tuned_lever"][kind]}
     return out, "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 def main() -> None:
