@@ -34,6 +34,14 @@ def is_allocation_failure(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and bool(_ALLOCATION.search(str(exc))))
 
 
+def library_error(where: str, exc: BaseException, message: str) -> Exception:
+    """What to raise for a library's failure ``exc``: a ``MemoryError`` naming ``where`` when the
+    machine ran out of memory, else a :class:`BoundaryError` saying ``message``."""
+    if is_allocation_failure(exc):
+        return MemoryError(f"{where}: {first_line(exc)}")
+    return BoundaryError(message)
+
+
 @contextlib.contextmanager
 def translated(what: str, advice: str, catch: tuple = (Exception,), keep: tuple = ()):
     """Re-raise a library's failure inside the block as a :class:`BoundaryError`: ``"<what>:
@@ -44,9 +52,7 @@ def translated(what: str, advice: str, catch: tuple = (Exception,), keep: tuple 
     except (BoundaryError, *keep):
         raise
     except catch as exc:
-        if is_allocation_failure(exc):
-            raise MemoryError(f"{what}: {first_line(exc)}") from exc
-        raise BoundaryError(f"{what}: {first_line(exc)}; {advice}") from exc
+        raise library_error(what, exc, f"{what}: {first_line(exc)}; {advice}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

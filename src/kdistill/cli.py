@@ -18,7 +18,7 @@ import shlex
 import sys
 import traceback
 
-from .boundary import explain
+from .boundary import explain, is_allocation_failure
 
 __all__ = ["build_parser", "explain", "main", "say", "show_table", "user_errors"]
 
@@ -150,17 +150,23 @@ def _tune(args) -> int:
         summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out,
                        storage=args.storage, quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
     except SweepInterrupted as exc:
-        words = ["kdistill", "tune", args.experiment, "--out", str(exc.folder), *[w for o in args.set
-                                                                               for w in ("--set", o)]]
-        words += [w for flag, value in (("--storage", args.storage), ("--cache-dir", args.cache_dir),
-                                        ("--trials", args.trials), ("--jobs", args.jobs if args.jobs > 1 else None))
-                  if value is not None for w in (flag, str(value))]
-        raise SweepInterrupted(exc.folder, exc.storage, shlex.join(words)) from None
+        again = _command(["tune", args.experiment, "--out", str(exc.folder), *[w for o in args.set
+                                                                            for w in ("--set", o)]],
+                         ("--storage", args.storage), ("--cache-dir", args.cache_dir), ("--trials", args.trials),
+                         ("--jobs", args.jobs if args.jobs > 1 else None))
+        raise SweepInterrupted(exc.folder, exc.storage, again) from None
     show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)", *trials_table(summary["trials"]))
     _print_results(summary["results"], summary["folder"])
     for line in answer_lines(summary):
         say(line)
     return 0
+
+
+def _command(words: list[str], *flags: tuple) -> str:
+    """The shell line ``kdistill <words> <flag value>...`` that runs a command again; flags whose
+    value is ``None`` are left out."""
+    return shlex.join(["kdistill", *words, *[w for flag, value in flags if value is not None
+                                             for w in (flag, str(value))]])
 
 
 def _report(args) -> int:
@@ -177,9 +183,8 @@ def _export(args) -> int:
     try:
         reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model)
     except KeyboardInterrupt:
-        again = shlex.join(["kdistill", "export", args.path, *[w for flag, value in (
-            ("--out", args.out), ("--model", args.model), ("--threads", args.threads)) if value is not None
-            for w in (flag, str(value))], *(["--int8"] if args.int8 else [])])
+        again = _command(["export", args.path, *(["--int8"] if args.int8 else [])], ("--out", args.out),
+                         ("--model", args.model), ("--threads", args.threads))
         raise KeyboardInterrupt(f"export interrupted; the files written are whole (each is written beside its "
                                 f"place, then renamed): run it again with {again}") from None
     rows = []
@@ -370,8 +375,6 @@ def main(argv=None) -> int:
         _error("stopped:", "bold yellow", str(exc) or "interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one error boundary of the command line
-        from .boundary import is_allocation_failure
-
         user = isinstance(exc, user_errors()) or is_allocation_failure(exc)
         if debug or not user:
             traceback.print_exc()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..boundary import BoundaryError, first_line, is_allocation_failure
+from ..boundary import library_error
 from ..models import freeze
 from .base import Teacher, as_list, check_output, finish_logits, set_classes
 
@@ -128,10 +128,8 @@ class OnnxTeacher(_NumpyTeacher):
         try:
             return session.run([self._output], {self._input: x.astype(self._dtype, copy=False)})[0]
         except Exception as exc:  # noqa: BLE001 - onnxruntime's errors, translated at the boundary
-            if is_allocation_failure(exc):
-                raise MemoryError(f"the ONNX teacher {self.path}: {first_line(exc)}") from exc
-            raise BoundaryError(f"the ONNX teacher {self.path} cannot run on a batch of shape {tuple(x.shape)}: "
-                                f"{self._mismatch(x)}") from exc
+            raise library_error(f"the ONNX teacher {self.path}", exc, f"the ONNX teacher {self.path} cannot run on a "
+                                f"batch of shape {tuple(x.shape)}: {self._mismatch(x)}") from exc
 
     def _mismatch(self, x: np.ndarray) -> str:
         """What the model's declared input expects that the batch is not."""

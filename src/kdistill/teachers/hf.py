@@ -8,7 +8,7 @@ import re
 import torch
 from torch import Tensor, nn
 
-from ..boundary import BoundaryError, first_line, is_allocation_failure
+from ..boundary import first_line, library_error
 from .adapters import TorchTeacher
 from .base import finish_logits
 
@@ -76,8 +76,7 @@ def load_transformers(path, classes=None) -> TransformersTeacher:
     except ValueError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors' and transformers' own errors, translated here
-        if is_allocation_failure(exc):
-            raise MemoryError(f"the transformers teacher in {path}: {first_line(exc)}") from exc
-        raise BoundaryError(f"cannot load the transformers model in {path}: {first_line(exc)} (its weights file is "
-                            f"damaged or not safetensors: save the model again with save_pretrained)") from exc
+        raise library_error(f"the transformers teacher in {path}", exc, f"cannot load the transformers model in "
+                            f"{path}: {first_line(exc)} (its weights file is damaged or not safetensors: save the "
+                            f"model again with save_pretrained)") from exc
     return TransformersTeacher(model, classes)
