@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _commands(lang: str, body: str) -> list[str]:
 def _run_cli(command: str, expected: int) -> None:
     from kdistill.cli import main
 
-    words = shlex.split(command)
+    words = shlex.split(command, comments=True)
     assert words[0] == "kdistill", f"console lines run kdistill, got {command!r}"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -136,6 +137,7 @@ def _setup(namespace):
     import torch
 
     torch.set_num_threads(1)
+    _forget_temporary_modules()  # a page's `mynets.py` must not be another test's module of that name
     folder = Path(tempfile.mkdtemp(prefix="kdistill-docs-"))
     (folder / "examples").symlink_to(ROOT / "examples")
     namespace["__docs_cwd__"] = (os.getcwd(), folder)
@@ -147,6 +149,16 @@ def _teardown(namespace):
     old, folder = namespace.pop("__docs_cwd__")
     os.chdir(old)
     shutil.rmtree(folder, ignore_errors=True)
+    _forget_temporary_modules()
+
+
+def _forget_temporary_modules() -> None:
+    """Drop imported modules that live in temporary folders (a page's or a test's model files)."""
+    temp = os.path.realpath(tempfile.gettempdir())
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if path and os.path.realpath(path).startswith(temp + os.sep):
+            del sys.modules[name]
 
 
 pytest_collect_file = Sybil(parsers=[parse], patterns=["README.md", "docs/*.md", "docs/*/*.md"],
