@@ -7,7 +7,8 @@ In a page (one namespace and one fresh temporary working folder per page, blocks
   python block is compiled, not run: it is a module a later block imports); ```yaml and ```json
   blocks must parse.
 - ```console / ```bash: every ``$ kdistill ...`` line (or, in bash, every ``kdistill ...`` line) runs the
-  CLI in-process in the page's folder and must exit 0; other lines are shown output, not compared.
+  CLI in-process in the page's folder and must exit 0; in a console block, the lines shown under a
+  command must be among the lines it prints (a line ending in ``...`` is a prefix).
   ```bash lines that are not ``kdistill`` commands (``make``, ``torchrun``, ``pip``) need a skip.
 - ``<!-- exits: N -->`` before a block: its commands must exit N instead.
 - ``<!-- tiny: OLD => NEW; OLD2 => NEW2 -->`` before a block: the test runs it with these literal
@@ -65,19 +66,28 @@ def _dedent(body: str, indent: str) -> str:
     return "".join(line[len(indent):] if line.startswith(indent) else line for line in body.splitlines(True))
 
 
-def _commands(lang: str, body: str) -> list[str]:
+def _commands(lang: str, body: str) -> list[tuple[str, list[str]]]:
+    """Each command of a block with the output lines shown under it (console blocks only)."""
     lines = [line.strip() for line in body.splitlines()]
     if lang == "console":
-        return [line[2:] for line in lines if line.startswith("$ ")]
+        out: list[tuple[str, list[str]]] = []
+        for line in lines:
+            if line.startswith("$ "):
+                out.append((line[2:], []))
+            elif line and out:
+                out[-1][1].append(line)
+        return out
     commands = [line.split("#")[0].strip() for line in lines if line and not line.startswith("#")]
     other = [c for c in commands if not c.startswith("kdistill ")]
     if other:
         raise AssertionError(f"bash block runs {other[0]!r}, which a test cannot run; mark the block "
                              f"<!-- skip: next \"why\" --> or show it as console")
-    return [c for c in commands if c]
+    return [(c, []) for c in commands if c]
 
 
-def _run_cli(command: str, expected: int) -> None:
+def _run_cli(command: str, expected: int, shown: list[str]) -> None:
+    """Run ``command`` in-process; it must exit ``expected`` and print every ``shown`` line (a line
+    ending in ``...`` is a prefix of the line printed)."""
     from kdistill.cli import main
 
     words = shlex.split(command, comments=True)
@@ -88,8 +98,13 @@ def _run_cli(command: str, expected: int) -> None:
             code = main(words[1:])
         except SystemExit as exc:  # argparse's --help and usage errors
             code = exc.code if isinstance(exc.code, int) else 1
-    assert code == expected, (f"`{command}` exited {code}, expected {expected}\n"
-                              f"stdout:\n{out.getvalue()[-3000:]}\nstderr:\n{err.getvalue()[-3000:]}")
+    printed = [" ".join(line.split()) for line in (out.getvalue() + err.getvalue()).splitlines()]
+    report = f"stdout:\n{out.getvalue()[-3000:]}\nstderr:\n{err.getvalue()[-3000:]}"
+    assert code == expected, f"`{command}` exited {code}, expected {expected}\n{report}"
+    for line in shown:
+        want = " ".join(line.split())
+        found = any(p.startswith(want[:-3].rstrip()) if want.endswith("...") else p == want for p in printed)
+        assert found, f"`{command}` did not print the line shown under it: {line!r}\n{report}"
 
 
 def _evaluator(lang: str, info: str, source: str, directives: dict):
@@ -110,8 +125,8 @@ def _evaluator(lang: str, info: str, source: str, directives: dict):
             json.loads(code)
         else:
             expected = int(directives.get("exits", 0))
-            for command in _commands(lang, code):
-                _run_cli(command, expected)
+            for command, shown in _commands(lang, code):
+                _run_cli(command, expected, shown)
         return None
 
     return evaluate

@@ -138,3 +138,9 @@ def test_the_offline_check_finds_remote_assets(tmp_path):
                                         '<script src="//cdn.example/x.js"></script>')
     (tmp_path / "a.css").write_text("@font-face { src: url(https://fonts.gstatic.com/x.woff2) }")
     assert len(check.remote_assets(tmp_path)) == 3
+
+
+def test_a_console_block_checks_the_output_it_shows(tmp_path):
+    _run_page(tmp_path, '<!-- exits: 2 -->\n```console\n$ kdistill validate nothing.yaml\nerror: ...\n```\n')
+    with pytest.raises(AssertionError, match="did not print the line shown under it"):
+        _run_page(tmp_path, '<!-- exits: 2 -->\n```console\n$ kdistill validate nothing.yaml\nall is well\n```\n')
