@@ -8,6 +8,7 @@ overwritten, run the study, write the data summary and the report, mark the fold
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -248,16 +249,29 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
         specs.append(ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
-                               hyperparams=_shown(objective, options, model), guard=guard))
+                               hyperparams=_shown(objective, options, model), guard=guard, arch=factory_arch(model)))
     alone = {s.family for s in specs if not s.distilled}
     derived = []
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)
         derived.append(spec.name + ALONE_SUFFIX)
         specs.insert(0, ModelSpec(derived[-1], spec.build, objective=list(ALONE), train=dict(train),
-                                  family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+                                  arch=spec.arch, family=spec.family,
+                                  hyperparams=_shown(list(ALONE), train, originals[spec.family])))
     check_names(["teacher", *students], derived=derived)  # the teacher's files are named "teacher" too
     return specs
+
+
+def factory_arch(obj) -> dict | None:
+    """How ``kdistill export`` rebuilds a model given as an importable function ``(input_shape,
+    num_classes) -> model`` (a module-level function whose parameters are so named): by that
+    name, once the user allows it (``--allow module:function``). ``None`` for anything else (a
+    module object, a lambda, a function of ``__main__``): its ONNX file is the run's own."""
+    if not inspect.isfunction(obj) or obj.__module__ in (None, "__main__") or obj.__qualname__ != obj.__name__:
+        return None
+    if not {"input_shape", "num_classes"} <= set(inspect.signature(obj).parameters):
+        return None
+    return {"model": f"{obj.__module__}:{obj.__name__}", "options": {}}
 
 
 def _shown(objective, train: dict, model) -> dict:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..data import Splits, batches
 from ..data.synthetic import with_synthetic
 from ..engine import History, fit
 from ..export import ExportError, ParityError, export, export_estimator
+from ..files import atomic_write
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
@@ -223,9 +225,16 @@ def deployable(model):
 
 
 def save(model, folder: Path, stem: str, info: dict | None) -> Path | None:
-    """Save a trained model in the run folder: safetensors (with ``info``) or skops."""
+    """Save a trained model in the run folder: safetensors (with ``info`` in its metadata when it
+    names the architecture), or skops: the fitted estimator itself, ``info`` beside it as
+    ``<stem>.json`` (the data it was trained on, its type and its distillation settings)."""
+    info = dict(info or {})
     if kind(model) == "torch":
-        return save_weights(model, folder / f"{stem}.safetensors", info)
+        return save_weights(model, folder / f"{stem}.safetensors", info if info.get("arch") else None)
     if kind(model) == "sklearn":
-        return save_sklearn(deployable(model), folder / f"{stem}.skops")
+        estimator = deployable(model)
+        info.pop("arch", None)
+        info["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+        atomic_write(folder / f"{stem}.json", json.dumps(info, indent=2, default=str) + "\n")
+        return save_sklearn(estimator, folder / f"{stem}.skops")
     return None  # a teacher used as loaded is the user's own file

@@ -317,9 +317,9 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
             log.warning("%s", warning)
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
                           "warning": warning}
-        info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
-            "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
-            "split": data.info}
+        info = {"arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes,  # what export needs
+                "dataset": data.name, "split": data.info, "distilled": specs[name].distilled,
+                "settings": json.loads(json.dumps(specs[name].hyperparams, default=str))}
         members.save(model, out / "weights", f"{slug(name)}-seed{seed}", info)
     base = measured[teacher_name]["metrics"]["onnx_ms_b64"]
     for r in measured.values():

@@ -1,0 +1,95 @@
+"""The last step: every model of a run exports in one command, a scikit-learn student is saved
+and exported as the estimator one deploys, and kdistill.load hands back the student to deploy."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+import kdistill
+from kdistill.cli import main
+
+MYNETS = """from kdistill.models import mlp
+
+
+def big(input_shape, num_classes, width=32):
+    return mlp(input_shape, num_classes, hidden=(width,))
+
+
+def small(input_shape, num_classes, width=8):
+    return mlp(input_shape, num_classes, hidden=(width,))
+"""
+
+
+@pytest.fixture
+def factory_run(tmp_path, tiny, write_experiment, monkeypatch):
+    """A run whose teacher and students come from two factories of the user's own module."""
+    (tmp_path / "mynets.py").write_text(MYNETS)
+    monkeypatch.chdir(tmp_path)
+    tiny["teacher"] = {"model": "mynets:big", "options": {"width": 16}}
+    tiny["student"] = {"model": "mynets:small", "options": {"width": 4}}
+    tiny["train"]["epochs"] = 1
+    path = write_experiment(tiny)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    return path, tmp_path / "run"
+
+
+def test_a_run_of_two_user_factories_exports_every_model_with_one_command(factory_run, tmp_path, capsys):
+    path, run = factory_run
+    capsys.readouterr()
+    assert main(["export", str(run)]) == 2  # nothing chooses code on its own: the factories must be allowed
+    err = capsys.readouterr().err
+    assert "3 of the 3 model files" in err and "teacher-seed0.safetensors" in err
+    assert "--allow mynets:big" in err and "--allow mynets:small" in err and "--skip-unexportable" in err
+    out = tmp_path / "not" / "yet"  # --out makes the folder
+    assert main(["export", str(run), "--experiment", str(path), "--out", str(out)]) == 0
+    stems = sorted(p.stem for p in out.glob("*.onnx"))
+    assert stems == ["alone-seed0", "kd-seed0", "teacher-seed0"]
+    reports = json.loads((out / "export.json").read_text())
+    assert len(reports) == 3 and all(r["parity_max_abs_diff"] < 1e-3 and "accuracy" in r for r in reports)
+    assert main(["export", str(run), "--allow", "mynets:big", "--allow", "mynets:small", "--out", str(out)]) == 0
+    assert main(["export", str(run), "--allow", "mynets:big", "--skip-unexportable", "--out", str(tmp_path / "t")]) == 0
+    assert sorted(p.stem for p in (tmp_path / "t").glob("*.onnx")) == ["teacher-seed0"]
+    assert main(["export", str(run), "--allow", "os:system"]) == 2
+    assert "--allow names 'os.system'" in capsys.readouterr().err
+
+
+def test_a_distilled_tree_is_saved_and_exported_as_the_tree(blobs, tmp_path):
+    results = kdistill.compare(RandomForestClassifier(n_estimators=5, random_state=0),
+                               {"tree": (DecisionTreeClassifier(max_depth=3), {"mode": "hard"})}, blobs,
+                               out=tmp_path / "run", quiet=True, teacher_folds=0, synthetic=None)
+    run = tmp_path / "run"
+    tree = kdistill.load_sklearn(run / "weights" / "tree-seed0.skops")
+    assert type(tree) is DecisionTreeClassifier  # the estimator one deploys, not its wrapper
+    meta = json.loads((run / "weights" / "tree-seed0.json").read_text())
+    assert meta["estimator"] == "sklearn.tree._classes.DecisionTreeClassifier"
+    assert meta["distilled"] is True and meta["settings"]["mode"] == "hard" and meta["classes"] == ["a", "b", "c"]
+    x = np.concatenate([blobs.test.x.numpy(), blobs.train.x.numpy()]).astype(np.float32)
+    sess = kdistill.export.session(run / "onnx" / "tree-seed0.onnx")
+    assert (sess.run(["label"], {"input": x})[0] == tree.predict(x)).all()
+    np.testing.assert_allclose(sess.run(["probabilities"], {"input": x})[0], tree.predict_proba(x), atol=1e-5)
+    row = {m["name"]: m for m in results["models"]}
+    assert row["teacher"]["speedup"] == pytest.approx(1.0) and row["tree"]["speedup"] is not None
+    reports = kdistill.export.export_weights(run, tmp_path / "again")  # kdistill export of a skops-only run
+    assert sorted(r["weights"].split("/")[-1] for r in reports) == ["teacher-seed0.skops", "tree-alone-seed0.skops",
+                                                                    "tree-seed0.skops"]
+    assert all(r["parity_max_abs_diff"] <= 1e-4 for r in reports)
+    assert "accuracy" not in reports[0]  # compare's data lives in Python: no split to measure on
+
+
+def test_a_student_given_as_an_importable_function_is_recorded_by_name(tmp_path, blobs, monkeypatch):
+    (tmp_path / "mynets.py").write_text(MYNETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mynets
+
+    torch.manual_seed(0)
+    kdistill.compare(mynets.big(5, 3), {"s": mynets.small}, blobs, out=tmp_path / "run", quiet=True, epochs=1)
+    info = kdistill.weights.read_info(tmp_path / "run" / "weights" / "s-seed0.safetensors")
+    assert info["arch"] == {"model": "mynets:small", "options": {}} and info["distilled"] is True
+    with pytest.raises(ValueError, match=r"teacher-seed0.safetensors: .*no kdistill architecture metadata"):
+        kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"])
+    reports = kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"], skip=True)
+    assert sorted(r["weights"].split("/")[-1] for r in reports) == ["s-alone-seed0.safetensors", "s-seed0.safetensors"]
