@@ -86,10 +86,88 @@ def test_a_student_given_as_an_importable_function_is_recorded_by_name(tmp_path,
     import mynets
 
     torch.manual_seed(0)
-    kdistill.compare(mynets.big(5, 3), {"s": mynets.small}, blobs, out=tmp_path / "run", quiet=True, epochs=1)
+    teacher = torch.nn.Sequential(torch.nn.Linear(5, 3))  # a module of the user's own: no spec to record
+    kdistill.compare(teacher, {"s": mynets.small, "zoo": kdistill.models.mlp(5, 3, hidden=(6,))}, blobs,
+                     out=tmp_path / "run", quiet=True, epochs=1)
     info = kdistill.weights.read_info(tmp_path / "run" / "weights" / "s-seed0.safetensors")
     assert info["arch"] == {"model": "mynets:small", "options": {}} and info["distilled"] is True
+    zoo = kdistill.weights.read_info(tmp_path / "run" / "weights" / "zoo-seed0.safetensors")
+    assert zoo["arch"] == {"model": "mlp", "options": {"hidden": [6], "dropout": 0.0}}
     with pytest.raises(ValueError, match=r"teacher-seed0.safetensors: .*no kdistill architecture metadata"):
         kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"])
     reports = kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"], skip=True)
-    assert sorted(r["weights"].split("/")[-1] for r in reports) == ["s-alone-seed0.safetensors", "s-seed0.safetensors"]
+    assert sorted(r["weights"].split("/")[-1] for r in reports) == ["s-alone-seed0.safetensors", "s-seed0.safetensors",
+                                                                    "zoo-alone-seed0.safetensors", "zoo-seed0.safetensors"]
+
+
+@pytest.fixture
+def small_run(blobs, tmp_path):
+    torch.manual_seed(0)
+    results = kdistill.compare(kdistill.models.mlp(5, 3, hidden=(16,)), {"s": kdistill.models.mlp(5, 3, hidden=(4,))},
+                               blobs, out=tmp_path / "run", quiet=True, train_teacher=True, epochs=2)
+    return results, tmp_path / "run"
+
+
+def test_load_returns_the_recommended_student_ready_to_predict(small_run, blobs):
+    results, run = small_run
+    chosen = results["recommendation"]["model"]
+    assert chosen in ("s", "s alone")
+    net = kdistill.load(run)
+    assert isinstance(net, torch.nn.Module) and not net.training
+    x = blobs.test.x[:16].float()
+    with torch.no_grad():
+        logits = net(x).numpy()
+    own = kdistill.load(run, chosen)
+    with torch.no_grad():
+        np.testing.assert_allclose(own(x).numpy(), logits)
+    (onnx_logits,) = kdistill.load_onnx(run).run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(onnx_logits, logits, atol=1e-4)
+    teacher = kdistill.load(run, "teacher")  # any model of the run, by name
+    assert sum(p.numel() for p in teacher.parameters()) > sum(p.numel() for p in net.parameters())
+    with pytest.raises(ValueError, match=r"model 'nope' is not in the run .*its models are \['teacher'"):
+        kdistill.load(run, "nope")
+    with pytest.raises(ValueError, match="no run folder at"):
+        kdistill.load(run.parent / "missing")
+    with pytest.raises(ValueError, match="seed 5: the run .* trained seeds \\[0\\]"):
+        kdistill.load_onnx(run, seed=5)
+
+
+def test_the_run_says_what_to_deploy(small_run):
+    results, run = small_run
+    card = (run / "model_card.md").read_text()
+    rec = results["recommendation"]
+    assert rec["sentence"].startswith(f"deploy {rec['model']}: ") and "onnx/" in rec["sentence"]
+    assert "× fewer parameters" in rec["sentence"] and "points vs the teacher" in rec["sentence"]
+    for needle in ("kdistill 0.1.0", "torch ", "scikit-learn ", "onnxruntime ", "python ", "blobs: 156 train, 36 val, "
+                   "48 test", "| command |", "| date |", "| wall time |", rec["sentence"]):
+        assert needle in card, needle
+    assert json.loads((run / "results.json").read_text())["run"]["wall_seconds"] > 0
+    report = (run / "report.md").read_text()
+    assert report.index("## What to deploy") < report.index("## Comparison on the test split")
+
+
+def _results(significant: bool, delta: float = 0.02, seeds: int = 3) -> dict:
+    models = [{"name": "teacher", "kind": "torch", "params": 10_700, "size_mb": 0.04, "accuracy": 0.95,
+               "speedup": 1.0, "latency_ms": 0.1},
+              {"name": "alone", "kind": "torch", "params": 100, "size_mb": 0.0004, "accuracy": 0.92, "speedup": 12.0},
+              {"name": "kd T6", "kind": "torch", "params": 100, "size_mb": 0.0004, "accuracy": 0.92 + delta,
+               "speedup": 12.0}]
+    return {"title": "t", "dataset": "d", "seeds": list(range(seeds)), "split_sizes": [10, 5, 5], "models": models,
+            "comparisons": [{"model": "kd T6", "baseline": "alone", "accuracy_delta": delta, "seeds": seeds,
+                             "significant": significant if seeds > 1 else None}]}
+
+
+def test_the_recommendation_is_honest():
+    from kdistill.report.card import recommend
+
+    won = recommend(_results(True))
+    assert won["model"] == "kd T6" and won["distilled"]
+    assert won["sentence"] == ("deploy kd T6: 107× fewer parameters, 12.0× faster (ONNX, batch 64), −1.0 points vs "
+                               "the teacher; +2.0 vs alone, beyond the seed noise over 3 seeds (ONNX: "
+                               "onnx/kd-t6-seed0.onnx).")
+    noise = recommend(_results(False))
+    assert noise["model"] == "alone" and not noise["distilled"]
+    assert "no distilled student beat its student alone beyond the seed noise (best: kd T6, +2.0 points over 3" \
+           in noise["sentence"]
+    one = recommend(_results(None, seeds=1))
+    assert one["model"] == "alone" and "on one seed: run 3 seeds or more" in one["sentence"]

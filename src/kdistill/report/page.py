@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 
 from ..files import atomic_write
+from .card import card_blocks
 from .tables import slug, table_rows, trials_table
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
@@ -85,7 +86,7 @@ def blocks(folder) -> list[tuple]:
 
 
 def _blocks(folder: Path, results: dict) -> list[tuple]:
-    out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
+    out: list[tuple] = [("h1", results["title"]), ("p", _summary(results)), *card_blocks(results)]
     sweep, trials = _sweep_blocks(folder)
     out += sweep  # after a sweep, its answer comes first: it is what a user acts on
     out += _data_blocks(folder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
 from ..files import atomic_write
 from ..methods import ALONE
+from ..models.zoo import ARCH_ATTRIBUTE
 from ..report import write_report
+from ..report.card import card_markdown, recommend, run_record
 from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
 from . import members
@@ -47,6 +50,7 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
     released however the run ends; Ctrl-C names ``resume_command(folder)``.
     """
+    started = time.time()
     check_cache_dir(cache_dir)  # what the run will write and open, tried before any folder is made
     check_trackers(trackers)
     rt = Runtime.create(device)  # joins the process group under torchrun
@@ -63,6 +67,7 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
                             resume=resume, cache_dir=cache_dir, trackers=trackers)
         if rt.is_main:
             atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
+            write_card(folder, results, started)
             write_report(folder)
             finish_run_dir(folder)
     except KeyboardInterrupt as exc:  # in training (saved after the batch), evaluation, export or the report
@@ -74,6 +79,15 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     finally:
         release_run_dir(folder)
     return results, folder
+
+
+def write_card(folder: Path, results: dict, started: float) -> None:
+    """What to deploy, in ``results.json`` (``run``: command, date, wall time, versions;
+    ``recommendation``) and in ``model_card.md`` (see :mod:`kdistill.report.card`)."""
+    results["run"] = run_record(started, time.time())
+    results["recommendation"] = recommend(results, folder)
+    atomic_write(folder / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write(folder / "model_card.md", card_markdown(results))
 
 
 def check_trackers(trackers) -> None:
@@ -263,10 +277,14 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
 
 
 def factory_arch(obj) -> dict | None:
-    """How ``kdistill export`` rebuilds a model given as an importable function ``(input_shape,
-    num_classes) -> model`` (a module-level function whose parameters are so named): by that
-    name, once the user allows it (``--allow module:function``). ``None`` for anything else (a
-    module object, a lambda, a function of ``__main__``): its ONNX file is the run's own."""
+    """How ``kdistill export`` and ``kdistill.load`` rebuild a model given as an object: a zoo
+    model (``mlp``, ``cnn``) by its spec, an importable function ``(input_shape, num_classes) ->
+    model`` (a module-level function whose parameters are so named) by its name, once the user
+    allows it (``--allow module:function``). ``None`` for anything else (another module object, a
+    lambda, a function of ``__main__``): its ONNX file is the run's own."""
+    if isinstance(obj, nn.Module):  # a zoo model remembers its spec
+        spec = getattr(obj, ARCH_ATTRIBUTE, None)
+        return copy.deepcopy(spec) if isinstance(spec, dict) else None
     if not inspect.isfunction(obj) or obj.__module__ in (None, "__main__") or obj.__qualname__ != obj.__name__:
         return None
     if not {"input_shape", "num_classes"} <= set(inspect.signature(obj).parameters):
@@ -311,9 +329,10 @@ def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec
         fit = bool(train_teacher)
         build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
         return ModelSpec("teacher", build_, train=train, fit=fit, hyperparams=_shown(list(ALONE), train, teacher)
-                         if fit else {"model": type(teacher).__name__})
+                         if fit else {"model": type(teacher).__name__}, arch=factory_arch(teacher))
     if train_teacher and callable(teacher) and not isinstance(teacher, Teacher):  # a factory of the model to train
-        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None))
+        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None),
+                         arch=factory_arch(teacher))
     if train_teacher:
         raise ValueError(f"train_teacher=True needs a torch module, a function (input_shape, num_classes) -> "
                          f"model or a scikit-learn estimator, got {type(teacher).__name__}")
