@@ -18,7 +18,7 @@ import traceback
 
 from . import __version__
 from .boundary import explain, is_allocation_failure
-from .terminal import _error, _logging, say, show_table
+from .terminal import _error, _logging, print_results, say, show_table
 
 __all__ = ["build_parser", "explain", "main", "say", "show_table", "user_errors"]
 
@@ -28,16 +28,7 @@ __all__ = ["build_parser", "explain", "main", "say", "show_table", "user_errors"
 
 
 def _print_results(results: dict | None, folder) -> None:
-    from .report import table_rows
-
-    if results is None:
-        return  # a rank other than 0 under torchrun: rank 0 prints
-    show_table(results["title"], *table_rows(results))
-    for c in results["comparisons"]:
-        say(c["verdict"])
-    for warning in results.get("warnings", []):
-        say(f"Warning: {warning}")
-    say(f"Run folder: {folder} (report.html, report.md, results.json, plots)")
+    print_results(results, folder)
 
 
 def _demo(args) -> int:

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-__all__ = ["say", "show_table"]
+__all__ = ["print_results", "say", "show_table"]
 
 
 def _interactive(stream) -> bool:
@@ -96,3 +96,22 @@ def _logging(quiet: bool) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
     log.propagate = False  # a root handler some library installs (onnxruntime.quantization) must not repeat our lines
+
+
+def print_results(results: dict | None, folder) -> None:
+    """A study's table, verdicts, warnings, notes and recommendation, as ``kdistill run`` and
+    :func:`kdistill.compare` show them."""
+    from .report import table_rows
+
+    if results is None:
+        return  # a rank other than 0 under torchrun: rank 0 prints
+    show_table(results["title"], *table_rows(results))
+    for c in results["comparisons"]:
+        say(c["verdict"])
+    for warning in results.get("warnings", []):
+        say(f"Warning: {warning}")
+    for note in results.get("still_improving", []):
+        say(f"Note: {note}")
+    if results.get("recommendation"):
+        say(f"Recommendation: {results['recommendation']['sentence']} (model card: {folder}/model_card.md)")
+    say(f"Run folder: {folder} (report.html, report.md, results.json, plots)")

@@ -30,6 +30,7 @@ from ..report import write_report
 from ..report.card import card_markdown, recommend, run_record
 from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
+from ..terminal import print_results
 from . import members
 from .check import export_problem, teacher_batch
 from .defaults import default_objective, is_table, synthetic_options, table_budget
@@ -142,6 +143,9 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         The splits, or ``seed -> Splits``. A teacher used as loaded gets the first seed's split
         for every seed.
     seeds : sequence of int
+    quiet : bool
+        No progress lines, and no table printed at the end (it is printed otherwise, as
+        ``kdistill run`` prints it, with the verdicts and the recommendation).
     out : str or Path, optional
         The run folder (default ``runs/compare``; never overwritten: ``-2``, ``-3``... are used).
     tracking : dict or list, optional
@@ -184,11 +188,13 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train, "teacher_folds": teacher_folds,
                           "synthetic": synth}}
-    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(given(seeds[0]))), t_spec, specs,
+    results, folder = run_in_folder(lambda folder: (load, lambda: data_info(given(seeds[0]))), t_spec, specs,
                                     out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
                                     device=train.get("device", "cpu"))
+    if results is not None and not quiet:
+        print_results(results, folder)
     return None if results is None else {**results, "folder": str(folder)}
 
 
@@ -213,7 +219,8 @@ def _what(obj) -> str:
     return str(obj) if isinstance(obj, (str, Path)) else type(obj).__name__
 
 
-def _data_info(data: Splits) -> dict:
+def data_info(data: Splits) -> dict:
+    """What ``data.json`` holds of the first seed's splits: class counts per split (train, val, test)."""
     parts = {p: (None, ds.y.numpy() if hasattr(ds, "y") else [int(ds[i][1]) for i in range(len(ds))])
              for p in ("train", "val", "test") if (ds := getattr(data, p)) is not None}
     return {"name": data.name, "classes": data.classes, **class_summary(parts, data.classes)}
