@@ -12,7 +12,7 @@ from sklearn.tree import DecisionTreeClassifier
 import kdistill
 from kdistill.cli import main
 
-MYNETS = """from kdistill.models import mlp
+DEPLOYNETS = """from kdistill.models import mlp
 
 
 def big(input_shape, num_classes, width=32):
@@ -27,10 +27,10 @@ def small(input_shape, num_classes, width=8):
 @pytest.fixture
 def factory_run(tmp_path, tiny, write_experiment, monkeypatch):
     """A run whose teacher and students come from two factories of the user's own module."""
-    (tmp_path / "mynets.py").write_text(MYNETS)
+    (tmp_path / "deploynets.py").write_text(DEPLOYNETS)
     monkeypatch.chdir(tmp_path)
-    tiny["teacher"] = {"model": "mynets:big", "options": {"width": 16}}
-    tiny["student"] = {"model": "mynets:small", "options": {"width": 4}}
+    tiny["teacher"] = {"model": "deploynets:big", "options": {"width": 16}}
+    tiny["student"] = {"model": "deploynets:small", "options": {"width": 4}}
     tiny["train"]["epochs"] = 1
     path = write_experiment(tiny)
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 0
@@ -43,15 +43,17 @@ def test_a_run_of_two_user_factories_exports_every_model_with_one_command(factor
     assert main(["export", str(run)]) == 2  # nothing chooses code on its own: the factories must be allowed
     err = capsys.readouterr().err
     assert "3 of the 3 model files" in err and "teacher-seed0.safetensors" in err
-    assert "--allow mynets:big" in err and "--allow mynets:small" in err and "--skip-unexportable" in err
+    assert "--allow deploynets:big" in err and "--allow deploynets:small" in err and "--skip-unexportable" in err
     out = tmp_path / "not" / "yet"  # --out makes the folder
     assert main(["export", str(run), "--experiment", str(path), "--out", str(out)]) == 0
     stems = sorted(p.stem for p in out.glob("*.onnx"))
     assert stems == ["alone-seed0", "kd-seed0", "teacher-seed0"]
     reports = json.loads((out / "export.json").read_text())
     assert len(reports) == 3 and all(r["parity_max_abs_diff"] < 1e-3 and "accuracy" in r for r in reports)
-    assert main(["export", str(run), "--allow", "mynets:big", "--allow", "mynets:small", "--out", str(out)]) == 0
-    assert main(["export", str(run), "--allow", "mynets:big", "--skip-unexportable", "--out", str(tmp_path / "t")]) == 0
+    both = ["--allow", "deploynets:big", "--allow", "deploynets:small"]
+    assert main(["export", str(run), *both, "--out", str(out)]) == 0
+    assert main(["export", str(run), "--allow", "deploynets:big", "--skip-unexportable", "--out",
+                 str(tmp_path / "t")]) == 0
     assert sorted(p.stem for p in (tmp_path / "t").glob("*.onnx")) == ["teacher-seed0"]
     assert main(["export", str(run), "--allow", "os:system"]) == 2
     assert "--allow names 'os.system'" in capsys.readouterr().err
@@ -81,21 +83,21 @@ def test_a_distilled_tree_is_saved_and_exported_as_the_tree(blobs, tmp_path):
 
 
 def test_a_student_given_as_an_importable_function_is_recorded_by_name(tmp_path, blobs, monkeypatch):
-    (tmp_path / "mynets.py").write_text(MYNETS)
+    (tmp_path / "deploynets.py").write_text(DEPLOYNETS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    import mynets
+    import deploynets
 
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Linear(5, 3))  # a module of the user's own: no spec to record
-    kdistill.compare(teacher, {"s": mynets.small, "zoo": kdistill.models.mlp(5, 3, hidden=(6,))}, blobs,
+    kdistill.compare(teacher, {"s": deploynets.small, "zoo": kdistill.models.mlp(5, 3, hidden=(6,))}, blobs,
                      out=tmp_path / "run", quiet=True, epochs=1)
     info = kdistill.weights.read_info(tmp_path / "run" / "weights" / "s-seed0.safetensors")
-    assert info["arch"] == {"model": "mynets:small", "options": {}} and info["distilled"] is True
+    assert info["arch"] == {"model": "deploynets:small", "options": {}} and info["distilled"] is True
     zoo = kdistill.weights.read_info(tmp_path / "run" / "weights" / "zoo-seed0.safetensors")
     assert zoo["arch"] == {"model": "mlp", "options": {"hidden": [6], "dropout": 0.0}}
     with pytest.raises(ValueError, match=r"teacher-seed0.safetensors: .*no kdistill architecture metadata"):
-        kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"])
-    reports = kdistill.export.export_weights(tmp_path / "run", allow=["mynets:small"], skip=True)
+        kdistill.export.export_weights(tmp_path / "run", allow=["deploynets:small"])
+    reports = kdistill.export.export_weights(tmp_path / "run", allow=["deploynets:small"], skip=True)
     exported = sorted(r["weights"].split("/")[-1] for r in reports)
     assert exported == ["s-alone-seed0.safetensors", "s-seed0.safetensors", "zoo-alone-seed0.safetensors",
                         "zoo-seed0.safetensors"]
@@ -163,7 +165,7 @@ def test_the_recommendation_is_honest():
 
     won = recommend(_results(True))
     assert won["model"] == "kd T6" and won["distilled"]
-    assert won["sentence"] == ("deploy kd T6: 107× fewer parameters, 12.0× faster (ONNX, batch 64), −1.0 points vs "
+    assert won["sentence"] == ("deploy kd T6: 107× fewer parameters, 12× faster (ONNX, batch 64), −1.0 points vs "
                                "the teacher; +2.0 vs alone, beyond the seed noise over 3 seeds (ONNX: "
                                "onnx/kd-t6-seed0.onnx).")
     noise = recommend(_results(False))

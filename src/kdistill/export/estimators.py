@@ -62,8 +62,7 @@ def export_estimator(model, n_features: int, path, *, x_check=None) -> dict:
     -------
     dict
         ``onnx_ms_b1`` and ``onnx_ms_b64`` (onnxruntime p50 latency in ms per batch of 1 and of
-        64), ``onnx_mb`` (file size), ``parity`` (largest |probability difference|) and
-        ``latency`` (``batch1``/``batch64`` with ``p50_ms``/``p95_ms``).
+        64), ``onnx_mb`` (file size) and ``parity`` (largest |probability difference|).
 
     Raises
     ------
@@ -87,7 +86,7 @@ def export_estimator(model, n_features: int, path, *, x_check=None) -> dict:
     atomic_write(path, data)
     times = latency(sess, (n_features,))
     return {"onnx_ms_b1": times["batch1"]["p50_ms"], "onnx_ms_b64": times["batch64"]["p50_ms"],
-            "onnx_mb": len(data) / 1e6, "parity": diff, "latency": times}
+            "onnx_mb": len(data) / 1e6, "parity": diff}
 
 
 def estimator_to_onnx(model, n_features: int):

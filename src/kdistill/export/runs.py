@@ -24,7 +24,7 @@ from ..files import atomic_write, make_dir
 from ..models import ZOO, importable
 from ..weights import check_factories, file_kind, load_sklearn, rebuild
 from .estimators import export_estimator
-from .runtime import ExportError, session
+from .runtime import ExportError, latency, session
 
 log = logging.getLogger("kdistill")
 
@@ -154,10 +154,11 @@ def _export_one(net, info: dict, target: Path, data: Splits | None, int8: bool, 
     n_features = int(getattr(net, "n_features_in_", 0) or np.prod(info.get("input_shape") or [0]))
     x, y = _rows(test) if test is not None else (None, None)
     r = export_estimator(net, n_features, target, x_check=None if x is None else x[:1000])
+    sess = session(target, threads)
     report = {"path": str(target), "size_mb": r["onnx_mb"], "parity_max_abs_diff": r["parity"],
-              "latency": r["latency"]}
+              "latency": latency(sess, (n_features,))}  # p50 and p95, as a PyTorch model's report has
     if x is not None:
-        proba = session(target, threads).run(["probabilities"], {"input": x.astype(np.float32)})[0]
+        proba = sess.run(["probabilities"], {"input": x.astype(np.float32)})[0]
         predicted = np.asarray(net.classes_)[proba.argmax(1)]
         report["accuracy"] = float((predicted.astype(np.int64) == y).mean())
     if int8:

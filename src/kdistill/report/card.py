@@ -39,15 +39,15 @@ def environment() -> dict:
 
 def run_record(started: float, ended: float) -> dict:
     """How the run was made: the command line that ran it, its start (UTC), wall time, versions."""
-    first = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
-    words = ["python -m kdistill" if first == "__main__.py" else first, *sys.argv[1:]]
+    first = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    words = [f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name, *sys.argv[1:]]
     date = datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds")
     return {"command": " ".join([words[0], *map(shlex.quote, words[1:])]), "date": date,
             "wall_seconds": round(ended - started, 1), "versions": environment()}
 
 
 def _by_name(results: dict) -> dict:
-    return {m["name"]: m for m in results["models"]}
+    return {m["name"]: m for m in results.get("models", [])}
 
 
 def recommend(results: dict, folder=None) -> dict | None:
@@ -55,23 +55,23 @@ def recommend(results: dict, folder=None) -> dict | None:
     ``onnx`` (paths in the run folder of the first seed's files, when they exist), and the
     figures behind the sentence. ``None`` when the run has no student."""
     models = _by_name(results)
-    teacher = results["models"][0] if results["models"] else None
+    teacher = results["models"][0] if models else None
     comparisons = [c for c in results.get("comparisons", []) if c["model"] in models and c["baseline"] in models]
     winners = [c for c in comparisons if c.get("significant") and c["accuracy_delta"] > 0]
     if winners:
         best = max(winners, key=lambda c: (models[c["model"]]["accuracy"], -(models[c["model"]]["size_mb"] or 0)))
         name, why = best["model"], (f"{_points(best['accuracy_delta'])} vs alone, beyond the seed noise over "
                                     f"{best['seeds']} seeds")
-    elif comparisons:
-        best = max(comparisons, key=lambda c: models[c["model"]]["accuracy"])
-        name = best["baseline"]
+    elif comparisons:  # the most accurate student alone; the best distilled one said
+        name = max({c["baseline"] for c in comparisons}, key=lambda n: models[n]["accuracy"])
+        best = max(comparisons, key=lambda c: c["accuracy_delta"])
         one = best["seeds"] < 2
         why = (f"no distilled student beat its student alone beyond the seed noise (best: {best['model']}, "
                f"{_points(best['accuracy_delta'])} points" + (" on one seed: run 3 seeds or more to tell"
                                                                if one else f" over {best['seeds']} seeds") +
                "), so the student trained without the teacher is as good and simpler")
     else:
-        students = results["models"][1:]
+        students = results.get("models", [])[1:]
         if not students:
             return None
         name = max(students, key=lambda m: m["accuracy"])["name"]
@@ -98,18 +98,24 @@ def _points(delta: float) -> str:
     return f"{delta * 100:+.1f}".replace("-", "\u2212")
 
 
+def _times(ratio: float, better: str, worse: str) -> str:
+    """``12× faster``, ``1.4× faster``, ``2.0× slower``: whole numbers from 10 on."""
+    word, ratio = (better, ratio) if ratio >= 1 else (worse, 1 / ratio)
+    return f"{ratio:.0f}× {word}" if ratio >= 10 else f"{ratio:.1f}× {word}"
+
+
 def _figures(model: dict, teacher: dict | None) -> dict:
     out = {"fewer": None, "faster": None, "vs_teacher": None}
     if teacher is None or teacher["name"] == model["name"]:
         return out
     if model.get("params") and teacher.get("params"):
-        out["fewer"] = f"{teacher['params'] / model['params']:.0f}× fewer parameters"
+        out["fewer"] = _times(teacher["params"] / model["params"], "fewer parameters", "more parameters")
     elif model.get("size_mb") and teacher.get("size_mb"):
-        out["fewer"] = f"{teacher['size_mb'] / model['size_mb']:.0f}× smaller"
+        out["fewer"] = _times(teacher["size_mb"] / model["size_mb"], "smaller", "larger")
     if model.get("speedup"):
-        out["faster"] = f"{model['speedup']:.1f}× faster (ONNX, batch 64)"
+        out["faster"] = _times(model["speedup"], "faster", "slower") + " (ONNX, batch 64)"
     elif model.get("latency_ms") and teacher.get("latency_ms"):
-        out["faster"] = f"{teacher['latency_ms'] / model['latency_ms']:.1f}× faster (CPU, per sample)"
+        out["faster"] = _times(teacher["latency_ms"] / model["latency_ms"], "faster", "slower") + " (CPU, per sample)"
     out["vs_teacher"] = f"{_points(model['accuracy'] - teacher['accuracy'])} points vs the teacher"
     return out
 
@@ -117,7 +123,7 @@ def _figures(model: dict, teacher: dict | None) -> dict:
 def card_markdown(results: dict) -> str:
     """``model_card.md`` of a run (see the module docstring)."""
     rec = results.get("recommendation")
-    lines = [f"# Model card: {results['title']}", ""]
+    lines = [f"# Model card: {results.get('title', 'kdistill run')}", ""]
     if rec is None:
         return "\n".join(lines + ["No student to recommend.", ""])
     model = _by_name(results)[rec["model"]]

@@ -188,10 +188,11 @@ def sizes(model) -> dict:
     return {"params": None, "size_mb": None}
 
 
-def onnx_metrics(model, shape, path: Path) -> dict:
+def onnx_metrics(model, shape, path: Path, test=None) -> dict:
     """ONNX file size and p50 latency per batch of 1 and of 64: a PyTorch model is exported
-    (parity-checked) and run by onnxruntime; an ONNX teacher is run from its own file. An export
-    that fails its parity check leaves the columns empty and says why in ``onnx_warning``."""
+    (parity-checked) and run by onnxruntime; a scikit-learn model too, its parity checked on the
+    rows of ``test`` (a dataset; random rows without it); an ONNX teacher is run from its own file.
+    An export that fails its parity check leaves the columns empty and says why in ``onnx_warning``."""
     if kind(model) == "torch":
         try:
             r = export(model, shape, path)
@@ -204,7 +205,8 @@ def onnx_metrics(model, shape, path: Path) -> dict:
                 "onnx_mb": r["size_mb"]}
     if kind(model) == "sklearn":
         try:
-            r = export_estimator(deployable(model), int(np.prod(shape)), path)
+            rows = None if test is None or not len(test) else arrays(test)[0][:1000]
+            r = export_estimator(deployable(model), int(np.prod(shape)), path, x_check=rows)
             return {key: r[key] for key in NO_ONNX}
         except ValueError as exc:  # no converter for it, or parity failed (nothing is written then)
             return {**NO_ONNX, "onnx_warning": f"no ONNX file: {exc}"}

@@ -269,7 +269,7 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
                  calibration=reliability["bins"], latency_ms=members.latency(model, shape, k),
                  epochs_trained=len(history.epochs),
                  epoch_kept=history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs))
-        m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
+        m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx", data.test))
         classes = logits.argmax(1).unique()
         notes = [f"predicts one class ({data.classes[int(classes[0])]!r}) for every test sample"] \
             if len(classes) == 1 else []
