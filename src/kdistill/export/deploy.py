@@ -64,11 +64,29 @@ def load(run, model: str | None = None, *, seed: int | None = None, allow=(), tr
 def load_onnx(run, model: str | None = None, *, seed: int | None = None, threads: int | None = None):
     """An ONNX Runtime (CPU) inference session of the recommended (or named) model's ONNX file.
 
-    Its input is ``"input"`` (float32, a batch shaped like the data; rows of features for a
-    scikit-learn model); a PyTorch model's output is its logits, a scikit-learn model's are
-    ``"probabilities"`` and ``"label"``: ``session.run(None, {"input": x})``. Raises ValueError
-    as :func:`load` does, and when the model has no ONNX file (its export failed: see the
-    run's warnings).
+    Parameters
+    ----------
+    run : str or Path
+        A run folder, as for :func:`load`.
+    model : str, optional
+        A model's name (default: the run's recommendation).
+    seed : int, optional
+        Whose file (default: the run's first seed).
+    threads : int, optional
+        onnxruntime intra-op threads (default: its own choice).
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+        Its input is ``"input"`` (float32, a batch shaped like the data; rows of features for a
+        scikit-learn model); a PyTorch model's output is its logits, a scikit-learn model's are
+        ``"probabilities"`` and ``"label"``: ``session.run(None, {"input": x})``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load` does, and when the model has no ONNX file (its export failed: see the
+        run's warnings).
     """
     return session(_file(run, model, seed, "onnx", (".onnx",)), threads)
 
