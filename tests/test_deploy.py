@@ -166,7 +166,7 @@ def test_the_recommendation_is_honest():
     won = recommend(_results(True))
     assert won["model"] == "kd T6" and won["distilled"]
     assert won["sentence"] == ("deploy kd T6: 107× fewer parameters, 12× faster (ONNX, batch 64), −1.0 points vs "
-                               "the teacher; +2.0 vs alone, beyond the seed noise over 3 seeds (ONNX: "
+                               "the teacher; +2.0 points vs alone, beyond the seed noise over 3 seeds (ONNX: "
                                "onnx/kd-t6-seed0.onnx).")
     noise = recommend(_results(False))
     assert noise["model"] == "alone" and not noise["distilled"]

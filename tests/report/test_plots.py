@@ -50,12 +50,12 @@ def test_the_tradeoff_plot_has_error_bars_over_seeds():
 
     from kdistill.report import TradeoffDisplay
 
-    models = [{"name": "a", "size_mb": 1.0, "accuracy": 0.9, "std": {"accuracy": 0.02, "size_mb": 0.0}},
+    models = [{"name": "a", "size_mb": 1.0, "accuracy": 0.9, "std": {"accuracy": 0.02, "size_mb": 0.5}},
               {"name": "b", "size_mb": 0.1, "accuracy": 0.8, "std": {}}]
     _, ax = plt.subplots()
     TradeoffDisplay(models, "size_mb").plot(ax=ax)
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert len(bars) == 2 and bars[0].has_yerr and not bars[1].has_yerr
+    assert len(bars) == 2 and bars[0].has_yerr and not bars[1].has_yerr and not bars[0].has_xerr
     segments = bars[0].lines[2][0].get_segments()[0]
     assert [round(y, 3) for _, y in segments] == [0.88, 0.92]
     plt.close("all")

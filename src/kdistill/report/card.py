@@ -60,7 +60,7 @@ def recommend(results: dict, folder=None) -> dict | None:
     winners = [c for c in comparisons if c.get("significant") and c["accuracy_delta"] > 0]
     if winners:
         best = max(winners, key=lambda c: (models[c["model"]]["accuracy"], -(models[c["model"]]["size_mb"] or 0)))
-        name, why = best["model"], (f"{_points(best['accuracy_delta'])} vs alone, beyond the seed noise over "
+        name, why = best["model"], (f"{_points(best['accuracy_delta'])} points vs alone, beyond the seed noise over "
                                     f"{best['seeds']} seeds")
     elif comparisons:  # the most accurate student alone; the best distilled one said
         name = max({c["baseline"] for c in comparisons}, key=lambda n: models[n]["accuracy"])

@@ -49,6 +49,9 @@ class CurvesDisplay(_Display):
                 ax.plot(epochs, [r[key] for r in self.history], style, ms=3, label=split)
         if self.best_epoch is not None:
             ax.axvline(self.best_epoch + 1, color="gray", ls=":", label="epoch kept")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss term (unweighted)" if self.metric == "terms" else self.metric)
         ax.grid(alpha=0.3)
@@ -149,7 +152,7 @@ def _log_x(ax, values) -> None:
 class TradeoffDisplay(_Display):
     """Test accuracy against ``size_mb`` or ``latency_ms`` for every model of a results table
     (log scale; a model without that number is left out and named in the title), with error bars
-    of one standard deviation over seeds."""
+    of one standard deviation of accuracy over seeds."""
 
     def __init__(self, models: list[dict], x: str = "size_mb"):
         self.models, self.x = models, x
@@ -157,10 +160,10 @@ class TradeoffDisplay(_Display):
     def plot(self, ax=None):
         ax = self._axes(ax, (5.5, 4.2))
         shown = [m for m in self.models if m.get(self.x) and m.get("accuracy") is not None]
-        for m in shown:  # error bars: the standard deviation over seeds, where there are several
-            std = m.get("std") or {}
-            ax.errorbar(m[self.x], m["accuracy"], yerr=std.get("accuracy") or None, xerr=std.get(self.x) or None,
-                        fmt="o", ms=7, capsize=3, elinewidth=1)
+        for m in shown:  # error bars: accuracy's standard deviation over seeds, where there are several (a
+            # latency's spread is the machine's noise, and a symmetric bar on a log axis would mislead)
+            std = (m.get("std") or {}).get("accuracy")
+            ax.errorbar(m[self.x], m["accuracy"], yerr=std or None, fmt="o", ms=7, capsize=3, elinewidth=1)
             ax.annotate(m["name"], (m[self.x], m["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
         if shown:
             _log_x(ax, [m[self.x] for m in shown])
