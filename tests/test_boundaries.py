@@ -366,7 +366,7 @@ def test_a_trusted_model_type_is_kept_as_given(tiny):
     assert config.validate(yaml.safe_load(yaml.safe_dump(tiny))).teacher.trusted == ["mypackage.models.MyClassifier"]
 
 
-def test_a_run_folder_export_skips_a_model_the_exporter_refuses(tmp_path, monkeypatch, caplog):
+def test_a_run_folder_export_stops_on_or_skips_a_model_the_exporter_refuses(tmp_path, monkeypatch, caplog):
     module = sys.modules["kdistill.export"]
     info = {"arch": {"model": "mlp", "options": {}}, "input_shape": [4], "classes": ["a", "b", "c"]}
     (tmp_path / "run" / "weights").mkdir(parents=True)
@@ -380,7 +380,11 @@ def test_a_run_folder_export_skips_a_model_the_exporter_refuses(tmp_path, monkey
         return real(model, shape, path, *args)
 
     monkeypatch.setattr(module, "export_onnx", refusing)
+    with pytest.raises(ValueError, match=r"1 of the 2 model files .* cannot be exported \(the others were exported\): "
+                                         r"bad.safetensors: .*aten::linalg_svdvals.*--skip-unexportable"):
+        module.export_weights(tmp_path / "run")
+    assert (tmp_path / "run" / "onnx" / "good.onnx").is_file()
     with caplog.at_level("WARNING", logger="kdistill"):
-        reports = module.export_weights(tmp_path / "run")
+        reports = module.export_weights(tmp_path / "run", skip=True)
     assert [r["weights"].split("/")[-1] for r in reports] == ["good.safetensors"]
     assert "skipping" in caplog.text and "aten::linalg_svdvals" in caplog.text

@@ -8,79 +8,64 @@ The public API:
 - scikit-learn: :class:`DistilledClassifier` (any teacher into a scikit-learn student);
 - data: :func:`load_dataset`, :func:`load_images`, :func:`load_idx`, :func:`load_table`,
   :func:`split_arrays`, :class:`Splits`;
-- evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency);
+- evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency), :func:`load` (a
+  run's recommended or named student, ready to predict) and :func:`load_onnx` (its ONNX Runtime session);
 - studies: :func:`compare` (teacher vs students, from Python, into a run folder and report);
   experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
 - tracking callbacks: :class:`TensorBoard`, :class:`MLflow`;
 - model files: :func:`save_weights`, :func:`load_weights`, :func:`save_sklearn`, :func:`load_sklearn`.
 """
 
-import os
-
-from . import losses, methods, models
-from .arguments import check_data, check_objective
-from .config import load as load_experiment
-from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
-from .engine import EarlyStopping, History, MLflow, NonFiniteLossError, TensorBoard, TrainConfig, fit
-from .export import export
-from .losses import kd_loss
-from .metrics import evaluate, latency_ms
-from .modes import ModeResult, born_again, mutual, self_distill
-from .sklearn import DistilledClassifier
-from .study import compare, run_experiment
-from .taps import FeatureTaps
-from .teachers import CachedTeacher, EnsembleTeacher, Teacher, as_teacher, clear_cache
-from .weights import load_sklearn, load_weights, save_sklearn, save_weights
+import importlib
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it. Nothing is imported until a name is first used, so
+# that ``kdistill --help`` and ``--version`` start without torch, scikit-learn or onnx (PEP 562).
+_WHERE = {
+    "losses": None, "methods": None, "models": None,
+    "check_data": "arguments", "check_objective": "arguments",
+    "load_experiment": ("config", "load"),
+    "ArrayDataset": "data", "Splits": "data", "load_dataset": "data", "load_idx": "data", "load_images": "data",
+    "load_table": "data", "split_arrays": "data",
+    "EarlyStopping": "engine", "History": "engine", "MLflow": "engine", "NonFiniteLossError": "engine",
+    "TensorBoard": "engine", "TrainConfig": "engine", "fit": "engine",
+    "distill": "distillation",
+    "export": "export",
+    "load": ("export.deploy", "load"), "load_onnx": ("export.deploy", "load_onnx"),
+    "kd_loss": "losses",
+    "evaluate": "metrics", "latency_ms": "metrics",
+    "ModeResult": "modes", "born_again": "modes", "mutual": "modes", "self_distill": "modes",
+    "DistilledClassifier": "sklearn",
+    "compare": "study", "run_experiment": "study",
+    "FeatureTaps": "taps",
+    "CachedTeacher": "teachers", "EnsembleTeacher": "teachers", "Teacher": "teachers", "as_teacher": "teachers",
+    "clear_cache": "teachers",
+    "load_sklearn": "weights", "load_weights": "weights", "save_sklearn": "weights", "save_weights": "weights",
+}
 
-def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = losses.TEMPERATURE, objective=None,
-            cache=False, **options) -> History:
-    """Distil ``teacher`` into ``student``: :func:`fit` with a teacher and a distillation objective.
 
-    Parameters
-    ----------
-    teacher : object
-        Anything :func:`as_teacher` takes: a torch module (frozen in place while it teaches), a
-        fitted scikit-learn model, an ONNX, skops or ``transformers`` path, a :class:`Teacher`.
-    student : torch.nn.Module
-        Trained in place.
-    data : Splits
-        The splits; their unlabelled inputs, if any, join the distillation terms.
-    alpha : float in [0, 1]
-        Weight of the distillation term in the default objective
-        ``(1 - alpha) * CE(student, labels) + alpha * T^2 KL(teacher || student)``.
-    temperature : float > 0
-        Its temperature ``T``.
-    objective : list, optional
-        Replaces the default with any weighted list of terms, as in :func:`fit`, e.g.
-        ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``.
-    cache : bool or str or Path
-        Read the teacher's outputs from the teacher-output cache (computed once per dataset, see
-        :class:`CachedTeacher`): ``True`` for the default folder, or a folder.
-    **options
-        :class:`TrainConfig` fields (``epochs``, ``lr``, ``patience``, ``checkpoint_dir``, ...).
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'kdistill' has no attribute {name!r}")
+    where = _WHERE[name]
+    if where is None:
+        return importlib.import_module(f".{name}", __name__)
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    if name != "export":  # kdistill.export is also the package of that name (a callable module)
+        globals()[name] = value
+    return value
 
-    Returns
-    -------
-    History
-        Per-epoch records; the student ends at its best validation epoch.
-    """
-    if objective is None:
-        objective = methods.kd_objective(alpha, temperature)
-    check_objective(objective)
-    check_data(data, seeded=False)
-    if cache is not False:
-        if not isinstance(cache, (bool, str, os.PathLike)):
-            raise TypeError(f"cache must be True, False or a folder path, got {cache!r}")
-        teacher = CachedTeacher(teacher, cache_dir=None if cache is True else cache)
-    return fit(student, data, objective=objective, teacher=teacher, **options)
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
 
 
 __all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
            "History", "MLflow", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TensorBoard", "TrainConfig",
            "as_teacher", "born_again", "clear_cache", "compare", "distill", "evaluate", "export", "fit", "kd_loss",
            "latency_ms", "load_dataset", "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table",
+           "load", "load_onnx",
            "load_weights", "losses", "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights",
            "self_distill", "split_arrays"]

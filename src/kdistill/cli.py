@@ -12,80 +12,15 @@ else is a bug: exit status 1, said so, with the traceback.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import shlex
 import sys
 import traceback
 
+from . import __version__
 from .boundary import explain, is_allocation_failure
+from .terminal import _error, _logging, print_results, say, show_table
 
 __all__ = ["build_parser", "explain", "main", "say", "show_table", "user_errors"]
-
-
-def _interactive(stream) -> bool:
-    return hasattr(stream, "isatty") and stream.isatty()
-
-
-def _rich_console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, emoji=False, highlight=False, markup=False)
-
-
-def show_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    """A table on standard output: drawn by rich on a terminal, else Markdown (one line per row)."""
-    if _interactive(sys.stdout):
-        from rich.table import Table
-
-        table = Table(title=title)
-        for name in header:
-            table.add_column(name, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        _rich_console().print(table)
-        return
-    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    print("\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n")
-
-
-def say(text: str) -> None:
-    """One message on standard output, as it is (no markup, no emoji, no wrapping off a terminal)."""
-    if _interactive(sys.stdout):
-        _rich_console().print(text, soft_wrap=True)
-    else:
-        print(text)
-
-
-def _error(label: str, style: str, message: str) -> None:
-    if _interactive(sys.stderr):
-        from rich.text import Text
-
-        _rich_console(stderr=True).print(Text(label, style=style) + Text(" " + message))
-    else:
-        print(f"{label} {message}", file=sys.stderr)
-
-
-class _Handler(logging.StreamHandler):
-    """kdistill's log lines as plain text on standard error (one line per record)."""
-
-
-def _logging(quiet: bool) -> None:
-    """kdistill's own logger prints INFO lines (WARNING with --quiet, or on torchrun ranks but 0)."""
-    log = logging.getLogger("kdistill")
-    log.setLevel(logging.WARNING if quiet or os.environ.get("RANK", "0") != "0" else logging.INFO)
-    for old in [h for h in log.handlers if isinstance(h, _Handler) or getattr(h, "kdistill", False)]:
-        log.removeHandler(old)
-    if _interactive(sys.stderr):
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=_rich_console(stderr=True), show_path=False, show_time=False, markup=False)
-        handler.kdistill = True
-    else:
-        handler = _Handler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(handler)
-    log.propagate = False  # a root handler some library installs (onnxruntime.quantization) must not repeat our lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,16 +28,7 @@ def _logging(quiet: bool) -> None:
 
 
 def _print_results(results: dict | None, folder) -> None:
-    from .report import table_rows
-
-    if results is None:
-        return  # a rank other than 0 under torchrun: rank 0 prints
-    show_table(results["title"], *table_rows(results))
-    for c in results["comparisons"]:
-        say(c["verdict"])
-    for warning in results.get("warnings", []):
-        say(f"Warning: {warning}")
-    say(f"Run folder: {folder} (report.html, report.md, results.json, plots)")
+    print_results(results, folder)
 
 
 def _demo(args) -> int:
@@ -119,7 +45,7 @@ def _run(args) -> int:
 
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out RUN_DIR: the folder of the interrupted run to continue")
-    results, folder = run_experiment(args.experiment, out=args.out, overrides=args.set, quiet=args.quiet,
+    results, folder = run_experiment(args.experiment, out=args.out, overrides=_overrides(args), quiet=args.quiet,
                                      resume=args.resume, cache_dir=args.cache_dir)
     _print_results(results, folder)
     return 0
@@ -147,19 +73,24 @@ def _tune(args) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # kdistill logs one line per trial itself
     try:
-        summary = tune(config.load(args.experiment, args.set), trials=args.trials, out=args.out,
+        summary = tune(config.load(args.experiment, _overrides(args)), trials=args.trials, out=args.out,
                        storage=args.storage, quiet=args.quiet, cache_dir=args.cache_dir, jobs=args.jobs)
     except SweepInterrupted as exc:
         again = _command(["tune", args.experiment, "--out", str(exc.folder), *[w for o in args.set
                                                                             for w in ("--set", o)]],
-                         ("--storage", args.storage), ("--cache-dir", args.cache_dir), ("--trials", args.trials),
-                         ("--jobs", args.jobs if args.jobs > 1 else None))
+                         ("--seeds", args.seeds), ("--storage", args.storage), ("--cache-dir", args.cache_dir),
+                         ("--trials", args.trials), ("--jobs", args.jobs if args.jobs > 1 else None))
         raise SweepInterrupted(exc.folder, exc.storage, again) from None
     show_table(f"trials of sweep {summary['study_name']!r} (validation accuracy)", *trials_table(summary["trials"]))
     _print_results(summary["results"], summary["folder"])
     for line in answer_lines(summary):
         say(line)
     return 0
+
+
+def _overrides(args) -> list[str]:
+    """``--set`` overrides, with ``--seeds N`` as ``seeds=[0, ..., N-1]`` (after them: the flag wins)."""
+    return [*args.set, *([f"seeds={list(range(args.seeds))}"] if getattr(args, "seeds", None) else [])]
 
 
 def _command(words: list[str], *flags: tuple) -> str:
@@ -181,10 +112,13 @@ def _export(args) -> int:
     from .export import export_weights
 
     try:
-        reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model)
+        reports = export_weights(args.path, args.out, int8=args.int8, threads=args.threads, model=args.model,
+                                 allow=args.allow, experiment=args.experiment, skip=args.skip_unexportable)
     except KeyboardInterrupt:
-        again = _command(["export", args.path, *(["--int8"] if args.int8 else [])], ("--out", args.out),
-                         ("--model", args.model), ("--threads", args.threads))
+        again = _command(["export", args.path, *(["--int8"] if args.int8 else []),
+                          *[w for a in args.allow for w in ("--allow", a)],
+                          *(["--skip-unexportable"] if args.skip_unexportable else [])], ("--out", args.out),
+                         ("--model", args.model), ("--experiment", args.experiment), ("--threads", args.threads))
         raise KeyboardInterrupt(f"export interrupted; the files written are whole (each is written beside its "
                                 f"place, then renamed): run it again with {again}") from None
     rows = []
@@ -198,7 +132,8 @@ def _export(args) -> int:
                 rows.append([row["path"], f"{row['size_mb']:.4f}", f"{row['parity_max_abs_diff']:.2e}",
                              *[f"{x['p50_ms']:.3f} / {x['p95_ms']:.3f}" for x in lat], acc, layers])
     show_table(f"ONNX export of {args.path} (latency: onnxruntime, ms per batch, p50 / p95)",
-               ["file", "MB", "max |Δlogit| vs PyTorch", "batch 1", "batch 64", "test accuracy", "int8 layers"], rows)
+               ["file", "MB", "max |Δlogit| (estimators: |Δp|)", "batch 1", "batch 64", "test accuracy",
+                "int8 layers"], rows)
     return 0
 
 
@@ -281,10 +216,17 @@ def _experiment_args(parser) -> None:
                         help="override a setting by its dotted path, e.g. --set train.epochs=5 (repeatable)")
 
 
+def _seeds_arg(parser) -> None:
+    parser.add_argument("--seeds", type=_positive, default=None, metavar="N",
+                        help="repeat over seeds 0..N-1 (the same as --set seeds=[0,...,N-1]; default: the file's "
+                             "seeds)")
+
+
 def _experiment_commands(sub) -> None:
     run = sub.add_parser("run", help="run an experiment file into a run folder, with its report")
     _experiment_args(run)
     run.add_argument("--out", default=None, help="run folder (default runs/<name>; never overwritten)")
+    _seeds_arg(run)
     run.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
     run.add_argument("--resume", action="store_true",
                      help="continue the interrupted run in --out from its checkpoints (as if never stopped)")
@@ -303,6 +245,7 @@ def _experiment_commands(sub) -> None:
     tune.add_argument("--out", default=None, help="run folder (default runs/<name>-tune; resumed if it holds "
                                                   "this sweep)")
     tune.add_argument("--storage", default=None, help="Optuna database URL (default sqlite in the run folder)")
+    _seeds_arg(tune)
     tune.add_argument("--quiet", action="store_true", help="no progress bar or per-trial log")
     _cache_dir_arg(tune)
     tune.set_defaults(func=_tune)
@@ -315,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdistill", description="Knowledge distillation: teacher -> student.")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error (anywhere on the command line)")
+    parser.add_argument("--version", action="version", version=f"kdistill {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="teacher -> student study on the built-in digits dataset")
     demo.add_argument("--out", default="runs/demo", help="run folder (default runs/demo; never overwritten)")
@@ -324,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir_arg(demo)
     demo.set_defaults(func=_demo)
     _experiment_commands(sub)
-    export = sub.add_parser("export", help="export trained weights to ONNX, parity-checked, with latency and size")
-    export.add_argument("path", help="a run folder (exports every weights/*.safetensors) or one .safetensors file")
+    export = sub.add_parser("export", help="export a run's models to ONNX, parity-checked, with latency and size")
+    export.add_argument("path", help="a run folder (exports every weights/*.safetensors and *.skops) or one "
+                                     ".safetensors or .skops file")
     export.add_argument("--format", choices=["onnx"], default="onnx", help="export format (onnx)")
     export.add_argument("--int8", action="store_true",
                         help="also write an int8 model, its test accuracy re-measured: static (QDQ, calibrated on "
@@ -336,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", default=None, metavar="MODULE:FACTORY",
                         help="the factory that builds the architecture, when it is not kdistill's mlp or cnn (a "
                              "weights file never chooses code to run: you name it here)")
+    export.add_argument("--allow", action="append", default=[], metavar="MODULE:FACTORY",
+                        help="a factory the run's weights may name (repeatable); nothing else outside kdistill's "
+                             "zoo is built")
+    export.add_argument("--experiment", default=None, metavar="FILE",
+                        help="allow the factories this experiment file names (imported from its folder)")
+    export.add_argument("--skip-unexportable", action="store_true",
+                        help="skip, with a warning, a file that cannot be exported, instead of stopping with exit 2")
     export.set_defaults(func=_export)
     layers = sub.add_parser("layers", help="every layer's output shape and parameters; suggested pairs for feature "
                                            "methods")

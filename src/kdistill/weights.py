@@ -295,25 +295,42 @@ def _info(meta: dict, path) -> dict:
     return info
 
 
-def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
+def check_factories(names: Iterable[str], what: str = "--allow") -> list[str]:
+    """Factory names (``"package.module:function"``) a caller allows a file to name, refused when
+    one is not of that form or lies in a module kdistill never trusts (:func:`check_trusted`)."""
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"{what} must be a list of factories, e.g. ['mynets:big_cnn'], got the string {names!r}")
+    names = list(names)
+    for name in names:
+        module, sep, attr = name.partition(":") if isinstance(name, str) else ("", "", "")
+        if not sep or not module or not attr:
+            raise ValueError(f"{what} {name!r}: expected a factory 'package.module:function', e.g. mynets:big_cnn")
+        check_trusted([f"{module}.{attr}"], what)
+    return names
+
+
+def rebuild(path, factory: str | None = None, allowed: Iterable[str] = ()) -> tuple[nn.Module, dict]:
     """The model a weights file holds, built from the architecture spec in its metadata (see
     :func:`save_weights`) and loaded strictly, in eval mode; returns it with the metadata.
 
     Nothing in the file chooses code: its metadata may only name a zoo model (built on the
-    ``meta`` device first, so options that do not fit the tensors allocate nothing). Any other
-    architecture needs the caller to name its ``factory`` (``"package.module:function"``).
+    ``meta`` device first, so options that do not fit the tensors allocate nothing), or one of the
+    factories the caller ``allowed`` (``"package.module:function"``, see :func:`check_factories`).
+    ``factory`` builds every other architecture, whatever the file names.
     """
     from .models import ZOO, build_model
 
+    allowed = set(check_factories(allowed))
     state, meta = read_safetensors(path)
     info = _info(meta, path)
     arch = info["arch"]
     name = factory or arch["model"]
-    if factory is None and name not in ZOO:
+    if factory is None and name not in ZOO and name not in allowed:
         raise ValueError(f"{path}: its metadata names the model {name!r}, which is not in kdistill's zoo "
                          f"({', '.join(ZOO)}); a weights file never chooses code to run: if you trust the file and "
-                         f"its architecture, name the factory yourself (rebuild(path, factory={name!r}), kdistill "
-                         f"export --model {name})")
+                         f"its architecture, allow the factory yourself (kdistill export --allow {name}, or "
+                         f"--experiment FILE naming the experiment file that uses it; kdistill export --model {name} "
+                         f"for one weights file; rebuild(path, allowed=[{name!r}]))")
     shape, k = tuple(info["input_shape"]), len(info["classes"])
 
     def build():

@@ -197,12 +197,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(blobs, tmp_path):
     assert not list((tmp_path / "b").glob("*.tmp"))
 
 
-def test_existing_checkpoint_is_not_overwritten(blobs, tmp_path):
-    fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path), quiet=True)
-    before = (tmp_path / "last.pt").read_bytes()
-    with pytest.raises(FileExistsError, match="pass resume=True"):
-        fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path), quiet=True)
-    assert (tmp_path / "last.pt").read_bytes() == before
+def test_existing_checkpoint_is_not_overwritten(blobs, tmp_path, caplog):
+    """Running the quick start again starts a new checkpoint folder beside the earlier one."""
+    fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "ck"), quiet=True)
+    before = (tmp_path / "ck" / "last.pt").read_bytes()
+    for n in (2, 3):
+        with caplog.at_level("WARNING", logger="kdistill"):
+            fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "ck"), quiet=True)
+        assert f"this run checkpoints into {tmp_path / f'ck-{n}'}" in caplog.text and "resume=True" in caplog.text
+        assert (tmp_path / f"ck-{n}" / "last.pt").is_file()
+    assert (tmp_path / "ck" / "last.pt").read_bytes() == before
 
 
 def test_resume_with_another_architecture_is_a_clear_error(blobs, tmp_path):

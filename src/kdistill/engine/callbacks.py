@@ -8,6 +8,8 @@ Callbacks are plain objects with any of ``on_fit_start``, ``on_epoch_start``, ``
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import sys
 from dataclasses import dataclass, field
 
@@ -109,8 +111,8 @@ class EarlyStopping(BestEpoch):
 class ProgressBar:
     """A rich progress bar over batches, shown only on an interactive terminal."""
 
-    def __init__(self, description: str = "training"):
-        self.description = description
+    def __init__(self, description: str | None = None):
+        self.description = description or _LABEL.get() or "training"
         self._progress = None
 
     def on_fit_start(self, state: State) -> None:
@@ -136,10 +138,26 @@ class ProgressBar:
             self._progress.stop()
 
 
+_LABEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("kdistill_progress_label", default=None)
+
+
+@contextlib.contextmanager
+def progress_label(text: str):
+    """Progress of every fit inside this block names what trains (e.g. ``"kd T6, seed 0"``): a
+    study trains many models, and a bare ``epoch 3/40`` line does not say which."""
+    token = _LABEL.set(text)
+    try:
+        yield
+    finally:
+        _LABEL.reset(token)
+
+
 def _epoch_line(state: State) -> str:
     r = state.history[-1]
     shown = " ".join(f"{k}={r[k]:.4f}" for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in r)
-    return f"epoch {r['epoch'] + 1}/{state.config.epochs} {shown} ({r.get('seconds', 0.0):.1f} s)"
+    label = _LABEL.get()
+    return (f"{label}: " if label else "") + f"epoch {r['epoch'] + 1}/{state.config.epochs} {shown} " \
+        f"({r.get('seconds', 0.0):.1f} s)"
 
 
 class EpochLog:
@@ -174,7 +192,8 @@ class NotebookProgress:
         display = self.display
         if display is None:
             from IPython.display import display
-        self._handle = display(f"training: epoch {state.epoch}/{state.config.epochs}", display_id=True)
+        self._handle = display(f"{_LABEL.get() or 'training'}: epoch {state.epoch}/{state.config.epochs}",
+                               display_id=True)
 
     def on_epoch_end(self, state: State) -> None:
         done = (state.history[-1]["epoch"] + 1) / state.config.epochs

@@ -5,6 +5,7 @@ Modes (mutual, self-distillation) are uses of this loop, never branches in it.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import random
@@ -79,6 +80,11 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
         raise ValueError(f"the train split has {len(data.train)} sample(s), too few for {rt.world_size} processes "
                          f"(each needs at least 2 per step); use fewer processes or more data")
     ckpt = Path(cfg.checkpoint_dir) / checkpoint.CHECKPOINT if cfg.checkpoint_dir else None
+    if ckpt is not None and ckpt.exists() and not cfg.resume:  # a run again: the earlier checkpoint is kept
+        cfg = dataclasses.replace(cfg, checkpoint_dir=str(_free_folder(ckpt.parent)))
+        log.warning("%s holds a checkpoint from an earlier run, which is kept: this run checkpoints into %s (pass "
+                    "resume=True to continue the earlier one instead)", ckpt.parent, cfg.checkpoint_dir)
+        ckpt = Path(cfg.checkpoint_dir) / checkpoint.CHECKPOINT
     if ckpt is not None and rt.is_main:
         checkpoint.check_writable(ckpt.parent)
     _seed_everything(cfg.seed)
@@ -162,15 +168,18 @@ def _interrupted(ckpt, trainer: Trainer, callbacks, state: State) -> None:
     raise TrainingInterrupted(state.epoch + 1, done, ckpt)
 
 
+def _free_folder(folder: Path) -> Path:
+    """``folder-2``, ``folder-3``, ...: the first that holds no checkpoint."""
+    n = 2
+    while (folder.with_name(f"{folder.name}-{n}") / checkpoint.CHECKPOINT).exists():
+        n += 1
+    return folder.with_name(f"{folder.name}-{n}")
+
+
 def _resume(path: Path, cfg: TrainConfig, trainer: Trainer, callbacks, state: State) -> tuple[int, int]:
-    """Restore from ``path`` when resuming; refuse to overwrite an earlier run's checkpoint."""
+    """Restore from ``path`` when resuming (a new run's checkpoint folder holds none: see :func:`fit`)."""
     if not path.exists():
         return 0, 0
-    if not cfg.resume:
-        raise FileExistsError(
-            f"{path} holds a checkpoint from an earlier run; pass resume=True to continue it, "
-            f"or choose another checkpoint_dir so it is not overwritten"
-        )
     blob = checkpoint.load(path, trainer.device, cfg.epochs, state.batches_per_epoch)
     position = checkpoint.restore(trainer, blob, path, callbacks, state)
     if trainer.rt.is_main:

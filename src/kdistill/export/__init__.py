@@ -13,8 +13,9 @@ model, onnxruntime latency and file size, and optional int8 quantization.
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data import BUILTIN, Splits, load_dataset, read_source, split_source
-from ..files import atomic_write, make_dir
-from ..weights import rebuild
 from .estimators import PROBA_TOLERANCE, SUPPORTED, estimator_to_onnx, export_estimator
 from .int8 import quantize_int8, quantized_layers
+from .runs import export_weights
 from .runtime import BATCH_SIZES, ExportError, ParityError, latency, session
 from .torch_onnx import PARITY_TOLERANCE, check_exportable, export_onnx, onnx_logits, parity, reference_logits
 
@@ -134,97 +133,13 @@ def _measure(path: Path, ref, x, input_shape, test, threads, repeats) -> dict:
     return out
 
 
-def _splits(info: dict, file: Path) -> Splits | None:
-    """The splits a weights file was trained on, rebuilt when they reload identically: from the
-    ``data`` section of the run folder's ``config.json`` (its paths made absolute by the run; only
-    that section is read, so nothing in the folder decides what is imported), or from a built-in
-    dataset's name; ``None`` (with a warning) when neither is possible."""
-    split = info.get("split") if isinstance(info.get("split"), dict) else {}
-    config_file = file.parent.parent / "config.json"
-    candidates = []
-    if type(split.get("seed")) is int and config_file.is_file():
-        candidates.append(lambda: _from_config(json.loads(config_file.read_text()), file.parent.parent, split))
-    if info.get("dataset") in BUILTIN and type(split.get("seed")) is int:
-        candidates.append(lambda: load_dataset(info["dataset"], seed=split["seed"],
-                                               train_fraction=split.get("train_fraction", 1.0)))
-    for make in candidates:
-        try:
-            data = make()
-        except (TypeError, ValueError, OSError, KeyError) as exc:  # a changed file: the split cannot be made
-            log.warning("%s: its data cannot be read again (%s)", file, str(exc).splitlines()[0])
-            continue
-        if data is not None and split.get("sizes") in (None, [len(data.train), len(data.val or []),
-                                                                len(data.test or [])]):
-            return data
-    log.warning("%s: its test split cannot be rebuilt here, so accuracy is not measured", file)
-    return None
+class _CallableModule(types.ModuleType):
+    """``kdistill.export`` names both this package and its function :func:`export`: Python binds a
+    package's submodule to the package's attribute when the submodule is first imported, so the
+    module itself calls :func:`export`, and ``kdistill.export(model, shape, path)`` works either way."""
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
 
 
-def _from_config(raw: dict, run: Path, split: dict) -> Splits | None:
-    """The splits of an experiment's ``data`` section for the recorded seed (None for a folder
-    written by ``kdistill.compare``, whose data lives in Python)."""
-    from ..config.data import DataConfig
-
-    if not isinstance(raw.get("data"), dict):
-        return None
-    d = DataConfig.model_validate(raw["data"])
-    return split_source(read_source(d, lambda value: Path(value) if Path(value).is_absolute() else run / value),
-                        seed=split["seed"], val_size=d.val_size, test_size=d.test_size,
-                        train_fraction=d.train_fraction)
-
-
-def export_weights(path, out=None, *, int8: bool = False, threads: int | None = None,
-                   model: str | None = None) -> list[dict]:
-    """Export a run folder's weights (every ``weights/*.safetensors``) or one weights file.
-
-    ONNX files go to ``out`` (default ``RUN_DIR/onnx`` for a run folder, else beside the weights
-    file), with ``export.json`` holding every report (see :func:`export`). Accuracy is measured
-    on the test split, and int8 quantization calibrated on training samples, whenever the data
-    can be rebuilt: from the run folder's ``config.json`` (any data source of an experiment
-    file) or a built-in dataset's name. A run folder's report is rebuilt with the numbers.
-    Models are rebuilt from the files' metadata, which may only name a zoo model; ``model``
-    (``"package.module:factory"``) names the factory of any other architecture (see
-    :func:`kdistill.weights.rebuild`).
-    """
-    path = Path(path)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"out {str(out)!r} (kdistill export --out) is a file, not a folder; give a folder for the "
-                         f"ONNX files (it is made if missing)")
-    if path.is_dir():
-        files = sorted((path / "weights").glob("*.safetensors"))
-        if not files:
-            raise ValueError(f"{path} is a folder without weights/*.safetensors; give a run folder or a weights file")
-        folder = Path(out) if out else make_dir(path / "onnx", inside=path)
-    elif path.suffix == ".safetensors" and path.is_file():
-        files, folder = [path], Path(out) if out else path.parent
-    else:
-        raise ValueError(f"{path} is neither a run folder nor a .safetensors weights file")
-    reports, rebuilt = [], {}
-    for file in files:
-        try:
-            net, info = rebuild(file, factory=model)
-        except ValueError as exc:
-            if not path.is_dir():
-                raise
-            log.warning("skipping %s: %s", file, exc)  # e.g. a model kdistill.compare got from Python
-            continue
-        key = json.dumps([str(file.parent.parent), info.get("dataset"), str(info.get("split"))])
-        if key not in rebuilt:  # read once per split
-            rebuilt[key] = _splits(info, file)
-        data = rebuilt[key]
-        try:
-            report = export(net, tuple(info["input_shape"]), folder / f"{file.stem}.onnx", int8=int8,
-                            test=None if data is None else data.test, threads=threads,
-                            calibration=None if data is None else data.train)
-        except ExportError as exc:
-            if not path.is_dir():
-                raise
-            log.warning("skipping %s: %s", file, exc)  # the other models of the run folder are still exported
-            continue
-        reports.append({"weights": str(file), **report})
-    atomic_write(folder / "export.json", json.dumps(reports, indent=2) + "\n")
-    if path.is_dir() and (path / "results.json").is_file() and folder == path / "onnx":
-        from ..report import write_report
-
-        write_report(path)
-    return reports
+sys.modules[__name__].__class__ = _CallableModule

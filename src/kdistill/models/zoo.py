@@ -11,6 +11,11 @@ from collections.abc import Sequence
 
 from torch import nn
 
+# A zoo model remembers how it was built (``{"model": name, "options": {...}}``) in this plain
+# attribute, so that a run given the model as an object (kdistill.compare) records it in its
+# weights file and kdistill export and kdistill.load rebuild it. It is data, never code.
+ARCH_ATTRIBUTE = "kdistill_arch"
+
 
 def _shape(input_shape) -> tuple[int, ...]:
     return (int(input_shape),) if isinstance(input_shape, int) else tuple(int(d) for d in input_shape)
@@ -48,6 +53,7 @@ def mlp(input_shape, num_classes: int, hidden: Sequence[int] = (64,), dropout: f
     model = nn.Sequential()
     model.add_module("features", nn.Sequential(*layers))
     model.add_module("classifier", nn.Linear(width, num_classes))
+    model.kdistill_arch = {"model": "mlp", "options": {"hidden": hidden, "dropout": dropout}}  # see ARCH_ATTRIBUTE
     return model
 
 
@@ -81,6 +87,8 @@ def cnn(input_shape, num_classes: int, channels: Sequence[int] = (16, 32), hidde
         head.append(nn.Dropout(dropout))
     head.append(nn.Linear(hidden, num_classes))
     model.add_module("classifier", nn.Sequential(*head))
+    model.kdistill_arch = {"model": "cnn", "options": {"channels": channels, "hidden": hidden, "dropout": dropout,
+                                                       "batch_norm": batch_norm}}
     return model
 
 

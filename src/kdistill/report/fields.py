@@ -20,6 +20,11 @@ RESULTS = {
     "models": "One entry per model: the teacher, then each student (fields below).",
     "comparisons": "Each distilled student against the same student alone (fields below).",
     "teacher_checks": "The check of the teacher on validation before it teaches, per seed (fields below).",
+    "still_improving": "Models whose best validation epoch was their last on some seed (more epochs may buy more), one "
+                       "note each.",
+    "run": "How the run was made: command, date (UTC), wall_seconds, versions (kdistill, Python, torch, "
+           "scikit-learn, onnxruntime, ...).",
+    "recommendation": "What to deploy (fields below); null when the run has no student.",
     "warnings": "What the study warned about: a teacher no better than the student alone, a collapsed teacher, a "
                 "model predicting one class for every test sample, an export that failed, a student kept alone.",
 }
@@ -84,13 +89,27 @@ TEACHER_CHECK = {
     "folds": "Tables: the folds of its out-of-fold outputs on the training rows (0: none).",
     "train_accuracy": "Tables, a teacher whose outputs on its training rows are not out-of-fold: its accuracy there "
                       "(near 1 and well above validation: it memorised them, and a warning says so).",
+    "alone_model": "The student alone the teacher was compared with (the most accurate one).",
     "kept": "The distilled students the default recipe's guard kept alone on this seed.",
     "kept_alone": "Why, one sentence per student (also under warnings).",
 }
 
+#: Keys of ``recommendation``.
+RECOMMENDATION = {
+    "model": "The model to deploy: a distilled student only when it beat its student alone beyond the seed noise, "
+             "else the most accurate student alone.",
+    "distilled": "Whether it is a distilled student.",
+    "sentence": "The recommendation in one sentence (also at the top of the report and in model_card.md).",
+    "weights": "Its weights file in the run folder (the first seed's), or null.",
+    "onnx": "Its ONNX file in the run folder, or null.",
+    "fewer": "Parameters against the teacher's, in words (e.g. '30x fewer parameters'), or null.",
+    "faster": "ONNX batch-64 latency against the teacher's, in words, or null.",
+    "vs_teacher": "Accuracy against the teacher's, in points, in words, or null.",
+}
+
 #: Where each mapping applies: a path into results.json and its fields.
 SECTIONS = {"": RESULTS, "models[]": MODEL, "models[].per_seed[]": PER_SEED, "comparisons[]": COMPARISON,
-            "teacher_checks[]": TEACHER_CHECK}
+            "teacher_checks[]": TEACHER_CHECK, "recommendation": RECOMMENDATION}
 
 
 def undocumented(results: dict) -> list[str]:
@@ -102,4 +121,5 @@ def undocumented(results: dict) -> list[str]:
         missing += [f"models[].std.{k}" for k in model.get("std", {}) if k not in MODEL]
     missing += [f"comparisons[].{k}" for c in results.get("comparisons", []) for k in c if k not in COMPARISON]
     missing += [f"teacher_checks[].{k}" for c in results.get("teacher_checks", []) for k in c if k not in TEACHER_CHECK]
+    missing += [f"recommendation.{k}" for k in (results.get("recommendation") or {}) if k not in RECOMMENDATION]
     return sorted(set(missing))

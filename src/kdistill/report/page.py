@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 
 from ..files import atomic_write
+from .card import card_blocks
 from .tables import slug, table_rows, trials_table
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;
@@ -85,7 +86,7 @@ def blocks(folder) -> list[tuple]:
 
 
 def _blocks(folder: Path, results: dict) -> list[tuple]:
-    out: list[tuple] = [("h1", results["title"]), ("p", _summary(results))]
+    out: list[tuple] = [("h1", results["title"]), ("p", _summary(results)), *card_blocks(results)]
     sweep, trials = _sweep_blocks(folder)
     out += sweep  # after a sweep, its answer comes first: it is what a user acts on
     out += _data_blocks(folder)
@@ -98,6 +99,7 @@ def _blocks(folder: Path, results: dict) -> list[tuple]:
         out += [("h2", "Accuracy against size and latency"), ("img", "tradeoff.png", "accuracy vs size and latency")]
     kept = _kept(results)
     out += [("h2", "Training curves")] + ([("p", kept)] if kept else [])
+    out += [("ul", results["still_improving"])] if results.get("still_improving") else []
     out += [("img", p.name, p.stem) for p in _curves(folder, results) if png(folder, p.name) is not None]
     for name, title in (("confusion.png", "Confusion matrices"), ("predictions.png", "Predictions on test images")):
         if _shown(folder, name):
@@ -161,8 +163,8 @@ def _kept(results: dict) -> str:
     parts = [f"{m['name']} {', '.join(str(s['epoch_kept']) for s in m['per_seed'])} of "
              f"{', '.join(str(s['epochs_trained']) for s in m['per_seed'])}"
              for m in results["models"] if m.get("per_seed") and all("epoch_kept" in s for s in m["per_seed"])]
-    return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at. Epoch kept of "
-            "epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
+    return ("Every model ends at its best epoch on validation, whatever the epoch it stopped at (the dotted line "
+            "of its curves). Epoch kept of epochs trained, per seed: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _data_blocks(folder: Path) -> list[tuple]:

@@ -8,19 +8,26 @@ from __future__ import annotations
 import io
 import math
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..files import atomic_write
 
-from ..files import atomic_write  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files only; never needs a display), imported when
+    the first figure is drawn: commands that draw none (``validate``, ``--help``) never pay for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 class _Display:
     def _axes(self, ax, size=(5, 3.8)):
         if ax is None:
-            _, ax = plt.subplots(figsize=size)
+            _, ax = _pyplot().subplots(figsize=size)
         self.ax_, self.figure_ = ax, ax.figure
         return ax
 
@@ -34,17 +41,36 @@ class CurvesDisplay(_Display):
     def plot(self, ax=None):
         ax = self._axes(ax)
         epochs = [r["epoch"] + 1 for r in self.history]
-        for split, style in (("train", "-o"), ("val", "-s")):
+        if self.metric == "terms":
+            self._terms(ax, epochs)
+        for split, style in (("train", "-o"), ("val", "-s")) if self.metric != "terms" else ():
             key = f"{split}_{self.metric}"
             if self.history and key in self.history[0]:
                 ax.plot(epochs, [r[key] for r in self.history], style, ms=3, label=split)
         if self.best_epoch is not None:
             ax.axvline(self.best_epoch + 1, color="gray", ls=":", label="epoch kept")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
-        ax.set_ylabel(self.metric)
+        ax.set_ylabel("loss term (unweighted)" if self.metric == "terms" else self.metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
         return self
+
+    def _terms(self, ax, epochs) -> None:
+        """Each term of the objective (``train_ce``, ``train_kd``...) on train, dashed on val."""
+        for key in terms_of(self.history):
+            line, = ax.plot(epochs, [r[key] for r in self.history], "-o", ms=3, label=key)
+            if f"val_{key[6:]}" in self.history[0]:
+                ax.plot(epochs, [r[f"val_{key[6:]}"] for r in self.history], "--", color=line.get_color(),
+                        label=f"val_{key[6:]}")
+
+
+def terms_of(history: list[dict]) -> list[str]:
+    """The loss terms a history logs on train (``train_<term>``, not the total or the accuracy)."""
+    return [k for k in (history[0] if history else {}) if k.startswith("train_")
+            and k not in ("train_loss", "train_accuracy")]
 
 
 class ConfusionDisplay(_Display):
@@ -125,7 +151,8 @@ def _log_x(ax, values) -> None:
 
 class TradeoffDisplay(_Display):
     """Test accuracy against ``size_mb`` or ``latency_ms`` for every model of a results table
-    (log scale; a model without that number is left out and named in the title)."""
+    (log scale; a model without that number is left out and named in the title), with error bars
+    of one standard deviation of accuracy over seeds."""
 
     def __init__(self, models: list[dict], x: str = "size_mb"):
         self.models, self.x = models, x
@@ -133,8 +160,10 @@ class TradeoffDisplay(_Display):
     def plot(self, ax=None):
         ax = self._axes(ax, (5.5, 4.2))
         shown = [m for m in self.models if m.get(self.x) and m.get("accuracy") is not None]
-        for m in shown:
-            ax.scatter(m[self.x], m["accuracy"], s=50)
+        for m in shown:  # error bars: accuracy's standard deviation over seeds, where there are several (a
+            # latency's spread is the machine's noise, and a symmetric bar on a log axis would mislead)
+            std = (m.get("std") or {}).get("accuracy")
+            ax.errorbar(m[self.x], m["accuracy"], yerr=std or None, fmt="o", ms=7, capsize=3, elinewidth=1)
             ax.annotate(m["name"], (m[self.x], m["accuracy"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
         if shown:
             _log_x(ax, [m[self.x] for m in shown])
@@ -230,7 +259,7 @@ class SpaceDisplay(_Display):
             done = [r for r in have if r["state"] == "COMPLETE" and r["params"].get("method", "") == method]
             if done:
                 ax.scatter([x(r["params"][self.param]) for r in done], [r["value"] for r in done],
-                           color=plt.cm.tab10(i % 10), edgecolors="black", s=36, label=method or "trials")
+                           color=_pyplot().cm.tab10(i % 10), edgecolors="black", s=36, label=method or "trials")
         pruned = [r for r in have if r["state"] == "PRUNED"]
         if pruned:
             ax.scatter([x(r["params"][self.param]) for r in pruned], [r["value"] for r in pruned], marker="x",
@@ -257,6 +286,7 @@ def save_figure(path, displays: list, title: str | None = None, cols: int = 2, p
     as PNG, atomically."""
     cols = max(1, min(cols, len(displays)))
     rows = math.ceil(len(displays) / cols)
+    plt = _pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False)
     for ax, display in zip(axes.flat, displays):
         display.plot(ax=ax)

@@ -23,8 +23,10 @@ def _cell(model: dict, key: str) -> str:
         return value
     std = model.get("std", {}).get(key)
     if key == "speedup":
-        return f"{value:.1f}x ± {std:.1f}" if std else f"{value:.1f}x"
+        return f"{value:.1f}x ± {std:.1f}" if std and round(std, 1) else f"{value:.1f}x"
     digits = 4 if key in ("latency_ms", "kl_to_teacher", "ece", "onnx_ms_b1", "onnx_ms_b64", "onnx_mb") else 3
+    if std and round(std, digits) == 0:  # the same on every seed (a teacher used as loaded), up to rounding
+        std = None
     return f"{value:.{digits}f} ± {std:.{digits}f}" if std else f"{value:.{digits}f}"
 
 

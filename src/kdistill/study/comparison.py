@@ -8,7 +8,9 @@ overwritten, run the study, write the data summary and the report, mark the fold
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,9 +25,12 @@ from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
 from ..files import atomic_write
 from ..methods import ALONE
+from ..models.zoo import ARCH_ATTRIBUTE
 from ..report import write_report
+from ..report.card import card_markdown, recommend, run_record
 from ..teachers import Teacher, as_teacher
 from ..teachers.oof import check_folds
+from ..terminal import print_results
 from . import members
 from .check import export_problem, teacher_batch
 from .defaults import default_objective, is_table, synthetic_options, table_budget
@@ -46,6 +51,7 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     ``data.json`` holds); a new run whose setup fails leaves no folder behind. The folder is
     released however the run ends; Ctrl-C names ``resume_command(folder)``.
     """
+    started = time.time()
     check_cache_dir(cache_dir)  # what the run will write and open, tried before any folder is made
     check_trackers(trackers)
     rt = Runtime.create(device)  # joins the process group under torchrun
@@ -62,6 +68,7 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
                             resume=resume, cache_dir=cache_dir, trackers=trackers)
         if rt.is_main:
             atomic_write(folder / "data.json", json.dumps(data_info(), indent=2) + "\n")
+            write_card(folder, results, started)
             write_report(folder)
             finish_run_dir(folder)
     except KeyboardInterrupt as exc:  # in training (saved after the batch), evaluation, export or the report
@@ -73,6 +80,15 @@ def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callabl
     finally:
         release_run_dir(folder)
     return results, folder
+
+
+def write_card(folder: Path, results: dict, started: float) -> None:
+    """What to deploy, in ``results.json`` (``run``: command, date, wall time, versions;
+    ``recommendation``) and in ``model_card.md`` (see :mod:`kdistill.report.card`)."""
+    results["run"] = run_record(started, time.time())
+    results["recommendation"] = recommend(results, folder)
+    atomic_write(folder / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write(folder / "model_card.md", card_markdown(results))
 
 
 def check_trackers(trackers) -> None:
@@ -127,6 +143,9 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         The splits, or ``seed -> Splits``. A teacher used as loaded gets the first seed's split
         for every seed.
     seeds : sequence of int
+    quiet : bool
+        No progress lines, and no table printed at the end (it is printed otherwise, as
+        ``kdistill run`` prints it, with the verdicts and the recommendation).
     out : str or Path, optional
         The run folder (default ``runs/compare``; never overwritten: ``-2``, ``-3``... are used).
     tracking : dict or list, optional
@@ -169,11 +188,13 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train, "teacher_folds": teacher_folds,
                           "synthetic": synth}}
-    results, folder = run_in_folder(lambda folder: (load, lambda: _data_info(given(seeds[0]))), t_spec, specs,
+    results, folder = run_in_folder(lambda folder: (load, lambda: data_info(given(seeds[0]))), t_spec, specs,
                                     out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,
                                     resume=resume, cache_dir=cache_dir, trackers=trackers_from(tracking),
                                     device=train.get("device", "cpu"))
+    if results is not None and not quiet:
+        print_results(results, folder)
     return None if results is None else {**results, "folder": str(folder)}
 
 
@@ -198,7 +219,8 @@ def _what(obj) -> str:
     return str(obj) if isinstance(obj, (str, Path)) else type(obj).__name__
 
 
-def _data_info(data: Splits) -> dict:
+def data_info(data: Splits) -> dict:
+    """What ``data.json`` holds of the first seed's splits: class counts per split (train, val, test)."""
     parts = {p: (None, ds.y.numpy() if hasattr(ds, "y") else [int(ds[i][1]) for i in range(len(ds))])
              for p in ("train", "val", "test") if (ds := getattr(data, p)) is not None}
     return {"name": data.name, "classes": data.classes, **class_summary(parts, data.classes)}
@@ -248,16 +270,33 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
         specs.append(ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
-                               hyperparams=_shown(objective, options, model), guard=guard))
+                               hyperparams=_shown(objective, options, model), guard=guard, arch=factory_arch(model)))
     alone = {s.family for s in specs if not s.distilled}
     derived = []
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)
         derived.append(spec.name + ALONE_SUFFIX)
         specs.insert(0, ModelSpec(derived[-1], spec.build, objective=list(ALONE), train=dict(train),
-                                  family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+                                  arch=spec.arch, family=spec.family,
+                                  hyperparams=_shown(list(ALONE), train, originals[spec.family])))
     check_names(["teacher", *students], derived=derived)  # the teacher's files are named "teacher" too
     return specs
+
+
+def factory_arch(obj) -> dict | None:
+    """How ``kdistill export`` and ``kdistill.load`` rebuild a model given as an object: a zoo
+    model (``mlp``, ``cnn``) by its spec, an importable function ``(input_shape, num_classes) ->
+    model`` (a module-level function whose parameters are so named) by its name, once the user
+    allows it (``--allow module:function``). ``None`` for anything else (another module object, a
+    lambda, a function of ``__main__``): its ONNX file is the run's own."""
+    if isinstance(obj, nn.Module):  # a zoo model remembers its spec
+        spec = getattr(obj, ARCH_ATTRIBUTE, None)
+        return copy.deepcopy(spec) if isinstance(spec, dict) else None
+    if not inspect.isfunction(obj) or obj.__module__ in (None, "__main__") or obj.__qualname__ != obj.__name__:
+        return None
+    if not {"input_shape", "num_classes"} <= set(inspect.signature(obj).parameters):
+        return None
+    return {"model": f"{obj.__module__}:{obj.__name__}", "options": {}}
 
 
 def _shown(objective, train: dict, model) -> dict:
@@ -297,9 +336,10 @@ def _teacher_spec(teacher, train_teacher: bool | None, train: dict) -> ModelSpec
         fit = bool(train_teacher)
         build_ = (lambda shape, k: _fresh(teacher)) if fit else (lambda shape, k: teacher)
         return ModelSpec("teacher", build_, train=train, fit=fit, hyperparams=_shown(list(ALONE), train, teacher)
-                         if fit else {"model": type(teacher).__name__})
+                         if fit else {"model": type(teacher).__name__}, arch=factory_arch(teacher))
     if train_teacher and callable(teacher) and not isinstance(teacher, Teacher):  # a factory of the model to train
-        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None))
+        return ModelSpec("teacher", _builder(teacher), train=train, hyperparams=_shown(list(ALONE), train, None),
+                         arch=factory_arch(teacher))
     if train_teacher:
         raise ValueError(f"train_teacher=True needs a torch module, a function (input_shape, num_classes) -> "
                          f"model or a scikit-learn estimator, got {type(teacher).__name__}")

@@ -13,7 +13,7 @@ from ..data import Source, read_source, split_source, unlabeled_inputs
 from ..data.synthetic import with_synthetic
 from ..files import atomic_write
 from .check import check_models
-from .comparison import check_trackers, run_in_folder, trackers_from
+from .comparison import check_trackers, data_info, run_in_folder, trackers_from
 from .defaults import is_table, synthetic_options
 from .folders import check_cache_dir, check_same_experiment
 from .specs import student_spec, teacher_spec
@@ -83,13 +83,21 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
 
     def setup(folder):  # once the run folder is claimed, before the teacher trains
         source, unlabeled = _checked_source(exp, folder, resume)
-        return (lambda seed: load_splits(exp, seed, source, unlabeled)), (lambda: data_summary(source))
+        return (lambda seed: load_splits(exp, seed, source, unlabeled)), (lambda: _summary(exp, source, unlabeled))
 
     return run_in_folder(setup, teacher_spec(exp), [student_spec(exp, s) for s in exp.students], out=asked,
                          seeds=exp.seeds, title=exp.title or f"{exp.name}: teacher -> student",
                          config=resolved_config(exp), quiet=quiet, resume=resume, cache_dir=cache_dir,
                          trackers=trackers_from(_tracking(exp)), device=train_options(exp.train).get("device", "cpu"),
                          resume_command=lambda folder: _resume_command(given, overrides, folder, cache_dir))
+
+
+def _summary(exp: Experiment, source: Source, unlabeled) -> dict:
+    """``data.json``: the source's class counts (``all``: every sample read) after those of the
+    first seed's train, val and test splits, as :func:`~kdistill.compare` shows them."""
+    summary = data_summary(source)
+    splits = data_info(load_splits(exp, exp.seeds[0], source, unlabeled))["class_counts"]
+    return {**summary, "class_counts": {**splits, **summary.get("class_counts", {})}}
 
 
 def _checked_source(exp: Experiment, folder: Path, resume: bool) -> tuple[Source, object]:

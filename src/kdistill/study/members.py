@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..data import Splits, batches
 from ..data.synthetic import with_synthetic
 from ..engine import History, fit
 from ..export import ExportError, ParityError, export, export_estimator
+from ..files import atomic_write
 from ..methods import objective as terms_of
 from ..metrics import latency_ms, median_ms, predict_logits
 from ..models import count_params, size_mb
@@ -186,10 +188,11 @@ def sizes(model) -> dict:
     return {"params": None, "size_mb": None}
 
 
-def onnx_metrics(model, shape, path: Path) -> dict:
+def onnx_metrics(model, shape, path: Path, test=None) -> dict:
     """ONNX file size and p50 latency per batch of 1 and of 64: a PyTorch model is exported
-    (parity-checked) and run by onnxruntime; an ONNX teacher is run from its own file. An export
-    that fails its parity check leaves the columns empty and says why in ``onnx_warning``."""
+    (parity-checked) and run by onnxruntime; a scikit-learn model too, its parity checked on the
+    rows of ``test`` (a dataset; random rows without it); an ONNX teacher is run from its own file.
+    An export that fails its parity check leaves the columns empty and says why in ``onnx_warning``."""
     if kind(model) == "torch":
         try:
             r = export(model, shape, path)
@@ -202,7 +205,8 @@ def onnx_metrics(model, shape, path: Path) -> dict:
                 "onnx_mb": r["size_mb"]}
     if kind(model) == "sklearn":
         try:
-            r = export_estimator(deployable(model), int(np.prod(shape)), path)
+            rows = None if test is None or not len(test) else arrays(test)[0][:1000]
+            r = export_estimator(deployable(model), int(np.prod(shape)), path, x_check=rows)
             return {key: r[key] for key in NO_ONNX}
         except ValueError as exc:  # no converter for it, or parity failed (nothing is written then)
             return {**NO_ONNX, "onnx_warning": f"no ONNX file: {exc}"}
@@ -223,9 +227,16 @@ def deployable(model):
 
 
 def save(model, folder: Path, stem: str, info: dict | None) -> Path | None:
-    """Save a trained model in the run folder: safetensors (with ``info``) or skops."""
+    """Save a trained model in the run folder: safetensors (with ``info`` in its metadata when it
+    names the architecture), or skops: the fitted estimator itself, ``info`` beside it as
+    ``<stem>.json`` (the data it was trained on, its type and its distillation settings)."""
+    info = dict(info or {})
     if kind(model) == "torch":
-        return save_weights(model, folder / f"{stem}.safetensors", info)
+        return save_weights(model, folder / f"{stem}.safetensors", info if info.get("arch") else None)
     if kind(model) == "sklearn":
-        return save_sklearn(deployable(model), folder / f"{stem}.skops")
+        estimator = deployable(model)
+        info.pop("arch", None)
+        info["estimator"] = f"{type(estimator).__module__}.{type(estimator).__qualname__}"
+        atomic_write(folder / f"{stem}.json", json.dumps(info, indent=2, default=str) + "\n")
+        return save_sklearn(estimator, folder / f"{stem}.skops")
     return None  # a teacher used as loaded is the user's own file

@@ -20,6 +20,7 @@ import torch
 from ..data import Splits
 from ..data.batching import labels_of
 from ..engine import Runtime
+from ..engine.callbacks import progress_label
 from ..files import atomic_write, make_dir
 from ..metrics import calibration, classification_metrics, fidelity, mean_std
 from ..report import (
@@ -33,9 +34,11 @@ from ..report import (
     save_figure,
     slug,
 )
+from ..report.plots import terms_of
 from ..teachers import CachedTeacher, as_teacher, teacher_fingerprint
 from ..teachers.oof import FOLDS, OutOfFoldTeacher, cross_fit
 from . import members
+from .fitness import check_teacher, memorization
 from .folders import teacher_cache_dir
 from .specs import ModelSpec
 from .verdicts import verdicts
@@ -88,7 +91,8 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
                                  *(r["warning"] for r in measured.values())] if w]
         for name, r in measured.items():
             per_seed.setdefault(name, []).append({"seed": seed, **r["metrics"]})
-            histories += [json.dumps({"model": name, "seed": seed, **rec}) + "\n" for rec in r["history"]]
+            histories += [json.dumps({"model": name, "seed": seed, **rec, "epoch": rec["epoch"] + 1}) + "\n"
+                          for rec in r["history"]]  # epochs counted from 1, as the log and the report do
         first = first or (data, measured)
     if not is_main:
         return None
@@ -101,6 +105,7 @@ def run_study(load: Callable[[int], Splits], teacher: ModelSpec, students: list[
                "comparisons": _kept_alone(verdicts(per_seed, None, list(pairs), pairs), checks),
                "teacher_checks": checks,
                "warnings": warnings}
+    results["still_improving"] = still_improving(results["models"])
     atomic_write(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write(out / "results.md", results_markdown(results))
     shown = [n for n in pairs if n in measured] or [next(iter(pairs.values()), None)
@@ -152,7 +157,8 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
         options = {**spec.train, "seed": seed, **settings,  # the study's own settings win
                    "checkpoint_dir": str(folder)}
         callbacks = [t.callback(spec.name, seed, spec.hyperparams) for t in trackers]
-        return members.train(spec, model, data, teacher, seed=seed, options=options, callbacks=callbacks)
+        with progress_label(f"{spec.name}, seed {seed}"):
+            return members.train(spec, model, data, teacher, seed=seed, options=options, callbacks=callbacks)
 
     def student(spec: ModelSpec, teacher=None):
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
@@ -164,7 +170,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
     for spec in students:
         if not spec.distilled:
             student(spec)
-    check = check_teacher(seed, data, teacher, [runs[s.name][0] for s in students if not s.distilled])
+    check = check_teacher(seed, data, teacher, {s.name: runs[s.name][0] for s in students if not s.distilled})
     if check["collapsed"]:
         log.error("%s", check["message"])
         return runs, check
@@ -247,50 +253,6 @@ def out_of_fold_folds(spec: ModelSpec, teacher, shape: tuple) -> int:
     return spec.folds
 
 
-def memorization(seed: int, data: Splits, teacher, check: dict, near: float = 0.99, gap: float = 0.02) -> str | None:
-    """A warning when the teacher is near-perfect on the train split (accuracy ``near`` or more)
-    and at least ``gap`` better there than on validation: its outputs on its training rows are
-    then the labels again, with little dark knowledge."""
-    if data.val is None:
-        return None
-    logits, labels = members.logits(teacher, data.train, data.num_classes)
-    train_accuracy = float((logits.argmax(1) == labels).float().mean())
-    check["train_accuracy"] = train_accuracy
-    if train_accuracy < near or train_accuracy - check["teacher_accuracy"] < gap:
-        return None
-    return (f"seed {seed}: the teacher is {train_accuracy:.1%} accurate on the train split against "
-            f"{check['teacher_accuracy']:.1%} on validation: it has memorised its training rows, so its outputs "
-            f"there are nearly the labels again. Let kdistill fit the teacher (out-of-fold outputs, teacher folds), "
-            f"or add synthetic or unlabelled rows, where its outputs carry more than the labels.")
-
-
-def check_teacher(seed: int, data: Splits, teacher, alone: list, collapse: float = 0.95) -> dict:
-    """Is the teacher fit to teach? On the validation split: has it collapsed onto (nearly) one
-    class — at least ``collapse`` of its predictions in one class that holds at least 5 points
-    less of the labels — and is it better than the students trained alone?"""
-    split = data.val if data.val is not None else data.train
-    logits, labels = members.logits(teacher, split, data.num_classes)
-    pred = logits.argmax(1)
-    top = int(pred.mode().values)
-    share, truth = float((pred == top).float().mean()), float((labels == top).float().mean())
-    accuracy = float((pred == labels).float().mean())
-    best_alone = max((float((members.logits(m, split, data.num_classes)[0].argmax(1) == labels).float().mean())
-                      for m in alone), default=None)
-    check = {"seed": seed, "split": "val" if data.val is not None else "train", "teacher_accuracy": accuracy,
-             "alone_accuracy": best_alone, "top_class": data.classes[top], "top_share": share,
-             "collapsed": share >= collapse and share >= truth + 0.05, "message": None, "cache": []}
-    if check["collapsed"]:
-        check["message"] = (f"seed {seed}: the teacher predicts class {data.classes[top]!r} for {share:.0%} of the "
-                            f"{check['split']} split, which holds {truth:.0%} of it: it has collapsed and would teach "
-                            f"only that class, so no student is distilled from it on this seed. Retrain it (e.g. "
-                            f"a lower learning rate or more epochs) or load a better one.")
-    elif best_alone is not None and accuracy <= best_alone:
-        check["message"] = (f"seed {seed}: the teacher's {check['split']} accuracy ({accuracy:.3f}) is no better than "
-                            f"the student alone's ({best_alone:.3f}): distilling it can pass on little but its "
-                            f"mistakes. Train the teacher longer or larger, or use a better one.")
-    return check
-
-
 def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpec], out: Path) -> dict:
     """Evaluate every trained model of one seed on the test split and save it."""
     shape, k = data.input_shape, data.num_classes
@@ -307,7 +269,7 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
                  calibration=reliability["bins"], latency_ms=members.latency(model, shape, k),
                  epochs_trained=len(history.epochs),
                  epoch_kept=history.best_epoch + 1 if history.best_epoch is not None else len(history.epochs))
-        m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx"))
+        m.update(members.onnx_metrics(model, shape, out / "onnx" / f"{slug(name)}-seed{seed}.onnx", data.test))
         classes = logits.argmax(1).unique()
         notes = [f"predicts one class ({data.classes[int(classes[0])]!r}) for every test sample"] \
             if len(classes) == 1 else []
@@ -317,9 +279,9 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
             log.warning("%s", warning)
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
                           "warning": warning}
-        info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
-            "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
-            "split": data.info}
+        info = {"arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes,  # what export needs
+                "dataset": data.name, "split": data.info, "distilled": specs[name].distilled,
+                "settings": json.loads(json.dumps(specs[name].hyperparams, default=str))}
         members.save(model, out / "weights", f"{slug(name)}-seed{seed}", info)
     base = measured[teacher_name]["metrics"]["onnx_ms_b64"]
     for r in measured.values():
@@ -344,14 +306,33 @@ def _summary(spec: ModelSpec, seeds: list[dict]) -> dict:
     return entry
 
 
+def still_improving(models: list[dict]) -> list[str]:
+    """One note per model whose best validation epoch was its last, on some seed: it was still
+    improving when its budget ran out, so more epochs may buy more."""
+    notes = []
+    for m in models:
+        last = [s for s in m.get("per_seed", []) if s.get("epochs_trained", 0) > 1
+                and s.get("epoch_kept") == s["epochs_trained"]]
+        if last:
+            notes.append(f"{m['name']} was still improving when training ended: its best validation epoch was its "
+                         f"last ({last[0]['epoch_kept']} of {last[0]['epochs_trained']}) on seed(s) "
+                         f"{', '.join(str(s['seed']) for s in last)}. Raise the epoch budget (train.epochs in an "
+                         f"experiment file, epochs= in compare) or let kdistill tune choose it.")
+    return notes
+
+
 def _plots(out: Path, data: Splits, measured: dict, results: dict, distilled: list[str]) -> None:
     names = [m["name"] for m in results["models"] if m["name"] in measured]
     for name in names:
         history = measured[name]["history"]
         if history:  # a model used as loaded, or a scikit-learn model, has no training curves
-            save_figure(out / f"curves-{slug(name)}.png", [CurvesDisplay(history, "accuracy"),
-                                                           CurvesDisplay(history, "loss")],
-                        title=f"{name}: training curves (seed of the first run)", panel=(5, 3.8))
+            kept = measured[name]["metrics"]["epoch_kept"] - 1
+            panels = [CurvesDisplay(history, metric, kept) for metric in ("accuracy", "loss")]
+            if len(terms_of(history)) > 1:  # the objective's terms, e.g. CE and KD, one by one
+                panels.append(CurvesDisplay(history, "terms", kept))
+            save_figure(out / f"curves-{slug(name)}.png", panels,
+                        title=f"{name}: training curves (seed of the first run; dotted: the epoch kept)",
+                        panel=(5, 3.8))
     save_figure(out / "confusion.png", [ConfusionDisplay(measured[n]["metrics"]["confusion"], data.classes, n)
                                         for n in names])
     save_figure(out / "tradeoff.png", [TradeoffDisplay(results["models"], "size_mb"),

@@ -26,8 +26,9 @@ def _verdict(per_seed: dict[str, list[dict]], name: str, alone: str) -> dict | N
     mean, std = mean_std(diffs)
     n = len(diffs)
     if n < 2:
-        verdict = (f"{name} vs {alone}: {mean:+.3f} test accuracy on one seed; run with --seeds 3 or more "
-                   f"to tell it from seed-to-seed noise.")
+        verdict = (f"{name} vs {alone}: {mean:+.3f} test accuracy on one seed; run 3 seeds or more "
+                   f"(kdistill run/tune/demo --seeds 3, or seeds=range(3) in compare) to tell it from seed-to-seed "
+                   f"noise.")
         significant = None
     else:
         # A paired t-test at the 5% level: |mean| beyond t(0.975, n-1) standard errors. With
