@@ -246,14 +246,22 @@ def read_info(path) -> dict:
 
 # What rebuilding a model reads from a weights file's metadata: field -> (check, what is allowed).
 INFO_SCHEMA = {
-    "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options"} and isinstance(v.get("model"), str)
-             and isinstance(v.get("options", {}), dict),
-             'a mapping {"model": NAME, "options": {...}}'),
+    "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options", "shapes"}
+             and isinstance(v.get("model"), str) and isinstance(v.get("options", {}), dict)
+             and _shapes_ok(v.get("shapes", {})),
+             'a mapping {"model": NAME, "options": {...}} (and, for a pruned model, "shapes": {LAYER: {"type": '
+             'KIND, SIZE: N...}} of channels, features and groups)'),
     "input_shape": (lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(type(d) is int and d > 0 for d in v),
                     "a list of 1 to 4 positive integers"),
     "classes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
                 "a list of at least 2 class names (strings)"),
 }
+
+
+def _shapes_ok(value) -> bool:
+    from .models.shapes import check_shapes
+
+    return check_shapes(value)
 
 
 def _info(meta: dict, path) -> dict:
@@ -279,9 +287,12 @@ def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
 
     Nothing in the file chooses code: its metadata may only name a zoo model (built on the
     ``meta`` device first, so options that do not fit the tensors allocate nothing). Any other
-    architecture needs the caller to name its ``factory`` (``"package.module:function"``).
+    architecture needs the caller to name its ``factory`` (``"package.module:function"``). A
+    pruned model's layer sizes are data (``arch["shapes"]``): the original architecture is built
+    by its factory, then its layers are resized to them (:func:`kdistill.models.shapes.resize`).
     """
     from .models import ZOO, build_model
+    from .models.shapes import resize
 
     state, meta = read_safetensors(path)
     info = _info(meta, path)
@@ -296,10 +307,11 @@ def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
 
     def build():
         try:
-            return build_model(name, arch.get("options", {}), shape, k)
+            model = build_model(name, arch.get("options", {}), shape, k)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"{path}: the model its metadata describes ({name!r} with options "
                              f"{arch.get('options', {})}) cannot be built: {exc}") from exc
+        return resize(model, arch.get("shapes", {}), state, str(path))
 
     if factory is None:  # a zoo model: checked on the meta device before anything is allocated
         with torch.device("meta"):
