@@ -13,6 +13,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 from .. import methods
 from ..engine import TrainConfig
 from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
+from ..models.prune import FromTeacher
 from ..teachers.oof import check_folds
 from ..weights import check_trusted
 from .section import Section, at, raise_at
@@ -184,12 +185,42 @@ class DistillConfig(Section):
     n_synthetic: int | None = Field(None, ge=1)
 
 
+class FromTeacherConfig(Section):
+    """A student that starts as the trained teacher, structurally pruned (Torch-Pruning): ``prune``
+    is the share of the teacher's parameters (``target: macs``: multiply-accumulates) removed;
+    ``weights: fresh`` trains the same pruned architecture from new weights."""
+
+    prune: float = Field(0.9, gt=0.0, lt=1.0)
+    importance: Literal["magnitude", "taylor"] = "magnitude"
+    iterative_steps: int = Field(1, ge=1, le=100)
+    target: Literal["params", "macs"] = "params"
+    weights: Literal["inherit", "fresh"] = "inherit"
+
+    def spec(self) -> FromTeacher:
+        return FromTeacher(**self.model_dump())
+
+
+class StudentModelConfig(ModelConfig):
+    """The experiment's default ``student``: a model, or ``from_teacher`` (the teacher pruned)."""
+
+    from_teacher: FromTeacherConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = sorted(k for k in ("model", "options", "weights", "freeze") if k in self.model_fields_set)
+        if self.from_teacher is not None and given:
+            raise at("from_teacher", f"a student from_teacher is the teacher pruned; it takes no {', '.join(given)}")
+        return self
+
+
 class StudentConfig(Section):
-    """One student run. ``model`` and ``options`` default to the experiment's ``student``."""
+    """One student run. ``model`` and ``options`` default to the experiment's ``student``;
+    ``from_teacher`` makes it the trained teacher, pruned."""
 
     name: str
     model: str | None = None
     options: dict[str, Any] | None = None
+    from_teacher: FromTeacherConfig | None = None
     methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
         MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
     distill: DistillConfig | None = None
@@ -197,6 +228,8 @@ class StudentConfig(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
+        if self.from_teacher is not None and (self.model is not None or self.options is not None):
+            raise at("from_teacher", "a student from_teacher is the teacher pruned; it takes no model or options")
         if self.model is not None:
             raise_at(check_model(self.model, self.options or {}))
         return self

@@ -156,7 +156,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
 
     def student(spec: ModelSpec, teacher=None):
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
-        runs[spec.name] = train(spec, spec.build(shape, k), teacher)
+        runs[spec.name] = train(spec, spec.make(shape, k, runs[teacher_spec.name][0], data), teacher)
 
     torch.manual_seed(seed)
     runs = {teacher_spec.name: train(teacher_spec, teacher_spec.build(shape, k))}
@@ -317,8 +317,9 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
             log.warning("%s", warning)
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
                           "warning": warning}
-        info = None if specs[name].arch is None else {  # what `kdistill export` needs to rebuild the model
-            "arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
+        arch = specs[name].arch_of(model)
+        info = None if arch is None else {  # what `kdistill export` needs to rebuild the model
+            "arch": arch, "input_shape": list(shape), "classes": data.classes, "dataset": data.name,
             "split": data.info}
         members.save(model, out / "weights", f"{slug(name)}-seed{seed}", info)
     base = measured[teacher_name]["metrics"]["onnx_ms_b64"]
