@@ -10,6 +10,8 @@ The public API:
   :func:`split_arrays`, :class:`Splits`;
 - evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency);
 - studies: :func:`compare` (teacher vs students, from Python, into a run folder and report);
+  students pruned from the teacher (:class:`FromTeacher`) and :func:`shrink` (the student
+  searched under a budget of parameters, MACs, size or latency);
   experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
 - tracking callbacks: :class:`TensorBoard`, :class:`MLflow`;
 - model files: :func:`save_weights`, :func:`load_weights`, :func:`save_sklearn`, :func:`load_sklearn`.
@@ -25,7 +27,9 @@ from .engine import EarlyStopping, History, MLflow, NonFiniteLossError, TensorBo
 from .export import export
 from .losses import kd_loss
 from .metrics import evaluate, latency_ms
+from .models.prune import FromTeacher
 from .modes import ModeResult, born_again, mutual, self_distill
+from .shrink import shrink
 from .sklearn import DistilledClassifier
 from .study import compare, run_experiment
 from .taps import FeatureTaps
@@ -59,8 +63,9 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
 
 
 __all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
+           "FromTeacher",
            "History", "MLflow", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TensorBoard", "TrainConfig",
            "as_teacher", "born_again", "clear_cache", "compare", "distill", "evaluate", "export", "fit", "kd_loss",
            "latency_ms", "load_dataset", "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table",
            "load_weights", "losses", "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights",
-           "self_distill", "split_arrays"]
+           "self_distill", "shrink", "split_arrays"]
