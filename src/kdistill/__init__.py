@@ -29,7 +29,7 @@ from .losses import kd_loss
 from .metrics import evaluate, latency_ms
 from .models.prune import FromTeacher
 from .modes import ModeResult, born_again, mutual, self_distill
-from .shrink import shrink
+from .shrink.search import shrink
 from .sklearn import DistilledClassifier
 from .study import compare, run_experiment
 from .taps import FeatureTaps

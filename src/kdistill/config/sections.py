@@ -17,6 +17,7 @@ from ..models.prune import FromTeacher
 from ..teachers.oof import check_folds
 from ..weights import check_trusted
 from .section import Section, at, raise_at
+from .shrink import ShrinkConfig
 
 
 class MethodConfig(Section):
@@ -204,12 +205,21 @@ class StudentModelConfig(ModelConfig):
     """The experiment's default ``student``: a model, or ``from_teacher`` (the teacher pruned)."""
 
     from_teacher: FromTeacherConfig | None = None
+    shrink: ShrinkConfig | None = None  # the search of `kdistill shrink`
 
     @model_validator(mode="after")
     def _one_kind(self):
         given = sorted(k for k in ("model", "options", "weights", "freeze") if k in self.model_fields_set)
         if self.from_teacher is not None and given:
             raise at("from_teacher", f"a student from_teacher is the teacher pruned; it takes no {', '.join(given)}")
+        if self.shrink is not None and (self.from_teacher is not None or {"weights", "freeze"} & set(given)):
+            other = "from_teacher" if self.from_teacher is not None else ", ".join(sorted({"weights", "freeze"}
+                                                                                       & set(given)))
+            raise at("shrink", f"student.shrink searches the student (model and options, if given, are the family "
+                               f"it scales); it takes no {other}")
+        if self.shrink is not None and self.shrink.choose == "smallest" and self.shrink.tolerance is None:
+            raise at("shrink.tolerance", "choose: smallest needs a tolerance: the accuracy points the student may "
+                                         "lose against the teacher, e.g. 0.01")
         return self
 
 
