@@ -253,7 +253,9 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
         spec = ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
                          hyperparams=_shown(objective, options, model), guard=guard)
-        specs.append(from_teacher_spec(spec, model, None) if isinstance(model, FromTeacher) else spec)
+        if isinstance(model, FromTeacher):
+            spec = dataclasses.replace(from_teacher_spec(spec, model, None), family=family)
+        specs.append(spec)
     alone = {s.family for s in specs if not s.distilled}
     derived = []
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
