@@ -128,13 +128,23 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     base = _copy(model)
     classifier = _classifier(base, example)
     _check_layers(base, classifier)
-    goal = (1 - ratio) * _measure(base, example, target)
-    channel = _channel_share(base, example, classifier, target, goal)
+    key = (_identity(model), tuple(example.shape[1:]), ratio, target)
+    if key not in _SHARES:
+        _SHARES[key] = _channel_share(base, example, classifier, target, (1 - ratio) * _measure(base, example, target))
+    channel = _SHARES[key]
     pruned = _copy(model)
     classifier = dict(pruned.named_modules())[_name(base, classifier)]
     _prune(pruned, example, classifier, channel, importance, iterative_steps, batches)
     _check_pruned(model, pruned, example)
     return pruned
+
+
+_SHARES: dict = {}  # the channel share found for (model, input shape, ratio, target): a search prunes one teacher often
+
+
+def _identity(model: nn.Module) -> tuple:
+    """The model's architecture: its layer names and tensor shapes (the channel share depends on nothing else)."""
+    return tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
 
 
 def _copy(model: nn.Module) -> nn.Module:

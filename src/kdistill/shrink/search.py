@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -97,28 +100,30 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
     """
     settings = _checked(teacher, data, budget, family, objective, importance, iterative_steps, choose, tolerance,
                         seeds, train)
+    if worker:
+        if storage is None:
+            raise ValueError("worker=True (--worker) runs trials of a shared study, so it needs storage: the database "
+                             "URL every process of the search uses")
+        with tempfile.TemporaryDirectory(prefix="kdistill-shrink-") as tmp:  # a worker keeps no run folder
+            summary = _search(teacher, data, settings, Path(tmp), storage, study_name, True, quiet, cache_dir)
+        return {**_public(summary), "results": None, "folder": None}
     folder_holder: dict = {}
     chosen_spec, alone_spec = _placeholder("chosen"), _placeholder("alone")
     t_spec = ModelSpec("teacher", lambda shape, k: teacher, fit=False, arch=teacher_arch,
                        hyperparams={"model": type(teacher).__name__, "trained": "given"})
 
     def setup(folder: Path):
-        summary = _search(teacher, data, settings, folder, storage, study_name, worker, quiet, cache_dir)
+        summary = _search(teacher, data, settings, folder, storage, study_name, False, quiet, cache_dir)
         folder_holder["summary"] = summary
-        if worker:
-            raise _WorkerDone(summary)
         chosen = summary["candidate"]
         _fill(chosen_spec, f"{chosen.name} (distilled)", chosen, settings, teacher_arch, distilled=True)
         _fill(alone_spec, f"{chosen.name} alone", chosen.alone(), settings, teacher_arch, distilled=False)
         return (lambda seed: data), (lambda: {"name": data.name, "classes": data.classes})
 
-    try:
-        results, folder = run_in_folder(setup, t_spec, [alone_spec, chosen_spec], out=out or "runs/shrink",
-                                        seeds=tuple(settings["seeds"]), title=title or "shrink: the student searched",
-                                        config={"shrink": _shown(settings)}, quiet=quiet, cache_dir=cache_dir,
-                                        device=train.get("device", "cpu"))
-    except _WorkerDone as done:
-        return {**_public(done.summary), "results": None, "folder": None}
+    results, folder = run_in_folder(setup, t_spec, [alone_spec, chosen_spec], out=out or "runs/shrink",
+                                    seeds=tuple(settings["seeds"]), title=title or "shrink: the student searched",
+                                    config={"shrink": _shown(settings)}, quiet=quiet, cache_dir=cache_dir,
+                                    device=train.get("device", "cpu"))
     summary = folder_holder["summary"]
     final = {m["name"]: m for m in results["models"]}
     summary["chosen"]["test_accuracy"] = final[chosen_spec.name]["accuracy"]
@@ -129,14 +134,6 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
     out_summary = _public(summary)
     atomic_write(Path(folder) / "shrink.json", json.dumps(out_summary, indent=2, default=str) + "\n")
     return {**out_summary, "results": results, "folder": str(folder)}
-
-
-class _WorkerDone(Exception):
-    """A worker's trials are done; it makes no final study (nor keeps a run folder)."""
-
-    def __init__(self, summary):
-        super().__init__("worker done")
-        self.summary = summary
 
 
 def _public(summary: dict) -> dict:
@@ -235,9 +232,7 @@ def _search(teacher, data, settings, folder: Path, storage, study_name, worker, 
     study = _study(storage or f"sqlite:///{Path(folder).resolve() / 'shrink.db'}", study_name, list(by_name))
     objective = _Objective(by_name, teacher, served, data, settings, seed, quiet)
     searched = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # GridSampler's notice that the grid is exhausted
-        study.optimize(objective, catch=())
+    _work(study, objective, list(by_name))
     _wait(study)
     rows = _rows(study, by_name)
     teacher_row = {"name": "teacher", "kind": "teacher", "figure": measured(teacher, budget.measure,
@@ -287,13 +282,9 @@ def _study(url: str, name: str, names: list[str]):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one message
-            raise ValueError(f"storage {url!r} cannot be opened as an Optuna database: {exc}; give a database URL "
-                             f"such as sqlite:///path/to/shrink.db or postgresql+psycopg2://user@host/db") from None
+        storage = _storage(url)
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                    sampler=optuna.samplers.GridSampler({"candidate": names}, seed=0),
+                                    sampler=optuna.samplers.RandomSampler(seed=0),
                                     pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
                                                                                   reduction_factor=REDUCTION))
         optuna.storages.fail_stale_trials(study)
@@ -304,6 +295,50 @@ def _study(url: str, name: str, names: list[str]):
         raise ValueError(f"storage {url!r}: study {name!r} was made for the candidates {found}, not {names}; its "
                          f"trials would answer for another search. Give another study_name (--study-name)")
     return study
+
+
+def _storage(url: str, attempts: int = 5):
+    """The Optuna storage at ``url``. Workers starting together on an empty database race to
+    create its tables, and the loser's attempt fails: it is retried."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one message
+            if attempt == attempts - 1 or "://" not in url:
+                raise ValueError(f"storage {url!r} cannot be opened as an Optuna database: {exc}; give a database "
+                                 f"URL such as sqlite:///path/to/shrink.db or postgresql+psycopg2://user@host/db"
+                                 ) from None
+            time.sleep(0.5 * (attempt + 1))
+
+
+def _work(study, objective, names: list[str]) -> None:
+    """Run trials until every candidate has one. Trial numbers are handed out by the database one
+    by one, so trial ``i`` trains candidate ``i`` and no two workers train the same one; a trial
+    numbered past the candidates retries one whose trials all failed (a worker that died: the
+    storage's heartbeat fails its trial), or ends this worker (recorded as ``surplus``)."""
+    import optuna
+
+    def run(trial):
+        name = _claim(study, trial, names)
+        if name is None:
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned("every candidate has a trial")
+        trial.set_user_attr("candidate", name)
+        return objective(trial, name)
+
+    study.optimize(run, catch=())
+
+
+def _claim(study, trial, names: list[str]) -> str | None:
+    if trial.number < len(names):
+        return names[trial.number]
+    others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+    taken = {t.user_attrs.get("candidate") for t in others if t.state.name in ("RUNNING", "COMPLETE", "PRUNED")}
+    return next((n for n in names if n not in taken and any(t.user_attrs.get("candidate") == n for t in others)),
+                None)
 
 
 def _wait(study) -> None:
@@ -322,8 +357,9 @@ class _Objective:
         self.by_name, self.teacher, self.served, self.data = by_name, teacher, served, data
         self.settings, self.seed, self.quiet = settings, seed, quiet
 
-    def __call__(self, trial) -> float:
-        cand = self.by_name[trial.suggest_categorical("candidate", list(self.by_name))]
+    def __call__(self, trial, name: str) -> float:
+        cand = self.by_name[name]
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         start = time.perf_counter()
         torch.manual_seed(self.seed)
         model = cand.make(self.teacher, self.data)
@@ -355,8 +391,8 @@ def _rows(study, by_name: dict) -> list[dict]:
     """One row per candidate: its figure, validation accuracy (best reached), epochs, state."""
     rows = {}
     for t in study.get_trials(deepcopy=False):
-        name = t.params.get("candidate")
-        if name not in by_name or t.state.name not in ("COMPLETE", "PRUNED"):
+        name = t.user_attrs.get("candidate")
+        if name not in by_name or t.state.name not in ("COMPLETE", "PRUNED") or t.user_attrs.get("surplus"):
             continue
         value = t.value if t.state.name == "COMPLETE" else max(t.intermediate_values.values(), default=None)
         c = by_name[name]
@@ -364,6 +400,7 @@ def _rows(study, by_name: dict) -> list[dict]:
                                "val_accuracy": value, "epochs": t.user_attrs.get("epochs", 0),
                                "seconds": t.user_attrs.get("seconds", 0.0),
                                "state": "trained" if t.state.name == "COMPLETE" else "stopped early",
+                               "process": t.user_attrs.get("process"),
                                "prune": c.pruned.prune if c.pruned else None,
                                "options": c.arch["options"] if c.arch else None})
     return list(rows.values())
