@@ -1,8 +1,8 @@
-"""The bad-input table of the README: one test per row, each asserting the message (it names the
-input, the value and what is allowed or what to do) and, where files are involved, that the
+"""The bad-input table (docs/background/bad-inputs.md): one test per row, each asserting the message
+(it names the input, the value and what is allowed or what to do) and, where files are involved, that the
 files a user already had are untouched.
 
-Rows covered exactly by a test elsewhere are not repeated here; the README's table names them:
+Rows covered exactly by a test elsewhere are not repeated here; that table names them:
 corrupt image (test_images), labels outside the classes, teacher and student class counts,
 a checkpoint of another architecture (test_engine), teacher class order (test_teachers),
 unknown keys and out-of-range values in a config (test_config), a run folder that already

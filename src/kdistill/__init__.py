@@ -43,13 +43,33 @@ def distill(teacher, student, data, *, alpha: float = 0.5, temperature: float = 
             cache=False, **options) -> History:
     """Distil ``teacher`` into ``student``: :func:`fit` with a teacher and a distillation objective.
 
-    The default objective is :func:`kdistill.methods.kd_objective`, ``(1 - alpha) * CE(student,
-    labels) + alpha * kd_loss(T)``, where ``kd_loss`` is T²·KL(teacher ‖ student) at temperature
-    ``T``. ``objective`` replaces it with any weighted list of terms, as in :func:`fit`, e.g.
-    ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``. ``cache`` reads the teacher's outputs
-    from the teacher-output cache (computed once per dataset, see :class:`CachedTeacher`):
-    ``True`` for the default folder, or a folder path. ``options`` are :class:`TrainConfig`
-    fields (epochs, lr, patience, checkpoint_dir, ...).
+    Parameters
+    ----------
+    teacher : object
+        Anything :func:`as_teacher` takes: a torch module (frozen in place while it teaches), a
+        fitted scikit-learn model, an ONNX, skops or ``transformers`` path, a :class:`Teacher`.
+    student : torch.nn.Module
+        Trained in place.
+    data : Splits
+        The splits; their unlabelled inputs, if any, join the distillation terms.
+    alpha : float in [0, 1]
+        Weight of the distillation term in the default objective
+        ``(1 - alpha) * CE(student, labels) + alpha * T^2 KL(teacher || student)``.
+    temperature : float > 0
+        Its temperature ``T``.
+    objective : list, optional
+        Replaces the default with any weighted list of terms, as in :func:`fit`, e.g.
+        ``[("ce", 0.1), ("kd", 0.9, {"temperature": 4})]``.
+    cache : bool or str or Path
+        Read the teacher's outputs from the teacher-output cache (computed once per dataset, see
+        :class:`CachedTeacher`): ``True`` for the default folder, or a folder.
+    **options
+        :class:`TrainConfig` fields (``epochs``, ``lr``, ``patience``, ``checkpoint_dir``, ...).
+
+    Returns
+    -------
+    History
+        Per-epoch records; the student ends at its best validation epoch.
     """
     if objective is None:
         objective = methods.kd_objective(alpha, temperature)

@@ -53,7 +53,25 @@ def fidelity(logits_s: Tensor, logits_t: Tensor) -> dict:
 
 
 def evaluate(model: nn.Module, dataset: Dataset, classes: list[str], teacher=None) -> dict:
-    """Classification metrics of ``model`` on ``dataset``, plus fidelity to ``teacher`` if given."""
+    """Classification metrics of ``model`` on ``dataset``, plus fidelity to ``teacher`` if given.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, run in eval mode on the CPU.
+    dataset : Dataset
+        Items ``(x, y, index)``, e.g. ``data.test``.
+    classes : list of str
+        The class names.
+    teacher : Teacher or torch.nn.Module, optional
+        Anything :func:`kdistill.as_teacher` takes; adds ``agreement`` and ``kl_to_teacher``.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``macro_f1``, ``per_class``, ``ece`` and its ``calibration`` bins, and with a
+        teacher ``agreement`` (top-1) and ``kl_to_teacher`` (KL(teacher || model) at T=1, nats).
+    """
     logits, labels = predict_logits(model, dataset)
     out = classification_metrics(logits, labels, classes)
     if teacher is not None:

@@ -174,11 +174,23 @@ def read_state_dict(path) -> dict[str, Tensor]:
 
 
 def load_weights(model: nn.Module, path, *, partial: bool = False) -> list[str]:
-    """Load the weights in ``path`` (see :func:`read_state_dict`) into ``model``, in place.
+    """Load the weights in ``path`` into ``model``, in place.
 
-    Every tensor must match the model by name and shape unless ``partial``: then the tensors
-    that match are loaded and the rest keep their fresh values. Tensors tied together in the
-    model (one storage) count as loaded when one of them is. Returns the names not loaded.
+    Parameters
+    ----------
+    model : torch.nn.Module
+    path : str or Path
+        A safetensors file, or a state dict read with ``torch.load(weights_only=True)`` (a
+        pickled object is never unpickled).
+    partial : bool
+        Load only the tensors that match by name and shape; the rest keep their fresh values.
+        Otherwise every tensor must match. Tensors tied together in the model (one storage) count
+        as loaded when one of them is.
+
+    Returns
+    -------
+    list of str
+        The names of the tensors not loaded.
     """
     state = read_state_dict(path)
     own = model.state_dict()
@@ -221,8 +233,18 @@ def _mismatch(state: dict, own: dict) -> str:
 def save_weights(model: nn.Module, path, info: dict | None = None) -> Path:
     """Write ``model``'s parameters and buffers to ``path`` as safetensors, atomically.
 
-    ``info`` (JSON-serialisable: the architecture spec, input shape, classes...) is stored in
-    the file's metadata, so that :func:`rebuild` can make the model from the file alone.
+    Parameters
+    ----------
+    model : torch.nn.Module
+    path : str or Path
+    info : dict, optional
+        JSON-serialisable metadata stored in the file (the architecture spec, input shape,
+        classes...), so that :func:`rebuild` can make the model from the file alone.
+
+    Returns
+    -------
+    Path
+        The path written.
     """
     from safetensors import SafetensorError
     from safetensors.torch import save_model
@@ -335,8 +357,20 @@ def _check_fit(own: dict, state: dict, path) -> None:
 
 
 def save_sklearn(model, path) -> Path:
-    """Write a scikit-learn model (or :class:`~kdistill.sklearn.DistilledClassifier` with a
-    scikit-learn teacher) to ``path`` with skops, atomically. Returns the path."""
+    """Write a scikit-learn model to ``path`` with skops (never pickle), atomically.
+
+    Parameters
+    ----------
+    model : estimator
+        A scikit-learn model, or a :class:`~kdistill.sklearn.DistilledClassifier` with a
+        scikit-learn teacher.
+    path : str or Path
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
     import skops.io as sio
 
     return atomic_write(path, lambda tmp: sio.dump(model, tmp))

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from kdistill.cli import main
+from kdistill.report.fields import undocumented
 
 FILES = ["config.json", "history.jsonl", "results.json", "results.md", "report.md", "report.html", "confusion.png",
          "data.json", "tradeoff.png", "calibration.png"]
@@ -21,6 +22,7 @@ def test_run_writes_run_folder_and_report(tiny, write_experiment, tmp_path, caps
     for name in FILES + ["predictions.png", "curves-alone.png", "weights/kd-seed0.safetensors"]:
         assert (out / name).is_file(), name
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
+    assert undocumented(json.loads((out / "results.json").read_text())) == []  # docs/reference/results.md
     html = (out / "report.html").read_text()
     # curves of 2 students + teacher, confusion, predictions, tradeoff, calibration
     assert html.count("data:image/png;base64,") == 7 and 'src="curves' not in html  # self-contained

@@ -16,6 +16,7 @@ import kdistill
 from kdistill.cli import main
 from kdistill.export import session
 from kdistill.models import mlp
+from kdistill.report.fields import undocumented
 
 
 def frame(n=500, seed=0):
@@ -53,6 +54,7 @@ def test_a_dataframe_goes_through_compare_with_out_of_fold_outputs_and_synthetic
     assert tree["hyperparams"] == {"max_depth": 3, **kdistill.study.defaults.TABLE_ESTIMATOR}
     config = json.loads((folder / "config.json").read_text())["compare"]
     assert config["synthetic"] == {"kind": "munge", "size": 2} and config["teacher_folds"] is None
+    assert undocumented(json.loads((folder / "results.json").read_text())) == []  # docs/reference/results.md
 
 
 def test_a_distilled_estimator_is_saved_and_exported_as_itself(study):
@@ -95,6 +97,7 @@ def test_the_default_recipe_keeps_the_student_alone_where_the_teacher_only_misle
     verdict = results["comparisons"][0]
     assert verdict["kept_alone_seeds"] == [0] and "On seed(s) 0 the default recipe kept the student alone" in verdict[
         "verdict"]
+    assert undocumented(json.loads((tmp_path / "c" / "results.json").read_text())) == []
     explicit = kdistill.compare(wrong, {"tree": (DecisionTreeClassifier(max_depth=4), {"mode": "soft"})}, data,
                                 out=tmp_path / "e", quiet=True, synthetic=None)
     rows = {m["name"]: m for m in explicit["models"]}

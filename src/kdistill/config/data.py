@@ -14,15 +14,26 @@ class AugmentConfig(Section):
     ``views`` fixed views per sample (with ``mixup``/``cutmix``, see :mod:`kdistill.data.views`)."""
 
     rotation: float = Field(0.0, ge=0.0, le=180.0)
+    """Largest rotation, in degrees (0 to 180)."""
     shear: float = Field(0.0, ge=0.0, lt=60.0)
+    """Largest shear, in degrees (below 60)."""
     zoom: float = Field(0.0, ge=0.0, lt=1.0)
+    """Scale drawn in [1 - zoom, 1 + zoom]."""
     translate: float = Field(0.0, ge=0.0, lt=1.0)
+    """Largest shift, as a share of width and height."""
     brightness: list[float] | None = None
+    """[low, high]: a brightness multiplier drawn in that range."""
     horizontal_flip: bool = False
+    """Flip left-right with probability 0.5."""
     vertical_flip: bool = False
+    """Flip upside down with probability 0.5."""
     views: int | None = Field(None, ge=1)
+    """K: K fixed, seeded views per sample instead of random ones per batch (the teacher's outputs are cached per
+    view)."""
     mixup: float | None = Field(None, gt=0.0)
+    """alpha: each view mixes a fixed partner with a weight drawn from Beta(alpha, alpha) (needs views)."""
     cutmix: float | None = Field(None, gt=0.0)
+    """alpha: each view pastes a box of a fixed partner, its area drawn from Beta(alpha, alpha) (needs views)."""
 
     @model_validator(mode="after")
     def _mixing(self):
@@ -42,17 +53,26 @@ class AugmentConfig(Section):
 
 class BuiltinData(Section):
     name: Literal["digits", "iris", "wine", "breast_cancer"]
+    """A dataset scikit-learn ships (nothing is downloaded)."""
 
 
 class ImageData(Section):
     path: str
+    """root/{train,val,test}/<class>/* or root/<class>/* (then split automatically)."""
     size: list[int] = [64, 64]
+    """[height, width] every image is resized to."""
     color: Literal["grayscale", "rgb"] = "grayscale"
+    """grayscale: one channel (colour converted with Pillow's luma weights); rgb: three (grayscale repeated)."""
     normalize: Literal["none", "dataset", "fixed"] = "dataset"
+    """none; dataset: the train split's mean and standard deviation; fixed: the given mean and std."""
     mean: list[float] | None = None
+    """Per channel, with normalize: fixed."""
     std: list[float] | None = None
+    """Per channel (> 0), with normalize: fixed."""
     strict: bool = False
+    """true: an unreadable image is an error; false: it is skipped, named and counted."""
     extensions: list[str] = [".png", ".jpg", ".jpeg", ".bmp"]
+    """File name endings read as images."""
 
     @field_validator("size")
     @classmethod
@@ -75,12 +95,19 @@ class ImageData(Section):
 
 class IdxData(Section):
     train_images: str
+    """An IDX file of training images (MNIST format, .gz or not)."""
     train_labels: str
+    """The IDX file of their labels."""
     test_images: str | None = None
+    """An IDX file of test images (else the test split is carved from train)."""
     test_labels: str | None = None
+    """The IDX file of their labels."""
     classes: list[str] | None = None
+    """Names of the labels 0..K-1."""
     max_train: int | None = Field(None, ge=1)
+    """Keep only the first N training samples."""
     max_test: int | None = Field(None, ge=1)
+    """Keep only the first N test samples."""
 
     @model_validator(mode="after")
     def _pairs(self):
@@ -92,9 +119,13 @@ class IdxData(Section):
 
 class TableData(Section):
     path: str
+    """A .csv or .parquet file (parquet needs `pip install kdistill[parquet]`)."""
     target: str
+    """The label column."""
     features: list[str] | None = None
+    """The feature columns (default: every other column)."""
     categorical: list[str] | None = None
+    """Columns one-hot encoded, fitted on train (default: the non-numeric columns)."""
 
 
 SOURCES = ("builtin", "images", "idx", "table")
@@ -105,8 +136,11 @@ class UnlabeledData(Section):
     (any folders below it), an IDX file of images, or a table with the same feature columns."""
 
     images: str | None = None
+    """A folder of images (any folders below it), read at the labelled images' size."""
     idx: str | None = None
+    """An IDX file of images."""
     table: str | None = None
+    """A table with the labelled table's feature columns (other columns are ignored)."""
 
     @model_validator(mode="after")
     def _one(self):
@@ -125,8 +159,12 @@ class SyntheticConfig(Section):
     training row, made by ``kind``, labelled by the teacher for the distilled students."""
 
     kind: Literal["munge", "gibbs", "gaussian"]
+    """munge (Buciluǎ et al., 2006), gibbs (per-column conditionals, Fakoor et al., 2020) or gaussian (jittered
+    copies)."""
     size: float = Field(10.0, gt=0.0, le=200.0)
-    p: float | None = Field(None, gt=0.0, le=1.0)  # munge, gibbs: the share of columns a synthetic row changes
+    """Synthetic rows per labelled training row (up to 200)."""
+    p: float | None = Field(None, gt=0.0, le=1.0)
+    """munge, gibbs: the share of columns a synthetic row changes."""
 
 
 class DataConfig(Section):
@@ -134,16 +172,28 @@ class DataConfig(Section):
     ``synthetic: auto`` is the measured default, ``synthetic: null`` none)."""
 
     builtin: BuiltinData | None = None
+    """A built-in dataset (exactly one source: builtin, images, idx or table)."""
     images: ImageData | None = None
+    """A folder of images, one subfolder per class."""
     idx: IdxData | None = None
+    """MNIST-format IDX files."""
     table: TableData | None = None
+    """A CSV or Parquet table."""
     val_size: float = Field(0.15, ge=0.0, lt=1.0)
+    """Share of the whole set held out for validation (of train when the source has a test split)."""
     test_size: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of the whole set held out for test (ignored when the source has its own test split)."""
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    """Keep a stratified share of the training labels (scarce labels)."""
     augment: AugmentConfig | None = None
+    """Augmentation of training images (image sources only)."""
     unlabeled: UnlabeledData | None = None
+    """Inputs without labels that distilled students also train on (the teacher labels them softly)."""
     unlabeled_rest: bool = False
+    """true: the training samples that train_fraction drops stay, as unlabelled inputs."""
     synthetic: SyntheticConfig | Literal["auto"] | None = "auto"
+    """Tables only: synthetic transfer rows the teacher labels. auto (the measured default: MUNGE, 30 per training
+    row), null (none) or {kind, size, p}."""
 
     @model_validator(mode="after")
     def _one_source(self):

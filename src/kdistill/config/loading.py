@@ -163,7 +163,21 @@ def _problem(error: dict) -> tuple[str, str]:
 
 
 def load(path, overrides=()) -> Experiment:
-    """Read, override and validate the experiment file ``path``."""
+    """Read, override and validate an experiment file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    overrides : sequence of str
+        ``--set``-style ``KEY=VALUE`` overrides, applied before validation.
+
+    Returns
+    -------
+    Experiment
+        The validated experiment; a problem raises :class:`~kdistill.config.ConfigError`,
+        naming each field, its value and what is allowed.
+    """
     path = Path(path)
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "does not exist"

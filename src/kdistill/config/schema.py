@@ -40,23 +40,38 @@ class TrackingConfig(Section):
     a TensorBoard log folder and/or an MLflow tracking URI (a plain path is a local file store)."""
 
     tensorboard: str | None = None
+    """A log folder (tensorboard --logdir DIR); relative to the experiment file."""
     mlflow: str | None = None
-    experiment: str | None = None  # the MLflow experiment name; default: the experiment's name
+    """A tracking URI, or a folder for a local store (mlflow.db plus artifacts/)."""
+    experiment: str | None = None
+    """The MLflow experiment (default: the experiment's name)."""
 
 
 class Experiment(Section):
     """The whole experiment file."""
 
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """The run folder's name (runs/<name>): letters, digits, . _ -."""
     title: str | None = None
+    """The heading of the table and the report."""
     data: DataConfig
+    """Where the samples come from and how they are split."""
     teacher: TeacherConfig
+    """The teacher: trained in the study, loaded from weights, or a file used as loaded."""
     student: StudentModelConfig | None = None
+    """The default model of every student (the keys of a model, without name and fit), or `from_teacher` (the
+    teacher pruned), or `shrink` (the student searched by `kdistill shrink`)."""
     students: list[StudentConfig] = Field(min_length=1)
+    """The students, each a model and an objective; at least one without a teacher (the baseline)."""
     train: TrainSettings = Field(default_factory=lambda: TrainSettings())
+    """Training settings of every model (those of the training loop, except seed, quiet, checkpoint_dir and resume)."""
     seeds: list[int] = Field([0], min_length=1)
+    """Every model is trained once per seed; the table shows mean ± std. A loaded teacher: every seed uses the first
+    seed's split."""
     tune: TuneConfig | None = None
+    """The search space of `kdistill tune`."""
     tracking: TrackingConfig | None = None
+    """Where every model's epochs, hyperparameters and the final table are logged."""
     _base: Path = PrivateAttr(default=Path("."))
 
     @field_validator("seeds")

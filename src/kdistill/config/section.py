@@ -20,7 +20,7 @@ class ConfigError(ValueError):
 class Section(BaseModel):
     """Base of every section: strict types, and unknown keys rejected with a did-you-mean."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod

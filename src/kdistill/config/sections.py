@@ -12,6 +12,7 @@ from pydantic import Field, create_model, field_validator, model_validator
 
 from .. import methods
 from ..engine import TrainConfig
+from ..engine.config import field_docs
 from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
 from ..models.prune import FromTeacher
 from ..teachers.oof import check_folds
@@ -24,8 +25,11 @@ class MethodConfig(Section):
     """One weighted term of a student's objective, checked against the method registry."""
 
     name: str
+    """A registered method (`kdistill methods` lists them); `kd:2`-style names repeat one."""
     weight: float = Field(1.0, ge=0.0)
+    """Its weight in the objective (>= 0)."""
     options: dict[str, Any] = {}
+    """The method's options (checked against its constructor)."""
 
     @model_validator(mode="after")
     def _buildable(self):
@@ -42,9 +46,9 @@ class MethodConfig(Section):
 def _train_model():
     """A pydantic model of :class:`TrainConfig`'s fields, so that new engine settings are
     accepted here without edits; ``seed`` and ``quiet`` are set by the experiment."""
-    hints = typing.get_type_hints(TrainConfig)
-    fields = {f.name: (_loose(hints[f.name]) | None, None) for f in dataclasses.fields(TrainConfig)
-              if f.name not in ("seed", "quiet", "checkpoint_dir", "resume")}
+    hints, docs = typing.get_type_hints(TrainConfig), field_docs(TrainConfig)
+    fields = {f.name: (_loose(hints[f.name]) | None, Field(None, description=docs[f.name]))
+              for f in dataclasses.fields(TrainConfig) if f.name not in ("seed", "quiet", "checkpoint_dir", "resume")}
     return create_model("TrainSettings", __base__=Section, **fields)
 
 
@@ -72,7 +76,9 @@ def train_options(*layers) -> dict:
 
 class FreezeConfig(Section):
     modules: list[str] = []
+    """Named modules whose parameters stay frozen."""
     first_layers: int = Field(0, ge=0)
+    """Freeze the first N parameterised layers."""
 
 
 class ModelConfig(Section):
@@ -80,11 +86,18 @@ class ModelConfig(Section):
     estimator class (``sklearn.tree:DecisionTreeClassifier``), with its options."""
 
     model: str = "cnn"
+    """mlp | cnn | package.module:factory (called with options, plus input_shape and num_classes when it takes them) |
+    a scikit-learn class, e.g. sklearn.tree:DecisionTreeClassifier."""
     options: dict[str, Any] = {}
+    """Keyword options of the model or estimator."""
     weights: str | None = None
+    """A .safetensors file, or a state dict read with torch.load(weights_only=True)."""
     weights_partial: bool = False
+    """Load only the tensors that match by name and shape (e.g. a new head)."""
     freeze: FreezeConfig | None = None
+    """Layers kept frozen while training."""
     train: TrainSettings | None = None
+    """Training settings for this model only (the keys of train)."""
 
     @model_validator(mode="after")
     def _known_model(self):
@@ -135,14 +148,22 @@ class TeacherConfig(ModelConfig):
     skops, an ONNX model or a ``transformers`` model folder, recognised from its content."""
 
     name: str = "teacher"
+    """The teacher's name in tables and files."""
     fit: bool = True
+    """false: use the teacher as loaded (needs weights or file)."""
     file: str | None = None
+    """A teacher used as loaded: a skops file, an ONNX file or a transformers model folder."""
     kind: Literal["auto", "skops", "onnx", "transformers"] = "auto"
+    """What file holds (auto: read from its content)."""
     output: Literal["logits", "probabilities"] | None = None
+    """ONNX: what the output holds (default logits)."""
     output_name: str | None = None
+    """ONNX: the output to use (default: the first float output)."""
     trusted: list[str] = []
-    folds: int | None = Field(None, ge=0)  # out-of-fold outputs on the training rows (None: 5 for a
-    # scikit-learn teacher fitted on a table, else 0; see kdistill.teachers.oof)
+    """skops: extra types to trust (see the trust model)."""
+    folds: int | None = Field(None, ge=0)
+    """Tables: out-of-fold teacher outputs on the training rows, from this many folds (null: 5 for a
+    scikit-learn teacher the study fits on a table, else 0; 0: off)."""
 
     @field_validator("trusted")
     @classmethod
@@ -180,10 +201,16 @@ class DistillConfig(Section):
     """How a scikit-learn student is distilled (:class:`~kdistill.sklearn.DistilledClassifier`)."""
 
     mode: Literal["soft", "hard"] = "soft"
+    """soft: the teacher's probabilities (rows replicated per class, probabilities as sample weights); hard: the
+    teacher's labels."""
     temperature: float | None = Field(None, gt=0.0)
+    """Temperature of the teacher's probabilities."""
     alpha: float | None = Field(None, ge=0.0, le=1.0)
+    """Weight of the teacher against the labels: alpha * teacher + (1 - alpha) * onehot(y)."""
     augment: Literal["munge", "gibbs", "gaussian"] | None = None
+    """Synthetic rows the teacher labels."""
     n_synthetic: int | None = Field(None, ge=1)
+    """How many synthetic rows."""
 
 
 class FromTeacherConfig(Section):
@@ -192,10 +219,15 @@ class FromTeacherConfig(Section):
     ``weights: fresh`` trains the same pruned architecture from new weights."""
 
     prune: float = Field(0.9, gt=0.0, lt=1.0)
+    """Share of the teacher's parameters (or MACs) removed: 0.9 keeps a tenth."""
     importance: Literal["magnitude", "taylor"] = "magnitude"
+    """Which channels go: the smallest by L2 norm, or by first-order Taylor estimate on training batches."""
     iterative_steps: int = Field(1, ge=1, le=100)
+    """Steps in which the share is reached, importance measured anew after each."""
     target: Literal["params", "macs"] = "params"
+    """What `prune` is a share of: parameters or multiply-accumulates."""
     weights: Literal["inherit", "fresh"] = "inherit"
+    """inherit: the teacher's surviving weights; fresh: the same pruned architecture from new weights."""
 
     def spec(self) -> FromTeacher:
         return FromTeacher(**self.model_dump())
@@ -205,7 +237,9 @@ class StudentModelConfig(ModelConfig):
     """The experiment's default ``student``: a model, or ``from_teacher`` (the teacher pruned)."""
 
     from_teacher: FromTeacherConfig | None = None
-    shrink: ShrinkConfig | None = None  # the search of `kdistill shrink`
+    """Every student that names no model is the trained teacher, pruned."""
+    shrink: ShrinkConfig | None = None
+    """The search of `kdistill shrink`: the budget, the family (default: this model), how the student is chosen."""
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -228,13 +262,21 @@ class StudentConfig(Section):
     ``from_teacher`` makes it the trained teacher, pruned."""
 
     name: str
+    """The student's name in tables and files."""
     model: str | None = None
+    """Another model than `student.model` (same forms as teacher.model)."""
     options: dict[str, Any] | None = None
+    """Its options (default: `student.options`)."""
     from_teacher: FromTeacherConfig | None = None
+    """This student is the trained teacher, structurally pruned (instead of a model)."""
     methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
         MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
+    """The weighted terms of its objective (default: ce alone, the student trained alone)."""
     distill: DistillConfig | None = None
+    """scikit-learn students only: how DistilledClassifier distils it (without it, a kd term distils in soft mode at
+    its temperature and ce alone fits plainly)."""
     train: TrainSettings | None = None
+    """Training settings for this student only."""
 
     @model_validator(mode="after")
     def _known_model(self):

@@ -16,13 +16,22 @@ class ShrinkConfig(Section):
     scaled to it, the pruning criteria, how the student is chosen, and the shared storage."""
 
     budget: dict[str, Any]
+    """One measure: params or macs (a share if at most 1, else a count), size (a share), size_mb, bytes, latency_ms
+    or latency (a share), with batch for a latency."""
     family: dict[str, Any] | None = None
+    """{model, options, width: [option...]}: the family scaled in width to the budget (default: student.model)."""
     importance: list[Literal["magnitude", "taylor"]] = Field(default_factory=lambda: ["magnitude"], min_length=1)
+    """Pruning criteria tried: one pruned candidate per criterion and budget share."""
     iterative_steps: int = Field(1, ge=1, le=100)
+    """Pruning steps to reach each ratio."""
     choose: Literal["accurate", "smallest"] = "accurate"
+    """accurate: the most accurate on validation; smallest: the smallest within tolerance of the teacher."""
     tolerance: float | None = Field(None, ge=0.0, lt=1.0)
+    """Accuracy points the chosen student may lose against the teacher (choose: smallest)."""
     storage: str | None = None
+    """Optuna database URL shared by every worker (default: sqlite in the run folder)."""
     study_name: str = Field("shrink", min_length=1)
+    """The Optuna study's name on the storage."""
 
     @field_validator("budget")
     @classmethod

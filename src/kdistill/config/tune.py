@@ -72,25 +72,45 @@ class TuneConfig(Section):
     ``None``: both, when the sweep fits a scikit-learn teacher whose ``folds`` is not 0)."""
 
     student: str | None = None
+    """The student whose model and training settings every recipe uses (default: the first distilled student)."""
     students: list[str] | None = None
+    """Tables: student entries the sweep chooses among, each compared with its own student alone."""
     methods: list[str] = ["kd"]
+    """Distillation methods searched (any registered method that learns from a teacher)."""
     alpha: list[float] = [0.1, 1.0]
+    """loss = (1 - alpha) * CE + alpha * method (fm: no label term)."""
     temperature: list[float] = [1.0, 8.0]
+    """Of kd, dist and dkd (fm stays at T = 1)."""
     options: dict[str, dict[str, Any]] = {}
+    """Per method: {option: [low, high] | [choices] | value}, e.g. {kd: {standardize: [false, true]}}."""
     lr: list[float] | None = None
+    """[low, high], log scale, for every recipe; null keeps the file's lr."""
     steps: list[int] | None = None
+    """[low, high] optimizer steps, log scale, for every recipe; null keeps the file's epochs."""
     unlabeled: list[bool] | None = None
+    """With an unlabelled pool: [true, false] (the default) searches whether distilled students use it."""
     labeled_share: list[float] | None = None
+    """[low, high]: the share of labelled samples per batch, when the pool is used."""
     synthetic: list[str] | None = None
+    """Tables: kinds of synthetic rows searched, e.g. [none, munge, gibbs] (null: data.synthetic kept)."""
     synthetic_size: list[float] = [3.0, 50.0]
+    """Synthetic rows per training row, log scale (at most 200)."""
     oof: list[bool] | None = None
+    """[true, false]: out-of-fold teacher outputs searched (a scikit-learn teacher the sweep fits)."""
     trials: int = Field(20, ge=1)
+    """Finished distilled trials."""
     baseline_trials: int | None = Field(None, ge=1)
+    """Finished trials of the student alone (default: half of trials, at least 4)."""
     top: int = Field(3, ge=1)
+    """Distilled candidates re-run with other seeds (with the best of the student alone)."""
     repeats: int = Field(3, ge=2)
+    """Seeds each candidate is re-run with (at least 2): the validation noise."""
     storage: str | None = None
+    """An Optuna database URL; default: SQLite in the run folder."""
     study_name: str | None = None
+    """The Optuna study's name (default: the experiment's name)."""
     pruner: Literal["percentile", "median", "none"] = "percentile"
+    """percentile (the bottom 25%), median or none."""
 
     @field_validator("alpha", "temperature", "lr", "steps", "labeled_share", "synthetic_size")
     @classmethod

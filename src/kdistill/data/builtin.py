@@ -38,6 +38,12 @@ def load_dataset(name: str, *, seed: int = 0, train_fraction: float = 1.0, val_s
         Stratified share of the train split to keep, to simulate scarce labels.
     val_size, test_size : float
         Shares of the whole dataset held out for validation and test.
+
+    Returns
+    -------
+    Splits
+        ``train``, ``val`` and ``test`` datasets of ``(x, y, index)`` items, with ``classes``,
+        ``input_shape`` and ``num_classes``.
     """
     if name not in BUILTIN:
         raise ValueError(f"unknown dataset {name!r}; built-in datasets are {', '.join(BUILTIN)}")

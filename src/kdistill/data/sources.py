@@ -206,8 +206,25 @@ def load_images(path, *, seed: int = 0, val_size: float = 0.15, test_size: float
                 augment: dict | None = None, **options) -> Splits:
     """Read an image folder and split it, as ``kdistill run`` does with ``data.images``.
 
-    ``options`` are those of :func:`image_source` (``size``, ``color``, ``normalize``, ``mean``,
-    ``std``, ``strict``, ``extensions``); the rest as in :func:`split_source`.
+    Parameters
+    ----------
+    path : str or Path
+        ``root/{train,val,test}/<class>/*`` or ``root/<class>/*`` (then split here).
+    seed : int
+        Seed of the stratified splits.
+    val_size, test_size : float
+        Shares held out for validation and test (of train when the folder has a test split).
+    train_fraction : float in (0, 1]
+        Stratified share of the train split to keep (scarce labels).
+    augment : dict, optional
+        Augmentation of training batches (the keys of ``data.augment`` in an experiment file).
+    **options
+        ``size``, ``color``, ``normalize``, ``mean``, ``std``, ``strict``, ``extensions``, as
+        in ``data.images``.
+
+    Returns
+    -------
+    Splits
     """
     return split_source(image_source(path, **options), seed=seed, val_size=val_size, test_size=test_size,
                         train_fraction=train_fraction, augment=augment)
@@ -216,8 +233,30 @@ def load_images(path, *, seed: int = 0, val_size: float = 0.15, test_size: float
 def load_idx(train_images, train_labels, test_images=None, test_labels=None, *, seed: int = 0,
              val_size: float = 0.15, test_size: float = 0.2, train_fraction: float = 1.0, augment: dict | None = None,
              **options) -> Splits:
-    """Read IDX files and split them, as ``kdistill run`` does with ``data.idx`` (``options``:
-    ``classes``, ``max_train``, ``max_test``)."""
+    """Read MNIST-format IDX files (``.gz`` or not) and split them, as ``kdistill run`` does with
+    ``data.idx``.
+
+    Parameters
+    ----------
+    train_images, train_labels : str or Path
+        The training images and their labels.
+    test_images, test_labels : str or Path, optional
+        A test split (else it is carved from train).
+    seed : int
+        Seed of the stratified splits.
+    val_size, test_size : float
+        Shares held out for validation and test.
+    train_fraction : float in (0, 1]
+        Stratified share of the train split to keep (scarce labels).
+    augment : dict, optional
+        Augmentation of training batches (the keys of ``data.augment``).
+    **options
+        ``classes`` (names of the labels 0..K-1), ``max_train``, ``max_test``.
+
+    Returns
+    -------
+    Splits
+    """
     source = idx_source(train_images, train_labels, test_images, test_labels, **options)
     return split_source(source, seed=seed, val_size=val_size, test_size=test_size, train_fraction=train_fraction,
                         augment=augment)
@@ -225,9 +264,33 @@ def load_idx(train_images, train_labels, test_images=None, test_labels=None, *, 
 
 def load_table(path, target: str, *, seed: int = 0, val_size: float = 0.15, test_size: float = 0.2,
                train_fraction: float = 1.0, **options) -> Splits:
-    """Read a CSV or Parquet table (or take a pandas ``DataFrame``, string labels and all) and
-    split it, as ``kdistill run`` does with ``data.table`` (``options``: ``features``,
-    ``categorical``)."""
+    """Read a table and split it, as ``kdistill run`` does with ``data.table``.
+
+    The encoder is fitted on the train split alone: numbers are imputed (median) and
+    standardized, strings and pandas categoricals are one-hot encoded (a category unseen in
+    training encodes as all zeros); errors name the file and the column.
+
+    Parameters
+    ----------
+    path : str, Path or pandas.DataFrame
+        A CSV or Parquet file, or a ``DataFrame`` (numeric, categorical and missing values,
+        string labels).
+    target : str
+        The label column.
+    seed : int
+        Seed of the stratified splits.
+    val_size, test_size : float
+        Shares of the whole table held out for validation and test.
+    train_fraction : float in (0, 1]
+        Stratified share of the train split to keep (scarce labels).
+    **options
+        ``features`` (the feature columns; default every other column) and ``categorical``
+        (columns to one-hot encode; default the non-numeric ones).
+
+    Returns
+    -------
+    Splits
+    """
     return split_source(table_source(path, target, **options), seed=seed, val_size=val_size, test_size=test_size,
                         train_fraction=train_fraction)
 

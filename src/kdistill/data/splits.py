@@ -210,12 +210,33 @@ def split_arrays(x, y, classes, *, name="data", seed=0, val_size=0.15, test_size
                  train_fraction=1.0, standardize=False, unlabeled=None, unlabeled_rest=False) -> Splits:
     """Stratified, seeded train/val/test split of in-memory arrays.
 
-    ``train_fraction`` keeps a stratified share of the train split (scarce labels); validation
-    and test stay whole so that scores remain comparable. ``standardize`` scales features with
-    the train split's mean and standard deviation (tabular data). ``unlabeled`` (inputs without
-    labels) and ``unlabeled_rest`` (keep the inputs ``train_fraction`` drops) give the splits
-    unlabelled inputs for distillation (see :func:`split_parts`). ``y`` holds class indices or
-    the class names of ``classes`` (mapped to their index).
+    Parameters
+    ----------
+    x : array-like
+        Inputs, one sample per row (any shape after the first axis).
+    y : array-like
+        Class indices, or the class names of ``classes`` (mapped to their index).
+    classes : sequence of str
+        The class names, in the order of the model's outputs.
+    name : str
+        The data's name in messages and reports.
+    seed : int
+        Seed of the splits.
+    val_size, test_size : float
+        Shares of the whole set held out for validation and test.
+    train_fraction : float in (0, 1]
+        Stratified share of the train split to keep (scarce labels); validation and test stay
+        whole so that scores remain comparable.
+    standardize : bool
+        Scale features with the train split's mean and standard deviation (tabular data).
+    unlabeled : array-like, optional
+        Inputs without labels, for distillation.
+    unlabeled_rest : bool
+        Keep the training inputs that ``train_fraction`` drops, as unlabelled inputs.
+
+    Returns
+    -------
+    Splits
     """
     return split_parts({"all": (x, label_indices(y, classes))}, classes, name=name, seed=seed, val_size=val_size,
                        test_size=test_size, train_fraction=train_fraction,

@@ -15,30 +15,58 @@ SCHEDULES = ("none", "cosine", "step", "warmup-cosine")
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run. Every value is checked when the config is made."""
+    """Settings of one training run. Every value is checked when the config is made.
+
+    Each field's docstring below is its documentation (the docs' training options and the experiment
+    file's ``train`` section are generated from them: :func:`field_docs`)."""
 
     epochs: int = 20
-    batch_size: int = 64  # the global batch: shared out between processes under torchrun
+    """Epoch budget (early stopping may end sooner)."""
+    batch_size: int = 64
+    """The global batch: shared out between processes under torchrun."""
     optimizer: str = "adam"
+    """adam, adamw or sgd (with momentum)."""
     lr: float = 1e-3
+    """Learning rate."""
     weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: str = "none"  # cosine and step change the lr each epoch; warmup-cosine each optimizer step
-    step_size: int = 10  # step schedule: epochs between decays
-    gamma: float = 0.1  # step schedule: decay factor
-    warmup: float = 0.05  # warmup-cosine: share of all optimizer steps spent rising linearly to lr
+    """Weight decay of the optimizer."""
+    momentum: float = 0.9
+    """sgd only."""
+    schedule: str = "none"
+    """none, cosine or step (changed each epoch), or warmup-cosine: a linear rise over the first warmup share of all
+    optimizer steps, then a cosine decay to 0, changed each step."""
+    step_size: int = 10
+    """step schedule: epochs between decays."""
+    gamma: float = 0.1
+    """step schedule: the decay factor."""
+    warmup: float = 0.05
+    """warmup-cosine: the share of all optimizer steps spent rising linearly to lr."""
     seed: int = 0
-    unlabeled: bool = True  # a distilled model trains on the data's unlabelled inputs too (False: labelled only)
-    views: bool = True  # train on the data's fixed views when it has them (False: the samples as they are)
-    labeled_share: float | None = None  # labelled samples per batch when unlabelled ones join (None: as they come)
-    patience: int | None = None  # early stopping after this many epochs without improvement
-    monitor: str = "val_accuracy"  # what the best epoch is chosen by
-    restore_best: bool = True  # end at the best epoch on validation (whether or not early stopping is on)
+    """Seeds Python, NumPy and torch, and the per-epoch shuffling."""
+    unlabeled: bool = True
+    """A distilled model trains on the data's unlabelled inputs too (false: labelled samples only)."""
+    views: bool = True
+    """Train on the data's fixed views when it has them (false: on the samples as they are)."""
+    labeled_share: float | None = None
+    """With unlabelled inputs (a distilled model only): the share of labelled samples in every batch; null shuffles
+    labelled and unlabelled samples together."""
+    patience: int | None = None
+    """Stop after this many epochs without improvement of monitor."""
+    monitor: str = "val_accuracy"
+    """The history metric the best epoch is chosen by (a *_loss is minimized)."""
+    restore_best: bool = True
+    """End at the best epoch on validation, whether or not early stopping is on (false: keep the last epoch)."""
     checkpoint_dir: str | None = None
+    """A folder for last.pt, written atomically every epoch; an existing checkpoint is never overwritten without
+    resume."""
     resume: bool = False
+    """Continue from the checkpoint in checkpoint_dir."""
     quiet: bool = False
-    device: str = "cpu"  # "auto" picks CUDA when available
-    precision: str = "32"  # "bf16" autocast (CPU or GPU), "fp16" autocast + grad scaler (GPU)
+    """No progress bar or per-epoch lines."""
+    device: str = "cpu"
+    """Any torch device; auto picks CUDA when available (one GPU per process under torchrun)."""
+    precision: str = "32"
+    """32; bf16: bfloat16 autocast (CPU or GPU); fp16: float16 autocast with a gradient scaler (GPU only)."""
 
     def __post_init__(self):
         _positive_int("epochs", self.epochs)
@@ -73,6 +101,21 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown training option(s) {unknown}; allowed: {', '.join(allowed)}")
         return cls(**kwargs)
+
+
+def field_docs(cls=None) -> dict[str, str]:
+    """The docstring of each field of a dataclass (``TrainConfig`` by default), read from its source."""
+    import ast
+    import inspect
+
+    cls = cls or TrainConfig
+    body = ast.parse(inspect.getsource(cls)).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
 
 
 def _positive_int(name, value):

@@ -14,6 +14,8 @@ from .base import Method, Step, register
 
 @register("at")
 class AT(Method):
+    family = "feature"
+    paper = "Zagoruyko & Komodakis, ICLR 2017"
     example = {"student": ["features.3", "features.7"], "teacher": ["features.3", "features.7"]}
 
     def __init__(self, student=None, teacher=None, p: float = 2.0):

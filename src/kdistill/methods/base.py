@@ -86,6 +86,10 @@ class Method(nn.Module):
     """
 
     name = "method"
+    #: The family of knowledge it transfers (response, feature, relation, online, self; labels for ce),
+    #: and the paper it follows: the docs' list of methods is generated from these.
+    family = ""
+    paper = ""
     needs_teacher = True
     student_taps: tuple[str, ...] = ()
     teacher_taps: tuple[str, ...] = ()
@@ -119,7 +123,13 @@ def register(name: str):
 
 
 def available() -> list[str]:
-    """Names of the registered methods."""
+    """Names of the registered methods.
+
+    Returns
+    -------
+    list of str
+        Sorted; :func:`describe` gives each one's summary and options.
+    """
     return sorted(_REGISTRY)
 
 
@@ -166,7 +176,21 @@ ALONE = (("ce", 1.0),)  # the objective of a model trained on labels alone (a te
 
 
 def kd_objective(alpha: float = 0.5, temperature: float = TEMPERATURE) -> list[tuple]:
-    """Hinton et al.'s objective, ``(1 - alpha) * CE + alpha * T^2 KL(teacher || student)``."""
+    """Hinton et al.'s objective, ``(1 - alpha) * CE + alpha * T^2 KL(teacher || student)``.
+
+    Parameters
+    ----------
+    alpha : float in [0, 1]
+        Weight of the distillation term (0: labels alone; 1: the teacher alone).
+    temperature : float > 0
+        The temperature ``T`` of both softmaxes.
+
+    Returns
+    -------
+    list of tuple
+        ``[("ce", 1 - alpha), ("kd", alpha, {"temperature": T})]``, an ``objective=`` for
+        :func:`kdistill.fit`.
+    """
     alpha = check_alpha(alpha)
     return [("ce", 1.0 - alpha), ("kd", alpha, {"temperature": temperature})]
 

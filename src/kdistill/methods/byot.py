@@ -26,6 +26,8 @@ from .base import Method, Step, cross_entropy, register
 
 @register("byot")
 class BYOT(Method):
+    family = "self"
+    paper = "Zhang et al., ICCV 2019"
     needs_teacher = False
     example = {"heads": ["heads.0", "heads.1"]}
     example_student = "heads"

@@ -13,6 +13,8 @@ from .base import Method, Step, cross_entropy, register
 
 @register("ce")
 class CrossEntropy(Method):
+    family = "labels"
+    paper = ""
     needs_teacher = False
 
     def forward(self, step: Step) -> Tensor:

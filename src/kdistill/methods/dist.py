@@ -11,6 +11,8 @@ from .base import Method, Step, check_flag, register, response_logits
 
 @register("dist")
 class DIST(Method):
+    family = "response, relation"
+    paper = "Huang et al., NeurIPS 2022"
     example = {"temperature": 2.0, "standardize": True}
 
     def __init__(self, beta: float = 1.0, gamma: float = 1.0, temperature: float = 1.0, standardize: bool = False):

@@ -11,6 +11,8 @@ from .base import Method, Step, check_flag, register, response_logits
 
 @register("dkd")
 class DKD(Method):
+    family = "response"
+    paper = "Zhao et al., CVPR 2022"
     example = {"alpha": 1.0, "beta": 2.0, "standardize": True}
 
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0, standardize: bool = False):

@@ -24,6 +24,8 @@ from .base import Method, Step, cross_entropy, register
 
 @register("dml")
 class DML(Method):
+    family = "online"
+    paper = "Zhang et al., CVPR 2018"
     needs_teacher = False
     example = {"peers": ["peers.0", "peers.1"]}
     example_student = "peers"

@@ -15,6 +15,8 @@ from .base import Method, Step, register
 
 @register("fitnet")
 class FitNet(Method):
+    family = "feature"
+    paper = "Romero et al., ICLR 2015"
     example = {"student": "features.3", "teacher": "features.7"}  # 4x4 vs 2x2 maps: pooled
 
     def __init__(self, student=None, teacher=None):

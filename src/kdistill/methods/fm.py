@@ -24,6 +24,8 @@ from .base import Method, Step, register
 
 @register("fm")
 class FM(Method):
+    family = "response"
+    paper = "Beyer et al., CVPR 2022"
     example = {}
 
     def __init__(self, temperature: float = 1.0):

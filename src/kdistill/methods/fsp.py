@@ -17,6 +17,8 @@ from .base import Method, Step, register
 
 @register("fsp")
 class FSP(Method):
+    family = "feature"
+    paper = "Yim et al., CVPR 2017"
     example = {"student": ["features.3", "features.7"], "teacher": ["features.3", "features.7"]}  # connectors
 
     def __init__(self, student=None, teacher=None):

@@ -11,6 +11,8 @@ from .base import Method, Step, check_flag, register, response_logits
 
 @register("kd")
 class KD(Method):
+    family = "response"
+    paper = "Hinton et al., 2015"
     example = {"temperature": 2.0, "standardize": True}
 
     def __init__(self, temperature: float = TEMPERATURE, standardize: bool = False):

@@ -12,6 +12,8 @@ from .base import Method, Step, register
 
 @register("pkt")
 class PKT(Method):
+    family = "relation"
+    paper = "Passalis & Tefas, ECCV 2018"
     example = {}  # on the logits
 
     def __init__(self, student=None, teacher=None):

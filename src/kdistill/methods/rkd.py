@@ -15,6 +15,8 @@ from .base import Method, Step, register
 
 @register("rkd")
 class RKD(Method):
+    family = "relation"
+    paper = "Park et al., CVPR 2019"
     example = {"student": "classifier.2", "teacher": "classifier.2"}
 
     def __init__(self, student=None, teacher=None, distance_weight: float = 25.0, angle_weight: float = 50.0):

@@ -15,6 +15,8 @@ from .base import Method, Step, register
 
 @register("sp")
 class SP(Method):
+    family = "relation"
+    paper = "Tung & Mori, ICCV 2019"
     example = {"student": "features.7", "teacher": "features.11"}
 
     def __init__(self, student=None, teacher=None):

@@ -85,7 +85,7 @@ def resolve_factory(name: str):
         raise ValueError(f"model {name!r}: module {module_name!r} has no callable {attr!r}")
     if not (inspect.isfunction(factory) or (inspect.isclass(factory) and issubclass(factory, nn.Module))
             or is_estimator_class(factory)):
-        # Not a security boundary (see the README's trust model), but it stops a file from naming
+        # Not a security boundary (see docs/background/trust.md), but it stops a file from naming
         # a builtin or a class such as os:system or subprocess:Popen as its "model".
         kind = "class that is not a torch.nn.Module" if inspect.isclass(factory) else type(factory).__name__
         raise ValueError(f"model {name!r}: {attr!r} is a {kind}; a model must be a Python function returning a "

@@ -48,12 +48,32 @@ def read_unlabeled(exp: Experiment, source: Source):
 
 def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quiet: bool = False,
                    resume: bool = False, cache_dir=None) -> tuple[dict | None, Path]:
-    """Run an experiment (an :class:`~kdistill.config.Experiment`, or the path of its file with
-    ``--set``-style ``overrides``) into a new run folder (``runs/<name>`` unless ``out``; never
-    overwritten) and write its report; with ``resume``, continue the interrupted run in ``out``.
-    The teacher's outputs are cached in ``cache_dir`` (see
-    :func:`~kdistill.study.folders.teacher_cache_dir`). Returns the results (``None`` on ranks
-    other than 0 under torchrun) and the folder."""
+    """Run an experiment into a new run folder and write its report, as ``kdistill run`` does.
+
+    Parameters
+    ----------
+    exp : Experiment, str or Path
+        An :class:`~kdistill.config.Experiment`, or the path of its YAML file.
+    out : str or Path, optional
+        The run folder (default ``runs/<name>``; never overwritten: ``-2``, ``-3``... are used).
+    overrides : sequence of str
+        ``--set``-style ``KEY=VALUE`` overrides of the file, e.g. ``["train.epochs=5"]``.
+    quiet : bool
+        No progress bar or per-model log lines.
+    resume : bool
+        Continue the interrupted run in ``out`` from its checkpoints (refused if the experiment
+        differs from the one the run started with).
+    cache_dir : str or Path, optional
+        Keep the teacher-output cache there, for later runs with the same teacher and data
+        (default ``$KDISTILL_CACHE_DIR``, else ``RUN_DIR/teacher-cache``, removed at the end).
+
+    Returns
+    -------
+    results : dict or None
+        The content of ``results.json`` (``None`` on ranks other than 0 under torchrun).
+    folder : Path
+        The run folder.
+    """
     given = exp
     if not isinstance(exp, Experiment):
         exp = config.load(exp, overrides)

@@ -54,12 +54,23 @@ def cache_dir(path=None) -> Path:
 
 
 def clear_cache(path=None) -> tuple[int, int]:
-    """Delete every cache entry in the cache folder (see :func:`cache_dir`).
+    """Delete every teacher-output cache entry in the cache folder.
 
     Only folders that are verifiably kdistill's entries are removed: named by a key that their
-    own ``meta.json`` repeats, or unfinished builds of a process that has ended (see
-    :func:`kdistill.teachers.entries.is_entry`); anything else in the folder, and links, are
-    left alone. Returns the number of entries and bytes freed.
+    own ``meta.json`` repeats, or unfinished builds of a process that has ended; anything else in
+    the folder, and links, are left alone.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The cache folder (default ``$KDISTILL_CACHE_DIR``, else ``./.kdistill-cache``).
+
+    Returns
+    -------
+    entries : int
+        Entries deleted.
+    bytes : int
+        Bytes freed.
     """
     return clear(cache_dir(path))
 

@@ -28,6 +28,11 @@ def as_teacher(obj, *, output: str | None = None, classes=None, output_name: str
         Taken from ``classes_`` for scikit-learn estimators.
     output_name : str, optional
         The output of an ONNX model to use (default: its first floating-point output).
+
+    Returns
+    -------
+    Teacher
+        A frozen teacher whose ``logits(x)`` the training loop and the cache read.
     """
     if output_name is not None and not isinstance(obj, (str, os.PathLike, OnnxTeacher)):
         raise ValueError(f"output_name= names an output of an ONNX model; {type(obj).__name__} is not one")
