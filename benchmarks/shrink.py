@@ -54,8 +54,9 @@ from kdistill import CachedTeacher, models  # noqa: E402
 from kdistill.data import ArrayDataset, Splits, idx_inputs, read_idx  # noqa: E402
 from kdistill.metrics import predict_logits  # noqa: E402
 from kdistill.models.prune import FromTeacher  # noqa: E402
-from kdistill.shrink.budget import Budget, onnx_latency_ms  # noqa: E402
-from kdistill.shrink.candidates import check_family, scale_to  # noqa: E402
+from kdistill.shrink.budget import Budget, check_family  # noqa: E402
+from kdistill.shrink.candidates import scale_to  # noqa: E402
+from kdistill.shrink.measure import onnx_latency_ms  # noqa: E402
 from kdistill.study import verdicts  # noqa: E402
 
 VALIDATION, LABELLED_SCARCE = 5000, 5000

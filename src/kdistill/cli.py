@@ -162,29 +162,6 @@ def _tune(args) -> int:
     return 0
 
 
-def _shrink(args) -> int:
-    import optuna
-
-    from .shrink.experiment import shrink_experiment
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = shrink_experiment(args.experiment, out=args.out, overrides=args.set, storage=args.storage,
-                                study_name=args.study_name, worker=args.worker, quiet=args.quiet,
-                                cache_dir=args.cache_dir)
-    rows = [[r["name"], f"{r['figure']:,.6g}", f"{r['params']:,}", f"{r['val_accuracy']:.4f}", r["state"]]
-            for r in sorted(summary["candidates"], key=lambda r: r["figure"])]
-    show_table(f"shrink candidates ({summary['budget']['label']}; validation accuracy)",
-               ["candidate", summary["budget"]["measure"], "params", "val accuracy", "state"], rows)
-    if summary["folder"] is None:
-        say(f"worker done: the trials of study {args.study_name or 'shrink'!r} are finished")
-        return 0
-    _print_results(summary["results"], summary["folder"])
-    chosen = summary["chosen"]
-    say(f"chosen: {chosen['name']} ({chosen['params']:,} parameters), test accuracy {chosen['test_accuracy']:.4f} "
-        f"(alone {summary['alone_test_accuracy']:.4f}); Pareto front in {summary['folder']}/pareto.md and pareto.png")
-    return 0
-
-
 def _command(words: list[str], *flags: tuple) -> str:
     """The shell line ``kdistill <words> <flag value>...`` that runs a command again; flags whose
     value is ``None`` are left out."""
@@ -329,18 +306,9 @@ def _experiment_commands(sub) -> None:
     tune.add_argument("--quiet", action="store_true", help="no progress bar or per-trial log")
     _cache_dir_arg(tune)
     tune.set_defaults(func=_tune)
-    shrink = sub.add_parser("shrink", help="search the most accurate student within student.shrink's budget: the "
-                                           "teacher pruned and a family scaled, weak candidates stopped early")
-    _experiment_args(shrink)
-    shrink.add_argument("--out", default=None, help="run folder (default runs/<name>-shrink; never overwritten)")
-    shrink.add_argument("--storage", default=None, help="Optuna database URL shared by every worker (default "
-                                                        "student.shrink.storage, else sqlite in the run folder)")
-    shrink.add_argument("--study-name", default=None, help="Optuna study name (default student.shrink.study_name)")
-    shrink.add_argument("--worker", action="store_true", help="only run trials of the shared study (another "
-                                                              "process makes the final study)")
-    shrink.add_argument("--quiet", action="store_true", help="no progress bar or per-model log")
-    _cache_dir_arg(shrink)
-    shrink.set_defaults(func=_shrink)
+    from .shrink.command import add_parser  # light: the search is imported when the command runs
+
+    add_parser(sub, _experiment_args, _cache_dir_arg, (show_table, say, _print_results))
     report = sub.add_parser("report", help="rebuild report.md and report.html of a run folder from its files")
     report.add_argument("run_dir", help="run folder")
     report.set_defaults(func=_report, quiet=False)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .files import atomic_write, regular_file
+from .models.shapes import check_shapes, resize
 
 log = logging.getLogger("kdistill")
 
@@ -270,20 +271,13 @@ def read_info(path) -> dict:
 INFO_SCHEMA = {
     "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options", "shapes"}
              and isinstance(v.get("model"), str) and isinstance(v.get("options", {}), dict)
-             and _shapes_ok(v.get("shapes", {})),
-             'a mapping {"model": NAME, "options": {...}} (and, for a pruned model, "shapes": {LAYER: {"type": '
-             'KIND, SIZE: N...}} of channels, features and groups)'),
+             and check_shapes(v.get("shapes", {})),
+             'a mapping {"model": NAME, "options": {...}, "shapes": {LAYER: {"type": KIND, SIZE: N}} (pruned)}'),
     "input_shape": (lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(type(d) is int and d > 0 for d in v),
                     "a list of 1 to 4 positive integers"),
     "classes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
                 "a list of at least 2 class names (strings)"),
 }
-
-
-def _shapes_ok(value) -> bool:
-    from .models.shapes import check_shapes
-
-    return check_shapes(value)
 
 
 def _info(meta: dict, path) -> dict:
@@ -309,12 +303,10 @@ def rebuild(path, factory: str | None = None) -> tuple[nn.Module, dict]:
 
     Nothing in the file chooses code: its metadata may only name a zoo model (built on the
     ``meta`` device first, so options that do not fit the tensors allocate nothing). Any other
-    architecture needs the caller to name its ``factory`` (``"package.module:function"``). A
-    pruned model's layer sizes are data (``arch["shapes"]``): the original architecture is built
-    by its factory, then its layers are resized to them (:func:`kdistill.models.shapes.resize`).
+    architecture needs the caller to name its ``factory`` (``"package.module:function"``). A pruned
+    model's layer sizes are data (``arch["shapes"]``, see :func:`kdistill.models.shapes.resize`).
     """
     from .models import ZOO, build_model
-    from .models.shapes import resize
 
     state, meta = read_safetensors(path)
     info = _info(meta, path)

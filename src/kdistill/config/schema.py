@@ -30,9 +30,9 @@ from .sections import (
 )
 from .tune import TuneConfig
 
-__all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "FromTeacherConfig", "MethodConfig", "ModelConfig", "Section",
-           "StudentConfig", "StudentModelConfig", "TeacherConfig", "TrackingConfig", "TrainSettings", "TuneConfig", "check_model",
-           "train_options"]
+__all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "FromTeacherConfig", "MethodConfig",
+           "ModelConfig", "Section", "StudentConfig", "StudentModelConfig", "TeacherConfig", "TrackingConfig",
+           "TrainSettings", "TuneConfig", "check_model", "train_options"]
 
 
 class TrackingConfig(Section):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ..shrink import check_budget, check_family
+from ..shrink.budget import check_budget, check_family
 from .section import Section
 
 

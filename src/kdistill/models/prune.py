@@ -224,7 +224,8 @@ def _channel_share(model, example, classifier, target: str, goal: float) -> floa
 def _prune(model, example, classifier, share: float, importance: str, steps: int, batches) -> None:
     import torch_pruning as tp
 
-    imp = tp.importance.GroupTaylorImportance() if importance == "taylor" else tp.importance.GroupMagnitudeImportance(p=2)
+    imp = (tp.importance.GroupTaylorImportance() if importance == "taylor"
+           else tp.importance.GroupMagnitudeImportance(p=2))
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=share, iterative_steps=steps,
                                       ignored_layers=[classifier], global_pruning=False)

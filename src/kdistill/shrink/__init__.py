@@ -1,12 +1,8 @@
 """Shrink: the toolkit builds the student — pruned from the trained teacher or scaled from a
-family, searched under a budget of parameters, MACs, file size or ONNX Runtime latency, with
-weak candidates stopped early (:mod:`.search`, whose :func:`~kdistill.shrink.search.shrink` is
-``kdistill.shrink``), and its Pareto front (:mod:`.pareto`).
+family (:mod:`.candidates`), searched under a budget of parameters, MACs, file size or ONNX
+Runtime latency (:mod:`.budget`), with weak candidates stopped early (:mod:`.search`, whose
+:func:`~kdistill.shrink.search.shrink` is ``kdistill.shrink``; :mod:`.trials`), and its Pareto
+front (:mod:`.pareto`); ``kdistill shrink EXPERIMENT`` (:mod:`.experiment`, :mod:`.command`).
 
-This package's own import runs only the budget and candidate checks, which experiment files use
-too; the search, which runs studies, is imported from :mod:`.search`."""
-
-from .budget import Budget, check_budget, resolve
-from .candidates import Candidate, check_family
-
-__all__ = ["Budget", "Candidate", "check_budget", "check_family", "resolve"]
+The package imports nothing itself, so that the command line can register its command without
+loading torch."""

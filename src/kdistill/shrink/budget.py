@@ -14,14 +14,10 @@ Forms (one measure per budget):
 
 from __future__ import annotations
 
-import io
 import numbers
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from ..models import count_params
+from ..models import option_names
 
 MEASURES = {"params": "parameters", "macs": "multiply-accumulates per sample", "bytes": "bytes of weights",
             "latency_ms": "ONNX Runtime milliseconds per batch"}
@@ -29,7 +25,6 @@ KEYS = {"params": "params", "macs": "macs", "size": "bytes", "size_mb": "bytes",
         "latency": "latency_ms", "latency_ms": "latency_ms"}
 SHARE_KEYS = ("size", "latency")  # always a share of the teacher's figure
 ABSOLUTE_KEYS = ("size_mb", "bytes", "latency_ms")  # always an absolute figure
-LATENCY_REPEATS = 30
 
 
 @dataclass(frozen=True)
@@ -78,39 +73,30 @@ def check_budget(budget, what: str = "budget") -> dict:
     return dict(budget)
 
 
-def resolve(budget: dict, teacher: nn.Module, input_shape) -> Budget:
-    """The absolute limit of a checked ``budget`` (a share of ``teacher``'s figure made absolute)."""
-    budget = check_budget(budget)
-    key = next(k for k in budget if k in KEYS)
-    measure, value, batch = KEYS[key], float(budget[key]), int(budget.get("batch", 1))
-    if key == "size_mb":
-        value *= 1e6
-    is_share = key in SHARE_KEYS or (key in ("params", "macs") and value <= 1)
-    if not is_share:
-        return Budget(measure, value, None, batch)
-    return Budget(measure, value * measured(teacher, measure, input_shape, batch), value, batch)
+def check_family(family) -> dict:
+    """``family`` checked: ``{"model": NAME, "options": {...}, "width": [OPTION, ...]}``."""
+    if not isinstance(family, dict) or not isinstance(family.get("model"), str):
+        raise TypeError(f"family must be a mapping {{'model': NAME, 'options': {{...}}, 'width': [OPTION...]}}, got "
+                        f"{family!r}")
+    unknown = sorted(set(family) - {"model", "options", "width"})
+    if unknown:
+        raise ValueError(f"family has unknown key(s) {unknown}; allowed: model, options, width")
+    options = family.get("options", {})
+    if not isinstance(options, dict):
+        raise TypeError(f"family.options must be a mapping, got {options!r}")
+    width = family.get("width", [k for k, v in options.items() if _sizes(v) is not None])
+    allowed = option_names(family["model"])
+    bad = [w for w in width if w not in options or _sizes(options[w]) is None]
+    if not width or bad:
+        raise ValueError(f"family.width = {width!r}: name options of family.options that are positive integers or "
+                         f"lists of them (the widths scaled to the budget); options given: {sorted(options)}"
+                         + (f", the factory's: {allowed}" if allowed else ""))
+    return {"model": family["model"], "options": dict(options), "width": list(width)}
 
 
-def measured(model: nn.Module, measure: str, input_shape, batch: int = 1) -> float:
-    """``model``'s figure of ``measure`` (see :data:`MEASURES`)."""
-    if measure == "params":
-        return float(count_params(model))
-    if measure == "bytes":
-        tensors = list(model.parameters()) + list(model.buffers())
-        return float(sum(t.numel() * 4 for t in tensors if t.is_floating_point()))
-    if measure == "macs":
-        import torch_pruning as tp
-
-        return float(tp.utils.count_ops_and_params(model.eval(), torch.zeros(1, *input_shape))[0])
-    return onnx_latency_ms(model, input_shape, batch)
-
-
-def onnx_latency_ms(model: nn.Module, input_shape, batch: int, repeats: int = LATENCY_REPEATS) -> float:
-    """Median ONNX Runtime (CPU) milliseconds per batch of ``batch``, the model exported in memory."""
-    from ..export.runtime import latency, session
-    from ..export.torch_onnx import to_onnx
-
-    buffer = io.BytesIO()
-    to_onnx(model.eval(), torch.zeros(1, *input_shape), buffer)
-    sess = session(buffer.getvalue())
-    return latency(sess, tuple(input_shape), (batch,), repeats=repeats)[f"batch{batch}"]["p50_ms"]
+def _sizes(value):
+    if type(value) is int and value > 0:
+        return [value]
+    if isinstance(value, (list, tuple)) and value and all(type(v) is int and v > 0 for v in value):
+        return list(value)
+    return None

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..models import build_model, option_names
+from ..models import build_model
 from ..models.prune import FromTeacher
-from .budget import Budget, measured
+from .budget import Budget, _sizes
+from .measure import measured
 
 SHARES = (1.0, 0.5)  # each kind of candidate at the budget and at half of it
 GRID = (0.5, 0.75, 0.9, 0.95, 0.98)  # shares of parameters removed tried against a latency budget
@@ -49,35 +50,6 @@ class Candidate:
         from dataclasses import replace
 
         return replace(self, pruned=replace(self.pruned, weights="fresh"))
-
-
-def check_family(family) -> dict:
-    """``family`` checked: ``{"model": NAME, "options": {...}, "width": [OPTION, ...]}``."""
-    if not isinstance(family, dict) or not isinstance(family.get("model"), str):
-        raise TypeError(f"family must be a mapping {{'model': NAME, 'options': {{...}}, 'width': [OPTION...]}}, got "
-                        f"{family!r}")
-    unknown = sorted(set(family) - {"model", "options", "width"})
-    if unknown:
-        raise ValueError(f"family has unknown key(s) {unknown}; allowed: model, options, width")
-    options = family.get("options", {})
-    if not isinstance(options, dict):
-        raise TypeError(f"family.options must be a mapping, got {options!r}")
-    width = family.get("width", [k for k, v in options.items() if _sizes(v) is not None])
-    allowed = option_names(family["model"])
-    bad = [w for w in width if w not in options or _sizes(options[w]) is None]
-    if not width or bad:
-        raise ValueError(f"family.width = {width!r}: name options of family.options that are positive integers or "
-                         f"lists of them (the widths scaled to the budget); options given: {sorted(options)}"
-                         + (f", the factory's: {allowed}" if allowed else ""))
-    return {"model": family["model"], "options": dict(options), "width": list(width)}
-
-
-def _sizes(value):
-    if type(value) is int and value > 0:
-        return [value]
-    if isinstance(value, (list, tuple)) and value and all(type(v) is int and v > 0 for v in value):
-        return list(value)
-    return None
 
 
 def scaled(family: dict, factor: float) -> dict:

@@ -25,6 +25,9 @@ def shrink_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), s
                       cache_dir=None) -> dict:
     """Run the shrink search of ``exp`` (an experiment or its file) into ``runs/<name>-shrink``
     (or ``out``); ``storage`` and ``study_name`` override the section's (shared by every worker)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the summary lists every trial
     if not isinstance(exp, Experiment):
         exp = config.load(exp, overrides)
     cfg = exp.student.shrink if exp.student is not None else None
@@ -53,3 +56,21 @@ def shrink_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), s
                   study_name=study_name or cfg.study_name, worker=worker, quiet=quiet, cache_dir=cache_dir,
                   teacher_arch=spec.arch, title=exp.title or f"{exp.name}: the student searched",
                   **train_options(exp.train, model.train, student.train if student is not None else None))
+
+
+def summary_table(summary: dict) -> tuple[str, list[str], list[list[str]]]:
+    """The candidates as the CLI shows them: title, header, rows (smallest first)."""
+    rows = [[r["name"], f"{r['figure']:,.6g}", f"{r['params']:,}", f"{r['val_accuracy']:.4f}", r["state"]]
+            for r in sorted(summary["candidates"], key=lambda r: r["figure"])]
+    return (f"shrink candidates ({summary['budget']['label']}; validation accuracy)",
+            ["candidate", summary["budget"]["measure"], "params", "val accuracy", "state"], rows)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """What the CLI says after the table: the chosen student, or that a worker is done."""
+    if summary["folder"] is None:
+        return ["worker done: every candidate of the shared study has its trial"]
+    chosen = summary["chosen"]
+    return [f"chosen: {chosen['name']} ({chosen['params']:,} parameters), test accuracy "
+            f"{chosen['test_accuracy']:.4f} (the same architecture alone {summary['alone_test_accuracy']:.4f}); "
+            f"the Pareto front: {summary['folder']}/pareto.md and pareto.png"]

@@ -2,7 +2,8 @@
 
 A student given to :func:`kdistill.compare` (or listed in an experiment file) without an
 objective is distilled with these defaults. They come from ``benchmarks/tabular.py`` (tables)
-and ``benchmarks/scarce_labels.py`` (images); docs/tutorials/tables.md says what they are and docs/background/benchmarks.md why.
+and ``benchmarks/scarce_labels.py`` (images); docs/tutorials/tables.md says what they are and
+docs/background/benchmarks.md why.
 
 Tables (the validation-only pilot of ``benchmarks/tabular.py``, seed 100, four mlbench tables,
 four student kinds): the synthetic setting with the best mean gain over all 16 (table, student)
