@@ -168,6 +168,92 @@ def arms(args) -> None:
                     path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def search(args) -> None:
+    """kdistill.shrink at 10x fewer parameters on setting (a), seed 0, the teacher's cache built
+    before: its search's wall time over one student's training alone for the same epochs."""
+    folder = Path(args.out) / "shrink"
+    folder.mkdir(parents=True, exist_ok=True)
+    seed = args.seeds[0]
+    data = splits(seed, "all", args.limit)
+    teacher, _ = teacher_for(seed, "all", data, folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        start = time.perf_counter()
+        served = CachedTeacher(teacher, cache_dir=cache)
+        for ds in (data.training(True), data.val):
+            served.for_dataset(ds)
+        cache_s = time.perf_counter() - start
+        alone = run_arm("zoo alone", 10, seed, teacher, data, cache)
+        start = time.perf_counter()
+        out = kdistill.shrink(teacher, data, budget={"params": 0.1}, family=ZOO, objective=OBJECTIVE,
+                              out=Path(tmp) / "run", cache_dir=cache, quiet=True,
+                              **{k: v for k, v in options(seed, STUDENT_EPOCHS).items() if k not in ("seed", "quiet")})
+        total = time.perf_counter() - start
+        (folder / "pareto.md").write_text((Path(tmp) / "run" / "pareto.md").read_text())
+        (folder / "pareto.png").write_bytes((Path(tmp) / "run" / "pareto.png").read_bytes())
+    cost = out["cost"]
+    result = {"seed": seed, "cache_build_s": cache_s, "alone_train_s": alone["wall_s"], "search_s": cost["search_s"],
+              "prepare_s": cost["prepare_s"], "shrink_total_s": total,
+              "search_over_alone": cost["search_s"] / alone["wall_s"],
+              "search_and_candidates_over_alone": (cost["search_s"] + cost["prepare_s"]) / alone["wall_s"],
+              "epochs_trained": cost["epochs"], "one_student_epochs": cost["one_student_epochs"],
+              "candidates": out["candidates"], "chosen": out["chosen"], "alone_test": out["alone_test_accuracy"]}
+    (folder / "search.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "candidates"}, indent=2, default=str))
+
+
+def cache_speed(args) -> None:
+    """Samples per second of the teacher-output cache build (before: eager PyTorch, now: its
+    fastest engine) against ONNX Runtime alone on the same teacher and batch size (128, the
+    cache's), one thread; the best of 3 alternating rounds of each (shared cores only add time)."""
+    import io
+
+    from kdistill.export.runtime import session
+    from kdistill.export.torch_onnx import to_onnx
+    from kdistill.teachers import cache as cache_module
+
+    x, _, _ = fashion()
+    x = x[:args.limit or 50_000]  # the size of the unlabelled pool of setting (b)
+    ds = ArrayDataset(x, np.zeros(len(x), np.int64), "fashion.cache")
+    torch.manual_seed(0)
+    teacher = models.cnn(SHAPE, 10, **TEACHER).eval()
+    buffer = io.BytesIO()
+    to_onnx(teacher, torch.zeros(2, *SHAPE), buffer)
+    sess, xs, b = session(buffer.getvalue(), threads=1), np.asarray(x, dtype=np.float32), 128
+
+    def ort():
+        for i in range(0, len(xs), b):
+            sess.run(None, {"input": xs[i:i + b]})
+
+    def build(engine):
+        def go():
+            saved = cache_module.onnx_runner
+            if engine == "eager":
+                cache_module.onnx_runner = lambda t, batch: None  # the build as it was: eager PyTorch
+            try:
+                with tempfile.TemporaryDirectory() as d:
+                    CachedTeacher(teacher, cache_dir=d, batch_size=b).for_dataset(ds)
+            finally:
+                cache_module.onnx_runner = saved
+        return go
+
+    best = {name: float("inf") for name in ("onnxruntime", "build before (eager)", "build now")}
+    runs = {"onnxruntime": ort, "build before (eager)": build("eager"), "build now": build("fast")}
+    for _ in range(3):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    rate = {name: len(xs) / s for name, s in best.items()}
+    result = {"samples": len(xs), "batch": b, "samples_per_s": rate,
+              "before_over_onnxruntime": rate["build before (eager)"] / rate["onnxruntime"],
+              "now_over_onnxruntime": rate["build now"] / rate["onnxruntime"]}
+    folder = Path(args.out) / "shrink"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cache.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
 def table(folder: Path) -> str:
     """The Markdown table of every per-seed result file found (whatever finished)."""
     lines = []
@@ -210,7 +296,7 @@ def _std(values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("arms", "table"), default="arms")
+    parser.add_argument("--part", choices=("arms", "search", "cache", "table"), default="arms")
     parser.add_argument("--setting", choices=("all", "scarce"), default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default=str(RESULTS))
@@ -224,6 +310,10 @@ def main() -> None:
         STUDENT_EPOCHS, TEACHER_EPOCHS_ALL, TEACHER_EPOCHS_SCARCE = 1, 1, 1
     if args.part == "arms":
         arms(args)
+    elif args.part == "search":
+        search(args)
+    elif args.part == "cache":
+        cache_speed(args)
     text = table(Path(args.out) / "shrink")
     (Path(args.out) / "shrink" / "arms.md").write_text(text)
     print(text)

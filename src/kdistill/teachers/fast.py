@@ -1,7 +1,7 @@
 """The teacher-output cache's one pass, at the speed of the fastest engine here: a PyTorch
 teacher on the CPU is exported (in memory) to ONNX and run by ONNX Runtime, which measured about
 3x faster than eager PyTorch for a CNN teacher on one thread (``benchmarks/shrink.py --part
-cache``). Its outputs must match PyTorch's on the first batch (to 1e-4 of their scale, far below
+cache``). Its outputs must match PyTorch's on the first rows of the first batch (to 1e-4 of their scale, far below
 the float16 rounding of the cache), else PyTorch runs as before; a module the exporter cannot
 convert runs on PyTorch too."""
 
@@ -49,7 +49,7 @@ def onnx_runner(teacher, x: Tensor):
         out = torch.from_numpy(sess.run(None, {"input": batch.float().numpy()})[0])
         return finish_logits(out, teacher.output, batch, "the torch teacher", teacher)
 
-    reference, fast = teacher.logits(x), run(x)
+    reference, fast = teacher.logits(x[:16]), run(x[:16])
     scale = max(1.0, float(reference.abs().max()))
     if not torch.allclose(reference, fast, atol=TOLERANCE * scale, rtol=0):
         log.debug("teacher cache: ONNX Runtime's outputs differ from PyTorch's; PyTorch runs")
