@@ -3,7 +3,8 @@ teacher on the CPU is exported (in memory) to ONNX and run by ONNX Runtime, whic
 3x faster than eager PyTorch for a CNN teacher on one thread (``benchmarks/shrink.py --part
 cache``). Its outputs must match PyTorch's on the first rows of the first batch (to 1e-4 of their scale, far below
 the float16 rounding of the cache), else PyTorch runs as before; a module the exporter cannot
-convert runs on PyTorch too."""
+convert runs on PyTorch too. A float32 cache (``dtype="float32"``) is always built by PyTorch, so
+that it serves the live teacher's outputs bit for bit."""
 
 from __future__ import annotations
 
