@@ -46,10 +46,13 @@ class ParetoDisplay(_Display):
 
     def plot(self, ax=None):
         ax = self._axes(ax, (6.4, 4.6))
-        for kind, marker in (("pruned", "o"), ("family", "s")):
-            pts = [r for r in self.rows if r["kind"] == kind and r.get("val_accuracy") is not None]
-            ax.scatter([r["figure"] for r in pts], [r["val_accuracy"] for r in pts], marker=marker,
-                       label=f"{kind} (distilled)", zorder=3)
+        for (kind, marker), color in zip((("pruned", "o"), ("family", "s")), ("tab:blue", "tab:orange")):
+            for state, face in (("trained", color), ("stopped early", "none")):
+                pts = [r for r in self.rows if r["kind"] == kind and r["state"] == state
+                       and r.get("val_accuracy") is not None]
+                if pts:  # a candidate stopped early is drawn hollow, at its last epoch's accuracy
+                    ax.scatter([r["figure"] for r in pts], [r["val_accuracy"] for r in pts], marker=marker,
+                               facecolors=face, edgecolors=color, label=f"{kind} (distilled, {state})", zorder=3)
         best = front(self.rows)
         ax.plot([r["figure"] for r in best], [r["val_accuracy"] for r in best], "-", color="gray", alpha=0.6,
                 label="Pareto front")
