@@ -11,6 +11,8 @@ The public API:
 - evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency), :func:`load` (a
   run's recommended or named student, ready to predict) and :func:`load_onnx` (its ONNX Runtime session);
 - studies: :func:`compare` (teacher vs students, from Python, into a run folder and report);
+  students pruned from the teacher (:class:`FromTeacher`) and :func:`shrink` (the student
+  searched under a budget of parameters, MACs, size or latency);
   experiment files: :func:`load_experiment` and :func:`run_experiment` (what ``kdistill run`` does);
 - tracking callbacks: :class:`TensorBoard`, :class:`MLflow`;
 - model files: :func:`save_weights`, :func:`load_weights`, :func:`save_sklearn`, :func:`load_sklearn`.
@@ -39,6 +41,7 @@ _WHERE = {
     "DistilledClassifier": "sklearn",
     "compare": "study", "run_experiment": "study",
     "FeatureTaps": "taps",
+    "FromTeacher": ("models.prune", "FromTeacher"), "shrink": ("shrink.search", "shrink"),
     "CachedTeacher": "teachers", "EnsembleTeacher": "teachers", "Teacher": "teachers", "as_teacher": "teachers",
     "clear_cache": "teachers",
     "load_sklearn": "weights", "load_weights": "weights", "save_sklearn": "weights", "save_weights": "weights",
@@ -63,9 +66,10 @@ def __dir__():
 
 
 __all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
+           "FromTeacher",
            "History", "MLflow", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TensorBoard", "TrainConfig",
            "as_teacher", "born_again", "clear_cache", "compare", "distill", "evaluate", "export", "fit", "kd_loss",
            "latency_ms", "load_dataset", "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table",
            "load", "load_onnx",
            "load_weights", "losses", "methods", "models", "mutual", "run_experiment", "save_sklearn", "save_weights",
-           "self_distill", "split_arrays"]
+           "self_distill", "shrink", "split_arrays", "FromTeacher"]

@@ -1,4 +1,4 @@
-"""Command line: ``kdistill demo | run | validate | tune | report | export | layers | methods | cache clear``.
+"""Command line: ``kdistill demo | run | validate | tune | shrink | report | export | layers | methods | cache clear``.
 
 Output is fit for logs: on an interactive terminal, tables and log lines are drawn with rich;
 anywhere else (a pipe, a file, CI, nohup) they are plain text, one line per log record and one
@@ -249,6 +249,9 @@ def _experiment_commands(sub) -> None:
     tune.add_argument("--quiet", action="store_true", help="no progress bar or per-trial log")
     _cache_dir_arg(tune)
     tune.set_defaults(func=_tune)
+    from .shrink.command import add_parser  # light: the search is imported when the command runs
+
+    add_parser(sub, _experiment_args, _cache_dir_arg, (show_table, say, _print_results))
     report = sub.add_parser("report", help="rebuild report.md and report.html of a run folder from its files")
     report.add_argument("run_dir", help="run folder")
     report.set_defaults(func=_report, quiet=False)

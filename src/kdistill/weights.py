@@ -27,69 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from .files import atomic_write, regular_file
+from .models.shapes import check_shapes, resize
+from .trust import NEVER_TRUSTED_BUILTINS, NEVER_TRUSTED_MODULES, TRUSTED_TYPES, check_trusted  # noqa: F401
 
 log = logging.getLogger("kdistill")
 
 META_KEY = "kdistill"  # safetensors metadata entry holding the architecture spec (JSON)
-
-# Types outside skops' defaults that kdistill's own models and the usual teachers and students
-# hold: trees and forests, gradient boosting, MLPs, nearest neighbours, DistilledClassifier, and
-# the LightGBM, XGBoost and CatBoost classifiers (each booster's state is its own model text or
-# bytes, parsed by its library; LightGBM keeps its best scores in an OrderedDict).
-TRUSTED_TYPES = (
-    "kdistill.sklearn.DistilledClassifier",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "collections.OrderedDict",
-    "lightgbm.sklearn.LGBMClassifier",
-    "lightgbm.basic.Booster",
-    "xgboost.sklearn.XGBClassifier",
-    "xgboost.core.Booster",
-    "catboost.core.CatBoostClassifier",
-)
-
-# Modules whose functions and types reach the processes, shell, file system, network, imports or
-# the interpreter itself: ``trusted`` never names them (a skops file could call them on load),
-# nor the builtins that evaluate code, import, open files or reach attributes by name.
-NEVER_TRUSTED_MODULES = frozenset({
-    "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "_posixsubprocess", "shutil", "importlib", "imp",
-    "zipimport", "pkgutil", "runpy", "sys", "pty", "tty", "termios", "fcntl", "resource", "signal", "socket",
-    "ssl", "select", "selectors", "asyncio", "ctypes", "_ctypes", "cffi", "pickle", "_pickle", "cPickle",
-    "copyreg", "marshal", "shelve", "dill", "cloudpickle", "joblib", "code", "codeop", "pdb", "bdb", "inspect",
-    "gc", "types", "io", "_io", "pathlib", "tempfile", "glob", "fileinput", "multiprocessing", "threading",
-    "_thread", "concurrent", "webbrowser", "urllib", "http", "ftplib", "smtplib", "telnetlib", "platform",
-    "sysconfig", "site", "operator", "functools", "timeit", "trace"})
-NEVER_TRUSTED_BUILTINS = frozenset({
-    "eval", "exec", "compile", "__import__", "open", "getattr", "setattr", "delattr", "globals", "locals",
-    "vars", "breakpoint", "input", "exit", "quit", "help", "__loader__", "__build_class__"})
-
-
-def check_trusted(trusted: Iterable[str], what: str = "trusted") -> list[str]:
-    """The ``trusted`` type names, refused when one names a process, shell, file-system, import
-    or interpreter primitive (see :data:`NEVER_TRUSTED_MODULES`): trusting such a name would let
-    a skops file run it while it is loaded."""
-    if isinstance(trusted, (str, bytes)):
-        raise TypeError(f"{what} must be a list of type names, e.g. ['mypackage.models.MyClassifier'], got the "
-                        f"string {trusted!r}")
-    names = list(trusted)
-    for name in names:
-        if not isinstance(name, str) or not name.strip():
-            raise TypeError(f"{what} holds {name!r}; give fully qualified type names, e.g. "
-                            f"'mypackage.models.MyClassifier'")
-        parts = name.strip().split(".")
-        root = parts[0].lstrip("_") if parts[0] not in ("__builtin__", "__builtins__") else "builtins"
-        builtin = (root == "builtins" or len(parts) == 1) and parts[-1] in NEVER_TRUSTED_BUILTINS
-        if root in NEVER_TRUSTED_MODULES or parts[0] in NEVER_TRUSTED_MODULES or builtin:
-            raise ValueError(f"{what} names {name!r}, a process, shell, file-system, import or interpreter "
-                             f"primitive: kdistill never trusts those (a file that holds one could run it while it "
-                             f"is loaded); trust only the model types the file is known to hold, e.g. "
-                             f"'mypackage.models.MyClassifier'")
-    return names
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,9 +211,10 @@ def read_info(path) -> dict:
 
 # What rebuilding a model reads from a weights file's metadata: field -> (check, what is allowed).
 INFO_SCHEMA = {
-    "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options"} and isinstance(v.get("model"), str)
-             and isinstance(v.get("options", {}), dict),
-             'a mapping {"model": NAME, "options": {...}}'),
+    "arch": (lambda v: isinstance(v, dict) and set(v) <= {"model", "options", "shapes"}
+             and isinstance(v.get("model"), str) and isinstance(v.get("options", {}), dict)
+             and check_shapes(v.get("shapes", {})),
+             'a mapping {"model": NAME, "options": {...}, "shapes": {LAYER: {"type": KIND, SIZE: N}} (pruned)}'),
     "input_shape": (lambda v: isinstance(v, list) and 1 <= len(v) <= 4 and all(type(d) is int and d > 0 for d in v),
                     "a list of 1 to 4 positive integers"),
     "classes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
@@ -316,7 +260,8 @@ def rebuild(path, factory: str | None = None, allowed: Iterable[str] = ()) -> tu
     Nothing in the file chooses code: its metadata may only name a zoo model (built on the
     ``meta`` device first, so options that do not fit the tensors allocate nothing), or one of the
     factories the caller ``allowed`` (``"package.module:function"``, see :func:`check_factories`).
-    ``factory`` builds every other architecture, whatever the file names.
+    ``factory`` builds every other architecture, whatever the file names. A pruned model's layer
+    sizes are data (``arch["shapes"]``, see :func:`kdistill.models.shapes.resize`).
     """
     from .models import ZOO, build_model
 
@@ -335,10 +280,11 @@ def rebuild(path, factory: str | None = None, allowed: Iterable[str] = ()) -> tu
 
     def build():
         try:
-            return build_model(name, arch.get("options", {}), shape, k)
+            model = build_model(name, arch.get("options", {}), shape, k)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"{path}: the model its metadata describes ({name!r} with options "
                              f"{arch.get('options', {})}) cannot be built: {exc}") from exc
+        return resize(model, arch.get("shapes", {}), state, str(path))
 
     if factory is None:  # a zoo model: checked on the meta device before anything is allocated
         with torch.device("meta"):

@@ -297,3 +297,26 @@ def test_sklearn_and_onnx_teachers_get_content_fingerprints(data, tmp_path):
     for _ in range(2):  # two students: the teacher runs once per split
         distill(cached, models.mlp((1, 8, 8), 10, hidden=[8]), data, epochs=2, quiet=True)
     assert Counting.calls == len(data.train) + len(data.val)
+
+
+def test_a_torch_teachers_cache_is_built_by_onnx_runtime_with_pytorchs_outputs(tmp_path, monkeypatch):
+    """The build runs the fastest engine (ONNX Runtime for a CPU torch module), and what it stores
+    is what PyTorch computes, to the cache's float32 precision."""
+    from kdistill.data import ArrayDataset
+    from kdistill.models import cnn
+    from kdistill.teachers import CachedTeacher, fast
+
+    torch.manual_seed(0)
+    module = cnn((1, 8, 8), 3, channels=[4], hidden=8).eval()
+    data = ArrayDataset(torch.randn(40, 1, 8, 8), torch.zeros(40, dtype=torch.long), "x")
+    used = []
+    runner = fast.onnx_runner
+    monkeypatch.setattr("kdistill.teachers.cache.onnx_runner", lambda t, x: used.append(runner(t, x)) or used[-1])
+    view = CachedTeacher(module, cache_dir=tmp_path).for_dataset(data)
+    assert used and used[0] is not None  # ONNX Runtime built it
+    index = torch.arange(40)
+    with torch.no_grad():
+        assert torch.equal(view.logits(data.x, index), module(data.x).half().float())  # float16 of PyTorch's
+    CachedTeacher(module, cache_dir=tmp_path, dtype="float32").for_dataset(data)
+    assert len(used) == 1  # a float32 cache is built by PyTorch: the live outputs bit for bit
+    assert fast.onnx_runner(CachedTeacher(module), data.x[:4]) is None  # only a plain torch teacher

@@ -18,9 +18,11 @@ from .section import ConfigError, Section, at, raise_at
 from .sections import (
     DistillConfig,
     FreezeConfig,
+    FromTeacherConfig,
     MethodConfig,
     ModelConfig,
     StudentConfig,
+    StudentModelConfig,
     TeacherConfig,
     TrainSettings,
     check_model,
@@ -28,9 +30,9 @@ from .sections import (
 )
 from .tune import TuneConfig
 
-__all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "MethodConfig", "ModelConfig", "Section",
-           "StudentConfig", "TeacherConfig", "TrackingConfig", "TrainSettings", "TuneConfig", "check_model",
-           "train_options"]
+__all__ = ["ConfigError", "DistillConfig", "Experiment", "FreezeConfig", "FromTeacherConfig", "MethodConfig",
+           "ModelConfig", "Section", "StudentConfig", "StudentModelConfig", "TeacherConfig", "TrackingConfig",
+           "TrainSettings", "TuneConfig", "check_model", "train_options"]
 
 
 class TrackingConfig(Section):
@@ -56,8 +58,9 @@ class Experiment(Section):
     """Where the samples come from and how they are split."""
     teacher: TeacherConfig
     """The teacher: trained in the study, loaded from weights, or a file used as loaded."""
-    student: ModelConfig | None = None
-    """The default model of every student (the keys of a model, without name and fit)."""
+    student: StudentModelConfig | None = None
+    """The default model of every student (the keys of a model, without name and fit), or `from_teacher` (the
+    teacher pruned), or `shrink` (the student searched by `kdistill shrink`)."""
     students: list[StudentConfig] = Field(min_length=1)
     """The students, each a model and an objective; at least one without a teacher (the baseline)."""
     train: TrainSettings = Field(default_factory=lambda: TrainSettings())
@@ -90,6 +93,10 @@ class Experiment(Section):
             raise at("students", "one entry must train without a teacher (methods: [{name: ce}]): the baseline "
                                   "that distillation is compared with")
         for i, s in enumerate(self.students):
+            if self.from_teacher(s) is not None:
+                _check_prunable_teacher(self.teacher, f"students.{i}.from_teacher" if s.from_teacher else
+                                        "student.from_teacher")
+                continue
             if s.model is None and self.student is None:
                 raise at(f"students.{i}.model", f"student {s.name!r} gives no model and there is no default "
                                                  f"`student:` section")
@@ -99,6 +106,13 @@ class Experiment(Section):
         if self.tune is not None and self.tune.student is not None and self.tune.student not in names:
             raise at("tune.student", f"{self.tune.student!r} is not a student; students: {names}")
         return self
+
+    def from_teacher(self, s: StudentConfig):
+        """The :class:`~kdistill.models.prune.FromTeacher` of student ``s`` (its own ``from_teacher``,
+        else the default ``student``'s when ``s`` names no model), or ``None``."""
+        own = s.from_teacher or (self.student.from_teacher if self.student is not None and s.model is None
+                                 and s.options is None else None)
+        return None if own is None else own.spec()
 
     def student_model(self, s: StudentConfig) -> ModelConfig:
         """The model section of student ``s`` (its own, or the default ``student``)."""
@@ -110,6 +124,14 @@ class Experiment(Section):
         """``value`` resolved against the folder of the experiment file."""
         p = Path(value).expanduser()
         return p if p.is_absolute() else self._base / p
+
+
+def _check_prunable_teacher(teacher: TeacherConfig, where: str) -> None:
+    """A student from_teacher prunes a PyTorch teacher that kdistill builds (trained or loaded)."""
+    if teacher.file is not None or teacher.sklearn:
+        raise at(where, f"a student from_teacher is a pruned copy of a PyTorch teacher; the teacher is "
+                        f"{'the file ' + repr(teacher.file) if teacher.file else repr(teacher.model)}, which has no "
+                        f"layers to prune: give a PyTorch teacher (model:, weights:)")
 
 
 def _check_sklearn_student(model: ModelConfig, s: StudentConfig, i: int) -> None:

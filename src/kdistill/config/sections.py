@@ -14,9 +14,11 @@ from .. import methods
 from ..engine import TrainConfig
 from ..engine.config import field_docs
 from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, resolve_factory
+from ..models.prune import FromTeacher
 from ..teachers.oof import check_folds
 from ..weights import check_trusted
 from .section import Section, at, raise_at
+from .shrink import ShrinkConfig
 
 
 class MethodConfig(Section):
@@ -211,8 +213,53 @@ class DistillConfig(Section):
     """How many synthetic rows."""
 
 
+class FromTeacherConfig(Section):
+    """A student that starts as the trained teacher, structurally pruned (Torch-Pruning): ``prune``
+    is the share of the teacher's parameters (``target: macs``: multiply-accumulates) removed;
+    ``weights: fresh`` trains the same pruned architecture from new weights."""
+
+    prune: float = Field(0.9, gt=0.0, lt=1.0)
+    """Share of the teacher's parameters (or MACs) removed: 0.9 keeps a tenth."""
+    importance: Literal["magnitude", "taylor"] = "magnitude"
+    """Which channels go: the smallest by L2 norm, or by first-order Taylor estimate on training batches."""
+    iterative_steps: int = Field(1, ge=1, le=100)
+    """Steps in which the share is reached, importance measured anew after each."""
+    target: Literal["params", "macs"] = "params"
+    """What `prune` is a share of: parameters or multiply-accumulates."""
+    weights: Literal["inherit", "fresh"] = "inherit"
+    """inherit: the teacher's surviving weights; fresh: the same pruned architecture from new weights."""
+
+    def spec(self) -> FromTeacher:
+        return FromTeacher(**self.model_dump())
+
+
+class StudentModelConfig(ModelConfig):
+    """The experiment's default ``student``: a model, or ``from_teacher`` (the teacher pruned)."""
+
+    from_teacher: FromTeacherConfig | None = None
+    """Every student that names no model is the trained teacher, pruned."""
+    shrink: ShrinkConfig | None = None
+    """The search of `kdistill shrink`: the budget, the family (default: this model), how the student is chosen."""
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = sorted(k for k in ("model", "options", "weights", "freeze") if k in self.model_fields_set)
+        if self.from_teacher is not None and given:
+            raise at("from_teacher", f"a student from_teacher is the teacher pruned; it takes no {', '.join(given)}")
+        if self.shrink is not None and (self.from_teacher is not None or {"weights", "freeze"} & set(given)):
+            other = "from_teacher" if self.from_teacher is not None else ", ".join(sorted({"weights", "freeze"}
+                                                                                       & set(given)))
+            raise at("shrink", f"student.shrink searches the student (model and options, if given, are the family "
+                               f"it scales); it takes no {other}")
+        if self.shrink is not None and self.shrink.choose == "smallest" and self.shrink.tolerance is None:
+            raise at("shrink.tolerance", "choose: smallest needs a tolerance: the accuracy points the student may "
+                                         "lose against the teacher, e.g. 0.01")
+        return self
+
+
 class StudentConfig(Section):
-    """One student run. ``model`` and ``options`` default to the experiment's ``student``."""
+    """One student run. ``model`` and ``options`` default to the experiment's ``student``;
+    ``from_teacher`` makes it the trained teacher, pruned."""
 
     name: str
     """The student's name in tables and files."""
@@ -220,6 +267,8 @@ class StudentConfig(Section):
     """Another model than `student.model` (same forms as teacher.model)."""
     options: dict[str, Any] | None = None
     """Its options (default: `student.options`)."""
+    from_teacher: FromTeacherConfig | None = None
+    """This student is the trained teacher, structurally pruned (instead of a model)."""
     methods: list[MethodConfig] = Field(min_length=1, default_factory=lambda: [
         MethodConfig(name=n, weight=w) for n, w in methods.ALONE])
     """The weighted terms of its objective (default: ce alone, the student trained alone)."""
@@ -231,6 +280,8 @@ class StudentConfig(Section):
 
     @model_validator(mode="after")
     def _known_model(self):
+        if self.from_teacher is not None and (self.model is not None or self.options is not None):
+            raise at("from_teacher", "a student from_teacher is the teacher pruned; it takes no model or options")
         if self.model is not None:
             raise_at(check_model(self.model, self.options or {}))
         return self

@@ -102,8 +102,10 @@ def _check(spec: ModelSpec, where: str, data: Splits, teacher) -> torch.nn.Modul
     rt = _runtime(cfg, where)
     torch.manual_seed(0)
     try:
-        model = spec.build(data.input_shape, data.num_classes)
+        model = spec.make(data.input_shape, data.num_classes, teacher, data)
     except (ValueError, TypeError, RuntimeError) as exc:
+        if spec.start is not None:
+            raise ValueError(f"{where}: cannot prune the teacher into this student: {exc}") from exc
         if spec.arch is None and where.startswith("teacher file"):  # a file, not a model with options
             raise _named(where, exc) from exc
         arch = spec.arch or {}

@@ -8,6 +8,7 @@ overwritten, run the study, write the data summary and the report, mark the fold
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import time
@@ -25,6 +26,7 @@ from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
 from ..files import atomic_write
 from ..methods import ALONE
+from ..models.prune import FromTeacher
 from ..models.zoo import ARCH_ATTRIBUTE
 from ..report import write_report
 from ..report.card import card_markdown, recommend, run_record
@@ -36,7 +38,7 @@ from .check import export_problem, teacher_batch
 from .defaults import default_objective, is_table, synthetic_options, table_budget
 from .folders import INCOMPLETE, abandon_run_dir, check_cache_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
-from .specs import ModelSpec, objective_shown
+from .specs import ModelSpec, from_teacher_spec, objective_shown
 
 
 def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
@@ -209,7 +211,7 @@ def _dry_run(given, teacher: ModelSpec, specs: list[ModelSpec], data: Splits) ->
             teacher_batch(teacher.build(data.input_shape, data.num_classes), f"teacher file {str(given)!r}", data)
         seen = set()
         for spec in specs:
-            if spec.family not in seen:
+            if spec.family not in seen and spec.start is None:  # a pruned student is checked once pruned
                 seen.add(spec.family)
                 export_problem(spec.build(data.input_shape, data.num_classes), data.input_shape,
                                f"students[{spec.name!r}]")
@@ -236,6 +238,8 @@ def _fresh(module: nn.Module) -> nn.Module:
 
 
 def _builder(obj, name: str | None = None) -> Callable:
+    if isinstance(obj, FromTeacher):
+        return lambda shape, k: None  # made from the trained teacher (ModelSpec.start)
     if isinstance(obj, nn.Module):
         return lambda shape, k: _fresh(obj)
     if members.kind_or_none(obj) == "sklearn":
@@ -269,16 +273,23 @@ def _student_specs(students: dict, train: dict, table: bool = False, bare: dict 
         options = dict(bare if guard and bare is not None and members.kind_or_none(model) != "sklearn" else train)
         if objective is None:
             objective = default_objective(members.kind_or_none(model) == "sklearn", table)
-        specs.append(ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
-                               hyperparams=_shown(objective, options, model), guard=guard, arch=factory_arch(model)))
+        spec = ModelSpec(name, _builder(model, name), objective=objective, train=options, family=family,
+                         hyperparams=_shown(objective, options, model), guard=guard, arch=factory_arch(model))
+        if isinstance(model, FromTeacher):
+            spec = dataclasses.replace(from_teacher_spec(spec, model, None), family=family)
+        specs.append(spec)
     alone = {s.family for s in specs if not s.distilled}
     derived = []
     for spec in [s for s in specs if s.distilled and s.family not in alone]:
         alone.add(spec.family)
         derived.append(spec.name + ALONE_SUFFIX)
-        specs.insert(0, ModelSpec(derived[-1], spec.build, objective=list(ALONE), train=dict(train),
-                                  arch=spec.arch, family=spec.family,
-                                  hyperparams=_shown(list(ALONE), train, originals[spec.family])))
+        alone_spec = ModelSpec(derived[-1], spec.build, objective=list(ALONE), train=dict(train), arch=spec.arch,
+                               family=spec.family, hyperparams=_shown(list(ALONE), train, originals[spec.family]))
+        given = originals[spec.family]
+        if isinstance(given, FromTeacher):  # the same pruned architecture, trained from new weights
+            alone_spec = dataclasses.replace(from_teacher_spec(alone_spec, dataclasses.replace(given, weights="fresh"),
+                                                               None), family=spec.family)
+        specs.insert(0, alone_spec)
     check_names(["teacher", *students], derived=derived)  # the teacher's files are named "teacher" too
     return specs
 

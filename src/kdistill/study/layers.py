@@ -53,14 +53,15 @@ def _experiment_layers(path: Path) -> dict:
     exp = config.load(path)
     data = load_splits(exp, exp.seeds[0], read_source(exp.data, exp.path))
     shape, k = data.input_shape, data.num_classes
-    teacher = _module(teacher_spec(exp).build(shape, k))
+    built = teacher_spec(exp).build(shape, k)
+    teacher = _module(built)
     models, seen = {}, set()
     if teacher is not None:
         models[exp.teacher.name] = layer_table(teacher, shape)
     pairs = {}
     for s in exp.students:
         spec = student_spec(exp, s)
-        student = None if spec.family in seen else _module(spec.build(shape, k))
+        student = None if spec.family in seen else _module(spec.make(shape, k, built, data))
         seen.add(spec.family)
         if student is not None:
             models[s.name] = layer_table(student, shape)

@@ -162,7 +162,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
 
     def student(spec: ModelSpec, teacher=None):
         torch.manual_seed(seed)  # every student starts from the same weights within a seed
-        runs[spec.name] = train(spec, spec.build(shape, k), teacher)
+        runs[spec.name] = train(spec, spec.make(shape, k, runs[teacher_spec.name][0], data), teacher)
 
     torch.manual_seed(seed)
     runs = {teacher_spec.name: train(teacher_spec, teacher_spec.build(shape, k))}
@@ -279,7 +279,7 @@ def _measure_seed(seed: int, data: Splits, runs: dict, specs: dict[str, ModelSpe
             log.warning("%s", warning)
         measured[name] = {"metrics": m, "model": model, "history": history.epochs, "logits": logits,
                           "warning": warning}
-        info = {"arch": specs[name].arch, "input_shape": list(shape), "classes": data.classes,  # what export needs
+        info = {"arch": specs[name].arch_of(model), "input_shape": list(shape), "classes": data.classes,  # for export
                 "dataset": data.name, "split": data.info, "distilled": specs[name].distilled,
                 "settings": json.loads(json.dumps(specs[name].hyperparams, default=str))}
         members.save(model, out / "weights", f"{slug(name)}-seed{seed}", info)

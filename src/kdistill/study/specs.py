@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -11,8 +12,11 @@ from ..config import Experiment, ModelConfig, StudentConfig, TeacherConfig, trai
 from ..engine import TrainConfig
 from ..methods import ALONE, build
 from ..models import build_model, freeze_layers, importable
+from ..models.prune import FromTeacher
+from ..models.shapes import shapes_of
 from ..teachers import load_teacher_file
 from ..weights import load_weights
+from . import members
 from .members import needs_teacher, seeded, sklearn_options
 
 log = logging.getLogger("kdistill")
@@ -44,6 +48,18 @@ class ModelSpec:
     family: str | None = None
     folds: int | None = None  # a teacher's cross-fitting folds (None: the default for its kind and data)
     guard: bool = False  # a distilled student worse on validation than its student alone is replaced by it
+    start: Callable | None = None  # (trained teacher, splits) -> model: a student pruned from the teacher
+
+    def make(self, shape: tuple, k: int, teacher=None, data=None):
+        """The model to train: built, or for a student ``start``-ed from the teacher, made from the
+        trained ``teacher`` (see :class:`~kdistill.models.prune.FromTeacher`)."""
+        return self.build(shape, k) if self.start is None else self.start(teacher, data)
+
+    def arch_of(self, model) -> dict | None:
+        """``arch`` as the weights file stores it: a pruned student's layer sizes added as data."""
+        if self.arch is None or self.start is None or members.kind_or_none(model) != "torch":
+            return self.arch
+        return {**self.arch, "shapes": shapes_of(model)}
 
     @property
     def distilled(self) -> bool:
@@ -109,12 +125,31 @@ def teacher_spec(exp: Experiment) -> ModelSpec:
 
 
 def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_changes) -> ModelSpec:
-    """Student ``s`` as a study model spec; ``objective`` and ``train_changes`` override the file's."""
+    """Student ``s`` as a study model spec; ``objective`` and ``train_changes`` override the file's.
+    A student ``from_teacher`` is the trained teacher pruned (its architecture, its weights
+    inherited or fresh), of the family of its pruned architecture."""
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
-    return ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
+    spec = ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
                      hyperparams=_hyperparams(s, train, model.options, exp.data, model.sklearn), arch=_arch(model),
                      family=json.dumps({"model": model.model, "options": model.options}, sort_keys=True, default=str))
+    pruned = exp.from_teacher(s)
+    if pruned is None:
+        return spec
+    return from_teacher_spec(spec, pruned, _arch(exp.teacher))
+
+
+def from_teacher_spec(spec: ModelSpec, pruned: FromTeacher, teacher_arch: dict | None) -> ModelSpec:
+    """``spec`` made a student pruned from the trained teacher (``teacher_arch``: how its weights
+    file names the original architecture)."""
+    def no_build(shape, k):
+        raise ValueError(f"{spec.name!r} is pruned from the trained teacher, so it is made from it, not built")
+
+    shown = {"prune": pruned.prune, "importance": pruned.importance, "steps": pruned.iterative_steps,
+             "weights": pruned.weights}
+    hyper = {**shown, **{k: v for k, v in spec.hyperparams.items() if k not in ("channels", "hidden")}}
+    return dataclasses.replace(spec, build=no_build, start=pruned.start, arch=teacher_arch, hyperparams=hyper,
+                               family=f"{json.dumps(teacher_arch, sort_keys=True, default=str)} {pruned.family}")
 
 
 def objective_shown(terms, distilled: bool) -> dict:

@@ -150,7 +150,7 @@ class Trials:
         built = _builds(teacher)
         start = time.perf_counter()
         torch.manual_seed(seed)
-        model = spec.build(data.input_shape, data.num_classes)
+        model = spec.make(data.input_shape, data.num_classes, _module(self.teachers[False]), data)
         try:
             if sklearn:
                 model, _ = members.train(spec, model, data, teacher, seed=seed, options={})
@@ -168,6 +168,12 @@ class Trials:
     def _live(self) -> bool:
         """Whether the teacher runs on every training batch (random augmentation without views)."""
         return self.data.augment is not None
+
+
+def _module(teacher):
+    """The model inside a served teacher (what a student pruned from the teacher is made from)."""
+    inner = getattr(teacher, "teacher", teacher)
+    return getattr(inner, "module", inner)
 
 
 def _builds(teacher) -> int:

@@ -1,0 +1,278 @@
+"""Structured pruning of a trained teacher into a student that inherits its weights.
+
+Torch-Pruning's dependency graph (DepGraph: Fang et al., "DepGraph: Towards Any Structural
+Pruning", CVPR 2023) removes whole channels and neurons, and with them every coupled slice of
+the layers around them (batch norm, residual additions, concatenations, depthwise groups), so
+the pruned network is a smaller dense one that runs anywhere. The final classifier is never
+pruned: the student keeps the teacher's outputs. Importance is the L2 magnitude of each group's
+weights, or the first-order Taylor estimate ``|w · dL/dw|`` (Molchanov et al., "Importance
+Estimation for Neural Network Pruning", CVPR 2019) from cross-entropy gradients on a few
+training batches; ``iterative_steps`` reaches the ratio in equal steps, the importance measured
+anew after each.
+
+``prune`` is the share of the parameters (or MACs) removed: 0.9 keeps a tenth. Every layer is
+pruned by the same channel share (uniform, not global), found by bisection so that the student
+meets the asked share; its layer sizes are data (:mod:`kdistill.models.shapes`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .build import unfreeze
+from .shapes import resizable
+from .zoo import count_params
+
+IMPORTANCE = ("magnitude", "taylor")
+TARGETS = ("params", "macs")
+TAYLOR_BATCHES = 4  # training batches whose gradients estimate Taylor importance
+BISECTIONS = 10
+
+
+class PruningError(ValueError):
+    """A model Torch-Pruning cannot prune as asked; the message names the layer."""
+
+
+@dataclass(frozen=True)
+class FromTeacher:
+    """A student that starts as the trained teacher, structurally pruned (see :func:`prune`).
+
+    ``prune`` is the share of the teacher's ``target`` (``"params"`` or ``"macs"``) removed;
+    ``weights="inherit"`` keeps the teacher's surviving weights (weight inheritance),
+    ``"fresh"`` draws them anew: the same pruned architecture trained from scratch.
+    """
+
+    prune: float = 0.9
+    importance: str = "magnitude"
+    iterative_steps: int = 1
+    target: str = "params"
+    weights: str = "inherit"
+
+    def __post_init__(self):
+        if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0 < self.prune < 1:
+            raise ValueError(f"prune = {self.prune!r}: the share of the teacher removed must be a number between 0 "
+                             f"and 1 (exclusive), e.g. 0.9 keeps a tenth")
+        for field, allowed in (("importance", IMPORTANCE), ("target", TARGETS), ("weights", ("inherit", "fresh"))):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field} = {getattr(self, field)!r}: allowed values are {', '.join(allowed)}")
+        if type(self.iterative_steps) is not int or not 1 <= self.iterative_steps <= 100:
+            raise ValueError(f"iterative_steps = {self.iterative_steps!r}: must be an integer from 1 to 100")
+
+    @property
+    def family(self) -> str:
+        """The architecture (the same whether its weights are inherited or fresh)."""
+        return f"pruned {self.prune:g} of {self.target} ({self.importance}, {self.iterative_steps} step(s))"
+
+    def start(self, teacher, data) -> nn.Module:
+        """The student of this spec for a trained ``teacher`` (an ``nn.Module``) and its splits."""
+        if not isinstance(teacher, nn.Module):
+            raise PruningError(f"a student from_teacher is a pruned copy of a PyTorch teacher; this teacher is "
+                               f"{type(teacher).__name__} (an ONNX, scikit-learn or other teacher used as loaded "
+                               f"has no layers to prune)")
+        batches = _batches(data) if self.importance == "taylor" else None
+        example = next(iter(_batches(data, 1)))[0]
+        student = prune(teacher, example, ratio=self.prune, target=self.target, importance=self.importance,
+                        iterative_steps=self.iterative_steps, batches=batches)
+        return fresh_weights(student) if self.weights == "fresh" else student
+
+
+def _batches(data, n: int = TAYLOR_BATCHES, size: int = 64):
+    from ..data import batches
+
+    out = []
+    for x, y, _ in batches(data.train, size):
+        out.append((x, y))
+        if len(out) == n:
+            break
+    return out
+
+
+def fresh_weights(model: nn.Module) -> nn.Module:
+    """``model`` with every layer's weights drawn anew (from the current torch seed), in place."""
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return model
+
+
+def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str = "params",
+          importance: str = "magnitude", iterative_steps: int = 1, batches=None) -> nn.Module:
+    """A structurally pruned copy of ``model`` with ``ratio`` of its ``target`` removed.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained model (left untouched; frozen teachers are fine).
+    example : Tensor
+        An input batch, traced to build the dependency graph.
+    ratio : float
+        Share of the parameters (``target="params"``) or multiply-accumulates (``"macs"``) removed.
+    importance : {"magnitude", "taylor"}
+        Which channels go: the smallest by L2 norm, or by Taylor estimate on ``batches``
+        (``(x, y)`` pairs; required for ``"taylor"``).
+    iterative_steps : int
+        Steps in which the ratio is reached, importance re-measured after each.
+
+    Raises
+    ------
+    PruningError
+        A layer Torch-Pruning cannot prune or kdistill cannot store as data (named), or a
+        ratio no uniform channel share reaches.
+    """
+    if importance == "taylor" and not batches:
+        raise ValueError("importance='taylor' needs training batches (x, y) for its gradients")
+    base = _copy(model)
+    classifier = _classifier(base, example)
+    _check_layers(base, classifier)
+    key = (_identity(model), tuple(example.shape[1:]), ratio, target)
+    if key not in _SHARES:
+        _SHARES[key] = _channel_share(base, example, classifier, target, (1 - ratio) * _measure(base, example, target))
+    channel = _SHARES[key]
+    pruned = _copy(model)
+    classifier = dict(pruned.named_modules())[_name(base, classifier)]
+    _prune(pruned, example, classifier, channel, importance, iterative_steps, batches)
+    _check_pruned(model, pruned, example)
+    return pruned
+
+
+_SHARES: dict = {}  # the channel share found for (model, input shape, ratio, target): a search prunes one teacher often
+
+
+def _identity(model: nn.Module) -> tuple:
+    """The model's architecture: its layer names and tensor shapes (the channel share depends on nothing else)."""
+    return tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    return unfreeze(copy.deepcopy(model)).cpu().eval()
+
+
+def _name(model: nn.Module, module: nn.Module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def _classifier(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The last linear or convolutional layer the forward pass runs: the one whose outputs are the logits."""
+    ran = []
+    hooks = [m.register_forward_hook(lambda mod, i, o: ran.append(mod)) for m in model.modules()
+             if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    try:
+        with torch.no_grad():
+            _forward(model, example)
+    finally:
+        for h in hooks:
+            h.remove()
+    if not ran:
+        raise PruningError(f"{type(model).__name__} has no linear or convolutional layer to prune")
+    return ran[-1]
+
+
+def _check_layers(model: nn.Module, classifier: nn.Module) -> None:
+    """Refuse a layer that holds weights but is of a kind whose sizes cannot be pruned and stored."""
+    for name, m in model.named_modules():
+        own = [p for p, v in m._parameters.items() if v is not None]
+        if name and own and m is not classifier and resizable(m) is None:
+            raise PruningError(f"layer {name!r} ({type(m).__name__}, parameters {', '.join(own)}) cannot be pruned: "
+                               f"Torch-Pruning and kdistill's weights files handle convolutions, linear layers, "
+                               f"batch/layer/group norm, PReLU and embeddings; make it one of those, or prune a model "
+                               f"without it")
+
+
+def _measure(model: nn.Module, example: torch.Tensor, target: str) -> float:
+    if target == "params":
+        return float(count_params(model))
+    import torch_pruning as tp
+
+    return float(tp.utils.count_ops_and_params(model, example)[0])
+
+
+def _channel_share(model, example, classifier, target: str, goal: float) -> float:
+    """The uniform channel share whose pruned model is the largest with at most ``goal`` of ``target``."""
+    size_at = {}
+
+    def size(share):
+        trial = copy.deepcopy(model)
+        clf = dict(trial.named_modules())[_name(model, classifier)]
+        _prune(trial, example, clf, share, "magnitude", 1, None)
+        size_at[share] = _measure(trial, example, target)
+        return size_at[share]
+
+    # Torch-Pruning leaves alone a layer that a share would empty, so sizes shrink with the share
+    # only up to there: the first share of a coarse grid that fits, then bisection below it.
+    low = 0.0
+    for high in (i / 20 for i in range(1, 20)):
+        if size(high) <= goal:
+            break
+        low = high
+    else:
+        smallest = min(size_at.values())
+        raise PruningError(f"no uniform channel share reaches {goal:.0f} {target}: the smallest pruned model has "
+                           f"{smallest:.0f}; ask for a smaller share removed")
+    for _ in range(BISECTIONS):
+        mid = (low + high) / 2
+        if size(mid) <= goal:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _prune(model, example, classifier, share: float, importance: str, steps: int, batches) -> None:
+    import torch_pruning as tp
+
+    imp = (tp.importance.GroupTaylorImportance() if importance == "taylor"
+           else tp.importance.GroupMagnitudeImportance(p=2))
+    try:
+        pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=share, iterative_steps=steps,
+                                      ignored_layers=[classifier], global_pruning=False)
+        for _ in range(steps):
+            if importance == "taylor":
+                _gradients(model, batches)
+            pruner.step()
+    except PruningError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Torch-Pruning raises many kinds; the user needs the layer
+        raise PruningError(f"Torch-Pruning cannot prune {type(model).__name__}: {exc}") from exc
+    model.zero_grad(set_to_none=True)
+
+
+def _gradients(model: nn.Module, batches) -> None:
+    model.zero_grad(set_to_none=True)
+    for x, y in batches:
+        labelled = y >= 0
+        if labelled.any():
+            nn.functional.cross_entropy(model(x[labelled]), y[labelled]).backward()
+
+
+def _forward(model: nn.Module, x: torch.Tensor):
+    """``model(x)``; a layer that fails is named."""
+    current = []
+    hooks = [m.register_forward_pre_hook(lambda mod, i, n=n: current.append(n)) for n, m in model.named_modules() if n]
+    try:
+        return model(x)
+    except Exception as exc:  # noqa: BLE001 - re-raised naming the layer
+        raise PruningError(f"the pruned model fails in layer {current[-1] if current else '(top)'!r}: {exc}; "
+                           f"Torch-Pruning cannot follow this layer's dependencies (an operation on channels it "
+                           f"does not trace); leave it out with a smaller model, or prune a model without it") from exc
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _check_pruned(original: nn.Module, pruned: nn.Module, example: torch.Tensor) -> None:
+    """The pruned model runs, gives the same outputs' shape, and changed only layers whose sizes are data."""
+    with torch.no_grad():
+        before, after = _forward(_copy(original), example), _forward(pruned, example)
+    if tuple(before.shape) != tuple(after.shape):
+        raise PruningError(f"pruning changed the outputs' shape from {tuple(before.shape)} to {tuple(after.shape)}")
+    old = dict(original.named_modules())
+    for name, m in pruned.named_modules():
+        changed = [p for p, v in m._parameters.items() if v is not None and p in old[name]._parameters
+                   and tuple(v.shape) != tuple(old[name]._parameters[p].shape)]
+        if changed and resizable(m) is None:
+            raise PruningError(f"layer {name!r} ({type(m).__name__}) was resized by pruning, but its sizes cannot "
+                               f"be stored as data in a weights file")

@@ -1,0 +1,74 @@
+"""The accuracy-vs-budget Pareto front of a shrink search: a table and a plot, with the teacher
+and the architectures trained alone as reference points."""
+
+from __future__ import annotations
+
+from ..report.plots import _Display, plt
+from .budget import MEASURES
+
+
+def front(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats on both the budget figure (smaller) and accuracy (higher)."""
+    done = [r for r in rows if r.get("val_accuracy") is not None]
+    return sorted((r for r in done if not any(o is not r and o["figure"] <= r["figure"]
+                                              and o["val_accuracy"] >= r["val_accuracy"]
+                                              and (o["figure"], o["val_accuracy"]) != (r["figure"], r["val_accuracy"])
+                                              for o in done)), key=lambda r: r["figure"])
+
+
+def table(rows: list[dict], measure: str, teacher: dict, references: list[dict]) -> str:
+    """Markdown: every candidate (on the front or not, stopped early or not) and the references."""
+    on_front = {id(r) for r in front(rows)}
+    lines = [f"| model | kind | budget: {MEASURES[measure]} | parameters | validation accuracy | epochs | state | "
+             f"on the front |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["figure"]):
+        acc = "–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.4f}"
+        lines.append(f"| {r['name']} | {r['kind']}, distilled | {_fig(r['figure'], measure)} | {r['params']:,} | "
+                     f"{acc} | {r.get('epochs', '–')} | {r['state']} | {'yes' if id(r) in on_front else ''} |")
+    for r in [teacher, *references]:
+        lines.append(f"| {r['name']} | {r['kind']} | {_fig(r['figure'], measure)} | {r['params']:,} | "
+                     f"{r['val_accuracy']:.4f} | {r.get('epochs', '–')} | reference | |")
+    return "\n".join(lines) + "\n"
+
+
+def _fig(value: float, measure: str) -> str:
+    return f"{value:,.0f}" if measure in ("params", "macs", "bytes") else f"{value:.4g}"
+
+
+class ParetoDisplay(_Display):
+    """Validation accuracy against the budget measure: candidates (the front joined), the teacher
+    and the references trained alone, the budget as a vertical line, the chosen student ringed."""
+
+    def __init__(self, rows: list[dict], measure: str, limit: float, teacher: dict, references: list[dict],
+                 chosen: str | None = None):
+        self.rows, self.measure, self.limit = rows, measure, limit
+        self.teacher, self.references, self.chosen = teacher, references, chosen
+
+    def plot(self, ax=None):
+        ax = self._axes(ax, (6.4, 4.6))
+        for (kind, marker), color in zip((("pruned", "o"), ("family", "s")), ("tab:blue", "tab:orange")):
+            for state, face in (("trained", color), ("stopped early", "none")):
+                pts = [r for r in self.rows if r["kind"] == kind and r["state"] == state
+                       and r.get("val_accuracy") is not None]
+                if pts:  # a candidate stopped early is drawn hollow, at its last epoch's accuracy
+                    ax.scatter([r["figure"] for r in pts], [r["val_accuracy"] for r in pts], marker=marker,
+                               facecolors=face, edgecolors=color, label=f"{kind} (distilled, {state})", zorder=3)
+        best = front(self.rows)
+        ax.plot([r["figure"] for r in best], [r["val_accuracy"] for r in best], "-", color="gray", alpha=0.6,
+                label="Pareto front")
+        ax.scatter([self.teacher["figure"]], [self.teacher["val_accuracy"]], marker="*", s=140, color="black",
+                   label="teacher", zorder=4)
+        for r in self.references:
+            ax.scatter([r["figure"]], [r["val_accuracy"]], marker="x", s=60, label=r["name"], zorder=4)
+        chosen = [r for r in self.rows if r["name"] == self.chosen]
+        if chosen:
+            ax.scatter([chosen[0]["figure"]], [chosen[0]["val_accuracy"]], s=260, facecolors="none",
+                       edgecolors="red", label="chosen", zorder=5)
+        ax.axvline(self.limit, color="red", ls=":", label="budget")
+        ax.set_xscale("log")
+        ax.set_xlabel(MEASURES[self.measure])
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        plt.tight_layout()
+        return self

@@ -1,0 +1,311 @@
+"""``kdistill.shrink``: the most accurate student within a budget, searched.
+
+1. The budget is made absolute against the teacher (:mod:`.budget`); the candidates are pruned
+   copies of the trained teacher and members of a family scaled to it (:mod:`.candidates`).
+2. The teacher's outputs are cached once for the training set the candidates distil on (its
+   unlabelled pool included) and for validation; every candidate reads them.
+3. Each candidate is one trial of an Optuna study (a grid over the candidates) on a storage that
+   several processes or machines may share; successive halving (Optuna's
+   ``SuccessiveHalvingPruner``, reduction factor 3, rungs at epochs 1, 3, 9...) stops the weak
+   ones after their first epochs, so the search costs a small multiple of one student's training.
+4. The chosen student (the most accurate on validation, or the smallest within ``tolerance`` of
+   the teacher) and its architecture trained alone are the students of a study run by the same
+   runner as ``kdistill run``: the run folder, report, verdicts and never-worse-than-alone
+   comparison, weights (a pruned student's layer sizes stored as data), ONNX files and latency;
+   ``shrink.json``, ``pareto.md`` and ``pareto.png`` hold the search and its Pareto front.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from torch import nn
+
+from ..arguments import check_data, check_objective, check_seeds
+from ..data import Splits
+from ..engine import TrainConfig
+from ..files import atomic_write
+from ..methods import ALONE, kd_objective
+from ..models import count_params
+from ..report import save_figure
+from ..study import ModelSpec, run_in_folder, teacher_cache_dir
+from ..study.specs import objective_shown
+from ..teachers import CachedTeacher
+from . import pareto
+from .budget import check_budget, check_family
+from .candidates import Candidate, family_candidates, pruned_candidates
+from .measure import measured, resolve
+from .trials import Objective, open_study, wait, work
+
+log = logging.getLogger("kdistill")
+
+CHOICES = ("accurate", "smallest")
+
+
+def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | None = None, objective=None,
+           importance=("magnitude",), iterative_steps: int = 1, choose: str = "accurate",
+           tolerance: float | None = None, seeds=(0,), out=None, storage: str | None = None,
+           study_name: str = "shrink", worker: bool = False, quiet: bool = False, cache_dir=None,
+           teacher_arch: dict | None = None, title: str | None = None, **train) -> dict:
+    """Search the most accurate student within ``budget``, distilled from ``teacher``.
+
+    Parameters
+    ----------
+    teacher : nn.Module
+        The trained teacher, used as it is (pruned copies inherit its weights).
+    data : Splits
+        The splits the teacher was trained on; a validation split is required (the search
+        scores on it); an unlabelled pool is distilled on too.
+    budget : dict
+        ``{"params": 0.1}``, ``{"macs": 2e6}``, ``{"size_mb": 0.2}``, ``{"latency_ms": 0.2,
+        "batch": 1}``... (see :mod:`kdistill.shrink.budget`).
+    family : dict, optional
+        ``{"model": NAME, "options": {...}, "width": [OPTION...]}`` scaled to the budget and
+        trained from new weights (default: the zoo's ``cnn`` for images, ``mlp`` for tables).
+    objective : list, optional
+        The distillation recipe of every candidate (default ``kd_objective(0.5, 4)``).
+    importance : sequence of {"magnitude", "taylor"}
+        Pruning criteria tried (one pruned candidate per criterion and budget share).
+    iterative_steps : int
+        Pruning steps to reach each ratio.
+    choose : {"accurate", "smallest"}
+        The most accurate candidate on validation, or the smallest whose validation accuracy is
+        within ``tolerance`` (accuracy points, e.g. 0.01) of the teacher's (else the most accurate).
+    seeds : sequence of int
+        Seeds of the final study (the search uses the first).
+    out : path, optional
+        Run folder (default ``runs/shrink``; never overwritten).
+    storage : str, optional
+        Optuna database URL shared by every process of the search (default
+        ``sqlite:///<out>/shrink.db``; ``postgresql+psycopg2://user@host/db`` for several machines).
+    worker : bool
+        Only run trials of the shared study (another process makes the final study).
+    **train
+        :class:`~kdistill.TrainConfig` options of every candidate (``epochs``, ``lr``, ...).
+
+    Returns
+    -------
+    dict
+        ``shrink.json``'s content (candidates, front, chosen, budget, cost) with the final
+        study's ``results`` and ``folder``.
+    """
+    settings = _checked(teacher, data, budget, family, objective, importance, iterative_steps, choose, tolerance,
+                        seeds, train)
+    if worker:
+        if storage is None:
+            raise ValueError("worker=True (--worker) runs trials of a shared study, so it needs storage: the database "
+                             "URL every process of the search uses")
+        with tempfile.TemporaryDirectory(prefix="kdistill-shrink-") as tmp:  # a worker keeps no run folder
+            summary = _search(teacher, data, settings, Path(tmp), storage, study_name, True, quiet, cache_dir)
+        return {**_public(summary), "results": None, "folder": None}
+    folder_holder: dict = {}
+    chosen_spec, alone_spec = _placeholder("chosen"), _placeholder("alone")
+    t_spec = ModelSpec("teacher", lambda shape, k: teacher, fit=False, arch=teacher_arch,
+                       hyperparams={"model": type(teacher).__name__, "trained": "given"})
+
+    def setup(folder: Path):
+        summary = _search(teacher, data, settings, folder, storage, study_name, False, quiet, cache_dir)
+        folder_holder["summary"] = summary
+        chosen = summary["candidate"]
+        _fill(chosen_spec, f"{chosen.name} (distilled)", chosen, settings, teacher_arch, distilled=True)
+        _fill(alone_spec, f"{chosen.name} alone", chosen.alone(), settings, teacher_arch, distilled=False)
+        return (lambda seed: data), (lambda: {"name": data.name, "classes": data.classes})
+
+    results, folder = run_in_folder(setup, t_spec, [alone_spec, chosen_spec], out=out or "runs/shrink",
+                                    seeds=tuple(settings["seeds"]), title=title or "shrink: the student searched",
+                                    config={"shrink": _shown(settings)}, quiet=quiet, cache_dir=cache_dir,
+                                    device=train.get("device", "cpu"))
+    summary = folder_holder["summary"]
+    final = {m["name"]: m for m in results["models"]}
+    summary["chosen"]["test_accuracy"] = final[chosen_spec.name]["accuracy"]
+    summary["chosen"]["onnx_ms_b1"] = final[chosen_spec.name]["onnx_ms_b1"]
+    summary["chosen"]["onnx_ms_b64"] = final[chosen_spec.name]["onnx_ms_b64"]
+    summary["alone_test_accuracy"] = final[alone_spec.name]["accuracy"]
+    _references(Path(folder), summary, alone_spec.name)
+    out_summary = _public(summary)
+    atomic_write(Path(folder) / "shrink.json", json.dumps(out_summary, indent=2, default=str) + "\n")
+    return {**out_summary, "results": results, "folder": str(folder)}
+
+
+def _public(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "candidate"}
+
+
+def _placeholder(name: str) -> ModelSpec:
+    return ModelSpec(name, lambda shape, k: None)
+
+
+def _fill(spec: ModelSpec, name: str, cand: Candidate, settings: dict, teacher_arch, distilled: bool) -> None:
+    """The final study's spec of candidate ``cand`` (made once the search has chosen it)."""
+    objective = settings["objective"] if distilled else list(ALONE)
+    spec.name, spec.objective, spec.train = name, objective, dict(settings["train"])
+    spec.family = cand.name
+    cfg = TrainConfig(**settings["train"])
+    spec.hyperparams = {**objective_shown(objective, distilled), "epochs": cfg.epochs, "lr": cfg.lr}
+    if cand.pruned is not None:
+        spec.start = cand.pruned.start
+        spec.arch = teacher_arch
+        spec.hyperparams = {"prune": round(cand.pruned.prune, 4), "weights": cand.pruned.weights, **spec.hyperparams}
+    else:
+        spec.build = lambda shape, k, c=cand: c.make(None, _Shape(shape, k))
+        spec.arch = cand.arch
+        spec.hyperparams = {**cand.arch["options"], **spec.hyperparams}
+
+
+class _Shape:
+    """What a family member's factory needs of the data: the input shape and the class count."""
+
+    def __init__(self, shape, k):
+        self.input_shape, self.num_classes = tuple(shape), k
+
+
+def _checked(teacher, data, budget, family, objective, importance, steps, choose, tolerance, seeds, train) -> dict:
+    """Every argument checked before anything trains or any folder is made."""
+    if not isinstance(teacher, nn.Module):
+        raise TypeError(f"teacher must be a trained torch.nn.Module (pruned copies inherit its weights), got "
+                        f"{type(teacher).__name__}")
+    check_data(data, seeded=False)
+    if data.val is None:
+        raise ValueError("data has no validation split; shrink scores its candidates on validation, so give one")
+    check_budget(budget)
+    family = check_family(family) if family is not None else _zoo(data)
+    objective = objective if objective is not None else kd_objective(0.5, 4.0)
+    check_objective(objective)
+    importance = [importance] if isinstance(importance, str) else list(importance)
+    bad = [i for i in importance if i not in ("magnitude", "taylor")] or ([] if importance else ["(none)"])
+    if bad:
+        raise ValueError(f"importance = {importance!r}: allowed values are magnitude, taylor (one or both)")
+    if type(steps) is not int or not 1 <= steps <= 100:
+        raise ValueError(f"iterative_steps = {steps!r}: must be an integer from 1 to 100")
+    if choose not in CHOICES:
+        raise ValueError(f"choose = {choose!r}: allowed values are {', '.join(CHOICES)}")
+    if choose == "smallest" and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                 or not 0 <= tolerance < 1):
+        raise ValueError(f"tolerance = {tolerance!r}: choose='smallest' needs the accuracy points the student may "
+                         f"lose against the teacher, a number from 0 to 1 (e.g. 0.01)")
+    TrainConfig.from_kwargs(**train)
+    return {"budget": dict(budget), "family": family, "objective": objective, "importance": importance,
+            "steps": steps, "choose": choose, "tolerance": tolerance, "seeds": list(check_seeds(seeds)),
+            "train": dict(train)}
+
+
+def _zoo(data: Splits) -> dict:
+    if len(data.input_shape) == 3:
+        return {"model": "cnn", "options": {"channels": [16, 32], "hidden": 64}, "width": ["channels", "hidden"]}
+    return {"model": "mlp", "options": {"hidden": [64]}, "width": ["hidden"]}
+
+
+def _shown(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k != "objective"} | {"objective": repr(settings["objective"])}
+
+
+def _search(teacher, data, settings, folder: Path, storage, study_name, worker, quiet, cache_dir) -> dict:
+    start = time.perf_counter()
+    teacher = teacher.eval()
+    budget = resolve(settings["budget"], teacher, data.input_shape)
+    seed = settings["seeds"][0]
+    cands = (pruned_candidates(teacher, budget, data, tuple(settings["importance"]), settings["steps"])
+             + family_candidates(settings["family"], budget, data))
+    if not cands:
+        raise ValueError(f"no candidate fits the budget {budget.label()}: neither a pruned teacher nor the family "
+                         f"{settings['family']['model']!r} at its narrowest; give a larger budget")
+    by_name = {c.name: c for c in cands}
+    served = CachedTeacher(teacher, cache_dir=teacher_cache_dir(folder, cache_dir))
+    built = time.perf_counter()
+    cfg = TrainConfig(**settings["train"])
+    for ds in (data.training(True, views=cfg.views), data.val):
+        served.for_dataset(ds)
+    cache_s, prepared = time.perf_counter() - built, time.perf_counter() - start
+    if quiet:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(storage or f"sqlite:///{Path(folder).resolve() / 'shrink.db'}", study_name, list(by_name))
+    objective = Objective(by_name, teacher, served, data, settings, seed, quiet)
+    searched = time.perf_counter()
+    work(study, objective, list(by_name))
+    wait(study)
+    rows = _rows(study, by_name)
+    teacher_row = {"name": "teacher", "kind": "teacher", "figure": measured(teacher, budget.measure,
+                                                                            data.input_shape, budget.batch),
+                   "params": count_params(teacher), "val_accuracy": _val_accuracy(teacher, data)}
+    chosen = _choose(rows, settings["choose"], settings["tolerance"], teacher_row["val_accuracy"])
+    summary = {"budget": {"given": settings["budget"], "measure": budget.measure, "limit": budget.limit,
+                          "share": budget.share, "batch": budget.batch, "label": budget.label()},
+               "candidates": rows, "front": [r["name"] for r in pareto.front(rows)], "teacher": teacher_row,
+               "chosen": dict(chosen), "choose": settings["choose"], "tolerance": settings["tolerance"], "seed": seed,
+               "cost": {"prepare_s": prepared, "cache_build_s": cache_s, "search_s": time.perf_counter() - searched,
+                        "trial_s": sum(r["seconds"] for r in rows), "epochs": sum(r["epochs"] for r in rows),
+                        "one_student_epochs": cfg.epochs},
+               "candidate": by_name[chosen["name"]]}
+    if not worker:
+        _front_files(folder, summary, [])
+    return summary
+
+
+def _front_files(folder: Path, summary: dict, refs: list[dict]) -> None:
+    """``pareto.md`` and ``pareto.png``: the candidates, the front, the teacher and ``refs``."""
+    b, rows, teacher = summary["budget"], summary["candidates"], summary["teacher"]
+    atomic_write(Path(folder) / "pareto.md", f"# Shrink: {b['label']}\n\nChosen: **{summary['chosen']['name']}** "
+                 f"({summary['choose']}).\n\n" + pareto.table(rows, b["measure"], teacher, refs))
+    save_figure(Path(folder) / "pareto.png", [pareto.ParetoDisplay(rows, b["measure"], b["limit"], teacher, refs,
+                                                                   summary["chosen"]["name"])],
+                title="shrink: validation accuracy against the budget", panel=(6.4, 4.6))
+
+
+def _references(folder: Path, summary: dict, alone: str) -> None:
+    """The chosen architecture trained alone (the final study's, first seed) joins the front's
+    references, at its best validation accuracy."""
+    vals = [r.get("val_accuracy") for line in (folder / "history.jsonl").read_text().splitlines()
+            if (r := json.loads(line))["model"] == alone and r["seed"] == summary["seed"]]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return
+    chosen = summary["chosen"]
+    ref = {"name": alone, "kind": "alone", "figure": chosen["figure"], "params": chosen["params"],
+           "val_accuracy": max(vals), "epochs": len(vals)}
+    summary["references"] = [ref]
+    _front_files(folder, summary, [ref])
+
+
+def _rows(study, by_name: dict) -> list[dict]:
+    """One row per candidate: its figure, validation accuracy (best reached), epochs, state."""
+    rows = {}
+    for t in study.get_trials(deepcopy=False):
+        name = t.user_attrs.get("candidate")
+        if name not in by_name or t.state.name not in ("COMPLETE", "PRUNED") or t.user_attrs.get("surplus"):
+            continue
+        value = t.value if t.state.name == "COMPLETE" else max(t.intermediate_values.values(), default=None)
+        c = by_name[name]
+        rows.setdefault(name, {"name": name, "kind": c.kind, "figure": c.figure, "params": c.params,
+                               "val_accuracy": value, "epochs": t.user_attrs.get("epochs", 0),
+                               "seconds": t.user_attrs.get("seconds", 0.0),
+                               "state": "trained" if t.state.name == "COMPLETE" else "stopped early",
+                               "process": t.user_attrs.get("process"),
+                               "prune": c.pruned.prune if c.pruned else None,
+                               "options": c.arch["options"] if c.arch else None})
+    return list(rows.values())
+
+
+def _choose(rows: list[dict], choose: str, tolerance, teacher_accuracy: float) -> dict:
+    """The most accurate fully trained candidate, or the smallest within ``tolerance`` of the teacher."""
+    done = [r for r in rows if r["state"] == "trained"] or rows
+    best = max(done, key=lambda r: (r["val_accuracy"], -r["figure"]))
+    if choose == "smallest":
+        close = [r for r in done if r["val_accuracy"] >= teacher_accuracy - tolerance]
+        if close:
+            return min(close, key=lambda r: (r["figure"], -r["val_accuracy"]))
+        log.warning("no candidate is within %.4f of the teacher's validation accuracy (%.4f); choosing the most "
+                    "accurate", tolerance, teacher_accuracy)
+    return best
+
+
+def _val_accuracy(model, data: Splits) -> float:
+    from ..metrics import predict_logits
+
+    logits, labels = predict_logits(model, data.val)
+    return float((logits.argmax(1) == labels).float().mean())

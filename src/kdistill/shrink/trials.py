@@ -1,0 +1,128 @@
+"""The trials of a shrink search on an Optuna study that several processes or machines share:
+each candidate is claimed by one trial (by trial number, handed out by the database), trained
+with its validation accuracy reported after every epoch to a successive-halving pruner."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+
+import torch
+
+from ..engine import fit
+
+REDUCTION = 3  # successive halving keeps the best third at each rung
+WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
+RECORD = "kdistill_shrink"
+
+
+def open_study(url: str, name: str, names: list[str]):
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = _storage(url)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=optuna.samplers.RandomSampler(seed=0),
+                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                                                  reduction_factor=REDUCTION))
+        optuna.storages.fail_stale_trials(study)
+    found = study.user_attrs.get(RECORD)
+    if found is None:
+        study.set_user_attr(RECORD, names)
+    elif found != names:
+        raise ValueError(f"storage {url!r}: study {name!r} was made for the candidates {found}, not {names}; its "
+                         f"trials would answer for another search. Give another study_name (--study-name)")
+    return study
+
+
+def _storage(url: str, attempts: int = 5):
+    """The Optuna storage at ``url``. Workers starting together on an empty database race to
+    create its tables, and the loser's attempt fails: it is retried."""
+    import optuna
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one message
+            if attempt == attempts - 1 or "://" not in url:
+                raise ValueError(f"storage {url!r} cannot be opened as an Optuna database: {exc}; give a database "
+                                 f"URL such as sqlite:///path/to/shrink.db or postgresql+psycopg2://user@host/db"
+                                 ) from None
+            time.sleep(0.5 * (attempt + 1))
+
+
+def work(study, objective, names: list[str]) -> None:
+    """Run trials until every candidate has one. Trial numbers are handed out by the database one
+    by one, so trial ``i`` trains candidate ``i`` and no two workers train the same one; a trial
+    numbered past the candidates retries one whose trials all failed (a worker that died: the
+    storage's heartbeat fails its trial), or ends this worker (recorded as ``surplus``)."""
+    import optuna
+
+    def run(trial):
+        name = _claim(study, trial, names)
+        if name is None:
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned("every candidate has a trial")
+        trial.set_user_attr("candidate", name)
+        return objective(trial, name)
+
+    study.optimize(run, catch=())
+
+
+def _claim(study, trial, names: list[str]) -> str | None:
+    if trial.number < len(names):
+        return names[trial.number]
+    others = [t for t in study.get_trials(deepcopy=False) if t.number != trial.number]
+    taken = {t.user_attrs.get("candidate") for t in others if t.state.name in ("RUNNING", "COMPLETE", "PRUNED")}
+    return next((n for n in names if n not in taken and any(t.user_attrs.get("candidate") == n for t in others)),
+                None)
+
+
+def wait(study) -> None:
+    """Until no trial of the study is running (other workers' included)."""
+    import optuna
+
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        time.sleep(WAIT_SECONDS)
+
+
+class Objective:
+    """One trial: the grid's candidate, distilled from the cached teacher outputs, reporting its
+    validation accuracy after every epoch to the successive-halving pruner."""
+
+    def __init__(self, by_name, teacher, served, data, settings, seed, quiet):
+        self.by_name, self.teacher, self.served, self.data = by_name, teacher, served, data
+        self.settings, self.seed, self.quiet = settings, seed, quiet
+
+    def __call__(self, trial, name: str) -> float:
+        cand = self.by_name[name]
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
+        start = time.perf_counter()
+        torch.manual_seed(self.seed)
+        model = cand.make(self.teacher, self.data)
+        rungs = _Rungs(trial)
+        try:
+            history = fit(model, self.data, objective=self.settings["objective"], teacher=self.served,
+                          seed=self.seed, quiet=self.quiet, callbacks=[rungs], **self.settings["train"])
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
+            trial.set_user_attr("epochs", rungs.epochs)
+        return max(r["val_accuracy"] for r in history.epochs)
+
+
+class _Rungs:
+    def __init__(self, trial):
+        self.trial, self.epochs, self.best = trial, 0, 0.0
+
+    def on_epoch_end(self, state) -> None:
+        import optuna
+
+        self.epochs = state.epoch + 1
+        self.best = max(self.best, state.history[-1]["val_accuracy"])
+        self.trial.report(self.best, self.epochs)
+        if self.epochs < state.config.epochs and self.trial.should_prune():
+            raise optuna.TrialPruned(f"stopped after epoch {self.epochs} of {state.config.epochs}")

@@ -1,0 +1,134 @@
+"""Structured pruning of a trained teacher (Torch-Pruning DepGraph), and a pruned model rebuilt
+from its weights file with its layer sizes read as data, never as code."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from kdistill.models import build_model, cnn, count_params, freeze, importable
+from kdistill.models.prune import FromTeacher, PruningError, prune
+from kdistill.models.shapes import shapes_of
+from kdistill.weights import read_safetensors, rebuild, save_weights
+
+NET = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """A residual block, a concatenation, batch norm and a depthwise convolution."""
+
+    def __init__(self, num_classes=3, width=8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.res = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width))
+        self.depthwise = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.branch = nn.Conv2d(width, width, 1)
+        self.mix = nn.Sequential(nn.Conv2d(2 * width, width, 1), nn.BatchNorm2d(width), nn.ReLU())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.relu(x + self.res(x))
+        x = self.mix(torch.cat([self.depthwise(x), self.branch(x)], 1))
+        return self.head(x.mean((2, 3)))
+
+
+def net(input_shape, num_classes, width=8):
+    return Net(num_classes, width)
+'''
+
+
+@pytest.fixture
+def user_net(tmp_path):
+    (tmp_path / "usernets.py").write_text(textwrap.dedent(NET))
+    with importable(tmp_path):
+        yield lambda: build_model("usernets:net", {"width": 16}, (1, 8, 8), 3)
+
+
+def _info(model, arch, shape, classes):
+    return {"arch": {**arch, "shapes": shapes_of(model)}, "input_shape": list(shape), "classes": classes}
+
+
+@pytest.mark.parametrize("importance, steps", [("magnitude", 1), ("taylor", 2)])
+def test_the_zoo_cnn_pruned_keeps_its_outputs_and_rebuilds_from_its_file(tmp_path, importance, steps):
+    torch.manual_seed(0)
+    teacher = freeze(cnn((1, 8, 8), 4, channels=[16, 32], hidden=32))
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    student = prune(teacher, x[:2], ratio=0.8, importance=importance, iterative_steps=steps, batches=[(x, y)])
+    assert count_params(student) <= 0.2 * count_params(teacher) and count_params(student) > 0.1 * count_params(teacher)
+    assert student(x).shape == (16, 4)
+    assert student.classifier[-1].out_features == 4  # the classifier's outputs are kept
+    assert all(not p.requires_grad for p in teacher.parameters())  # the teacher is left as it was
+    assert count_params(teacher) == count_params(cnn((1, 8, 8), 4, channels=[16, 32], hidden=32))
+    path = save_weights(student, tmp_path / "s.safetensors", _info(student, {"model": "cnn", "options": {
+        "channels": [16, 32], "hidden": 32}}, (1, 8, 8), list("abcd")))
+    again, _ = rebuild(path)
+    student.eval()
+    assert torch.allclose(again(x), student(x), atol=1e-6)
+
+
+def test_magnitude_and_taylor_choose_different_channels():
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[16, 32], hidden=32)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 4, (32,))
+    a = prune(teacher, x[:2], ratio=0.7, importance="magnitude")
+    b = prune(teacher, x[:2], ratio=0.7, importance="taylor", batches=[(x, y)])
+    assert count_params(a) == count_params(b)
+    assert not torch.equal(a.features[0].weight, b.features[0].weight)
+
+
+def test_a_user_model_with_residual_concat_batch_norm_and_depthwise_conv(user_net, tmp_path):
+    torch.manual_seed(0)
+    teacher = user_net()
+    x = torch.randn(4, 1, 8, 8)
+    student = prune(teacher, x[:2], ratio=0.6, target="macs")
+    assert student(x).shape == (4, 3)
+    assert student.depthwise.groups == student.depthwise.out_channels < 16
+    info = _info(student, {"model": "usernets:net", "options": {"width": 16}}, (1, 8, 8), ["a", "b", "c"])
+    path = save_weights(student, tmp_path / "u.safetensors", info)
+    with pytest.raises(ValueError, match="never chooses code"):
+        rebuild(path)
+    with importable(tmp_path):
+        again, _ = rebuild(path, factory="usernets:net")
+    assert torch.allclose(again(x), student.eval()(x), atol=1e-5)
+
+
+def test_a_layer_it_cannot_prune_is_named():
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(8, 1, 1))
+
+        def forward(self, x):
+            return x * self.gain
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), Scale(), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.randn(1, 1, 6, 6))
+    with pytest.raises(PruningError, match=r"layer '1' \(Scale, parameters gain\) cannot be pruned"):
+        prune(model, torch.randn(2, 1, 6, 6), ratio=0.5)
+
+
+def test_a_file_whose_shapes_name_code_or_other_layers_is_refused(tmp_path):
+    student = prune(cnn((1, 8, 8), 4, channels=[8], hidden=8), torch.randn(2, 1, 8, 8), ratio=0.5)
+    arch = {"model": "cnn", "options": {"channels": [8], "hidden": 8}}
+    for shapes, message in (({"features.0": {"type": "Conv2d", "padding_mode": 3}}, "metadata field 'arch'"),
+                            ({"nowhere": {"type": "Conv2d", "out_channels": 4}}, "shapes name the layer 'nowhere'"),
+                            ({"features.1": {"type": "Conv2d", "out_channels": 4}}, "factory builds a BatchNorm2d")):
+        path = save_weights(student, tmp_path / "bad.safetensors",
+                            {"arch": {**arch, "shapes": shapes}, "input_shape": [1, 8, 8], "classes": list("abcd")})
+        with pytest.raises(ValueError, match=message):
+            rebuild(path)
+    assert json.loads(read_safetensors(path)[1]["kdistill"])["arch"]["shapes"] == shapes
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("prune", 1.0, "prune = 1.0: the share"), ("importance", "random", "importance = 'random': allowed values are "
+                                                                       "magnitude, taylor"),
+    ("iterative_steps", 0, "iterative_steps = 0"), ("weights", "copy", "weights = 'copy'")])
+def test_from_teacher_options_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        FromTeacher(**{field: value})
