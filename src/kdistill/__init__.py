@@ -19,6 +19,27 @@ The public API:
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the same names for type checkers and the API reference (griffe reads these statically)
+    from . import losses, methods, models
+    from .arguments import check_data, check_objective  # noqa: F401
+    from .config import load as load_experiment
+    from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
+    from .distillation import distill
+    from .engine import EarlyStopping, History, MLflow, NonFiniteLossError, TensorBoard, TrainConfig, fit
+    from .export import export
+    from .export.deploy import load, load_onnx
+    from .losses import kd_loss
+    from .metrics import evaluate, latency_ms
+    from .models.prune import FromTeacher
+    from .modes import ModeResult, born_again, mutual, self_distill
+    from .shrink.search import shrink
+    from .sklearn import DistilledClassifier
+    from .study import compare, run_experiment
+    from .taps import FeatureTaps
+    from .teachers import CachedTeacher, EnsembleTeacher, Teacher, as_teacher, clear_cache
+    from .weights import load_sklearn, load_weights, save_sklearn, save_weights
 
 __version__ = "0.1.0"
 
@@ -56,7 +77,7 @@ def __getattr__(name: str):
         return importlib.import_module(f".{name}", __name__)
     module, attr = where if isinstance(where, tuple) else (where, name)
     value = getattr(importlib.import_module(f".{module}", __name__), attr)
-    if name != "export":  # kdistill.export is also the package of that name (a callable module)
+    if name not in ("export", "shrink"):  # also packages of that name (callable modules)
         globals()[name] = value
     return value
 

@@ -6,3 +6,20 @@ front (:mod:`.pareto`); ``kdistill shrink EXPERIMENT`` (:mod:`.experiment`, :mod
 
 The package imports nothing itself, so that the command line can register its command without
 loading torch."""
+
+import sys
+import types
+
+
+class _CallableModule(types.ModuleType):
+    """``kdistill.shrink`` names both this package and its function: Python binds a package's
+    submodule to the package's attribute once the submodule is imported, so the module itself calls
+    :func:`~kdistill.shrink.search.shrink` (imported only then), and ``kdistill.shrink(...)`` works either way."""
+
+    def __call__(self, *args, **kwargs):
+        from .search import shrink
+
+        return shrink(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

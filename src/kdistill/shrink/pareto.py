@@ -3,7 +3,7 @@ and the architectures trained alone as reference points."""
 
 from __future__ import annotations
 
-from ..report.plots import _Display, plt
+from ..report.plots import _Display, _pyplot
 from .budget import MEASURES
 
 
@@ -70,5 +70,5 @@ class ParetoDisplay(_Display):
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        plt.tight_layout()
+        _pyplot().tight_layout()
         return self
