@@ -7,6 +7,7 @@ front (:mod:`.pareto`); ``kdistill shrink EXPERIMENT`` (:mod:`.experiment`, :mod
 The package imports nothing itself, so that the command line can register its command without
 loading torch."""
 
+import importlib
 import sys
 import types
 
@@ -17,9 +18,9 @@ class _CallableModule(types.ModuleType):
     :func:`~kdistill.shrink.search.shrink` (imported only then), and ``kdistill.shrink(...)`` works either way."""
 
     def __call__(self, *args, **kwargs):
-        from .search import shrink
-
-        return shrink(*args, **kwargs)
+        # resolved at call time, not a dependency of the package: config.shrink imports the package's
+        # budget module, and the search (which runs studies) must not load with it
+        return importlib.import_module(f"{__name__}.search").shrink(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule
