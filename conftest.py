@@ -169,10 +169,12 @@ def _teardown(namespace):
 
 def _forget_temporary_modules() -> None:
     """Drop imported modules that live in temporary folders (a page's or a test's model files)."""
-    temp = os.path.realpath(tempfile.gettempdir())
+    temp = os.path.realpath(tempfile.gettempdir()) + os.sep
+    keep = tuple(os.path.realpath(p) + os.sep for p in (ROOT, sys.prefix, sys.base_prefix))  # a clone in /tmp
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if path and os.path.realpath(path).startswith(temp + os.sep):
+        real = os.path.realpath(path) if path else ""
+        if real.startswith(temp) and not real.startswith(keep):
             del sys.modules[name]
 
 
