@@ -47,11 +47,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CLASSES, FASHION, RESULTS  # noqa: E402
-from scarce_labels import TEACHER  # noqa: E402
+from scarce_labels import TEACHER, fashion  # noqa: E402
 
 import kdistill  # noqa: E402
 from kdistill import CachedTeacher, models  # noqa: E402
-from kdistill.data import ArrayDataset, Splits, idx_inputs, read_idx  # noqa: E402
+from kdistill.data import ArrayDataset, Splits  # noqa: E402
 from kdistill.metrics import predict_logits  # noqa: E402
 from kdistill.models.prune import FromTeacher  # noqa: E402
 from kdistill.shrink.budget import Budget, check_family  # noqa: E402
@@ -67,14 +67,6 @@ ZOO = {"model": "cnn", "options": {"channels": [16, 32], "hidden": 64}}
 ARMS = ("pruned + distilled", "pruned arch alone", "pruned arch distilled", "zoo alone")
 OBJECTIVE = kdistill.methods.kd_objective(0.5, 4.0)
 SHAPE = (1, 28, 28)
-
-
-def fashion() -> tuple:
-    x = idx_inputs(FASHION / "train-images-idx3-ubyte.gz")
-    y = read_idx(FASHION / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    test = ArrayDataset(idx_inputs(FASHION / "t10k-images-idx3-ubyte.gz"),
-                        read_idx(FASHION / "t10k-labels-idx1-ubyte.gz").astype(np.int64), "fashion.test")
-    return x, y, test
 
 
 def splits(seed: int, setting: str, limit: int | None = None) -> Splits:

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from ..arguments import check_names, check_seeds
 from .data import DataConfig
-from .section import ConfigError, Section, at, raise_at
+from .section import ConfigError, Section, at, checked, raise_at
 from .sections import (
     DistillConfig,
     FreezeConfig,
@@ -77,10 +77,7 @@ class Experiment(Section):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value):
-        try:
-            return list(check_seeds(value, "seeds"))
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return list(checked(check_seeds, value, "seeds"))
 
     @model_validator(mode="after")
     def _students(self):

@@ -36,6 +36,15 @@ class Section(BaseModel):
         return data
 
 
+def checked(check, value, *args):
+    """``check(value, *args)``, a ``TypeError`` it raises turned into the ``ValueError`` pydantic
+    reports at the field (the shared argument checks raise ``TypeError`` for a wrong type)."""
+    try:
+        return check(value, *args)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def at(path: str, message: str) -> ValueError:
     """An error of a whole-section check, located at ``path`` (read back by ``loading._problem``)."""
     return ValueError(f"@{path}@ {message}")

@@ -17,7 +17,7 @@ from ..models import ZOO, is_estimator_class, is_sklearn_model, option_names, re
 from ..models.prune import FromTeacher
 from ..teachers.oof import check_folds
 from ..weights import check_trusted
-from .section import Section, at, raise_at
+from .section import Section, at, checked, raise_at
 from .shrink import ShrinkConfig
 
 
@@ -168,10 +168,7 @@ class TeacherConfig(ModelConfig):
     @field_validator("trusted")
     @classmethod
     def _trusted(cls, value):
-        try:
-            return check_trusted(value, "trusted")
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return checked(check_trusted, value, "trusted")
 
     @field_validator("folds")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ..shrink.budget import check_budget, check_family
-from .section import Section
+from .section import Section, checked
 
 
 class ShrinkConfig(Section):
@@ -36,20 +36,14 @@ class ShrinkConfig(Section):
     @field_validator("budget")
     @classmethod
     def _budget(cls, value):
-        try:
-            return check_budget(value, "budget")
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return checked(check_budget, value, "budget")
 
     @field_validator("family")
     @classmethod
     def _family(cls, value):
         if value is None:
             return value
-        try:
-            return check_family(value)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return checked(check_family, value)
 
     def search_options(self) -> dict:
         return {"budget": self.budget, "family": self.family, "importance": list(self.importance),
