@@ -73,6 +73,17 @@ def test_kdistill_shrink_on_an_experiment_file_saves_a_student_that_rebuilds(tin
     assert any(r["kind"] == "family" and r["options"]["hidden"] for r in summary["candidates"])
 
 
+@pytest.mark.parametrize("command", ["run", "tune"])
+def test_run_and_tune_refuse_a_shrink_section_before_any_folder(tiny, write_experiment, tmp_path, capsys, command):
+    """Without the refusal they would train the family's first model and never search."""
+    tiny["student"] = {"model": "mlp", "options": {"hidden": [8]}, "shrink": {"budget": {"params": 0.3}}}
+    out = tmp_path / "refused"
+    assert main([command, str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"student.shrink is the search of `kdistill shrink`, which `kdistill {command}` does not run" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
 @pytest.mark.parametrize("student, where, message", [
     ({"shrink": {"budget": {"params": 0}}}, "student.shrink.budget", "budget.params = 0: must be a positive number"),
     ({"shrink": {"budget": {"params": 0.1}, "choose": "smallest"}}, "student.shrink.tolerance",

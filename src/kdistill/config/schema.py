@@ -111,6 +111,14 @@ class Experiment(Section):
                                  and s.options is None else None)
         return None if own is None else own.spec()
 
+    def refuse_search(self, command: str) -> None:
+        """Refuse ``student.shrink`` in a command other than ``kdistill shrink``: it would train the
+        family's first model as given and never search (a ValueError naming the field)."""
+        if self.student is not None and self.student.shrink is not None:
+            raise ValueError(f"student.shrink is the search of `kdistill shrink`, which `{command}` does not run (it "
+                             f"would train the family as given and ignore the budget): run `kdistill shrink "
+                             f"EXPERIMENT`, or remove student.shrink to {command} the students as listed")
+
     def student_model(self, s: StudentConfig) -> ModelConfig:
         """The model section of student ``s`` (its own, or the default ``student``)."""
         base = self.student or ModelConfig()

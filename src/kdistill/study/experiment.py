@@ -79,6 +79,7 @@ def run_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), quie
         exp = config.load(exp, overrides)
     elif overrides:
         raise ValueError("overrides apply to an experiment file's path; change the Experiment object instead")
+    exp.refuse_search("kdistill run")
     asked = Path(out) if out is not None else Path("runs") / exp.name
 
     def setup(folder):  # once the run folder is claimed, before the teacher trains

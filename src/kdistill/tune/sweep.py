@@ -67,6 +67,7 @@ def tune(exp: Experiment, trials: int | None = None, out=None, storage: str | No
         The summary also written to ``tune.json`` (the answer, its test accuracy, the share of the
         teacher-alone gap it recovers, the sweep's cost), with the trials and the study's results.
     """
+    exp.refuse_search("kdistill tune")
     cfg = exp.tune or TuneConfig()
     check_target(exp, teacher)
     wanted = _count("trials", trials if trials is not None else cfg.trials)
