@@ -75,13 +75,16 @@ def test_bare_students_on_a_table_get_the_table_recipe(study):
         kdistill.study.defaults.TABLE_TORCH["alpha"], kdistill.study.defaults.TABLE_TORCH["temperature"])
 
 
-def test_synthetic_rows_leave_a_bare_torch_student_the_optimizer_steps_of_its_epochs(study):
+def test_synthetic_rows_give_a_bare_torch_student_half_labelled_batches_and_its_budget_of_steps(study):
     results, _ = study
     rows = {m["name"]: m for m in results["models"]}
-    n = results["split_sizes"][0]  # 2 synthetic rows per labelled one: each epoch 3 times as long
-    steps = 3 * -(-n // 64)  # epochs=3 at the default batch of 64, as the student alone takes them
-    assert rows["mlp alone"]["hyperparams"]["epochs"] == 3
-    assert rows["mlp"]["hyperparams"]["epochs"] == max(1, round(steps / -(-3 * n // 64))) < 3
+    train = kdistill.study.defaults.TABLE_TORCH_TRAIN
+    n = results["split_sizes"][0]  # 2 synthetic rows per labelled one
+    steps = train["steps"] * 3 * -(-n // 64)  # epochs=3 at the default batch of 64, as the student alone takes them
+    labelled = round(train["labeled_share"] * 64)  # an epoch: one pass over the synthetic rows, the rest labelled
+    assert rows["mlp alone"]["hyperparams"]["epochs"] == 3 and "labeled_share" not in rows["mlp alone"]["hyperparams"]
+    assert rows["mlp"]["hyperparams"]["labeled_share"] == train["labeled_share"]
+    assert rows["mlp"]["hyperparams"]["epochs"] == max(1, round(steps / -(-2 * n // (64 - labelled))))
     assert rows["mlp"]["per_seed"][0]["epochs_trained"] == rows["mlp"]["hyperparams"]["epochs"]
 
 

@@ -22,6 +22,11 @@ def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> list[to
     return list(order.split(batch_size))
 
 
+def labeled_per_batch(batch_size: int, share: float) -> int:
+    """How many labelled items a mixed batch of ``batch_size`` holds at ``labeled_share`` ``share``."""
+    return min(batch_size - 1, max(1, round(share * batch_size)))
+
+
 def mixed_batches(labeled: int, n: int, batch_size: int, share: float, seed: int) -> list[torch.Tensor]:
     """Batches over ``n`` items whose first ``labeled`` are labelled, each holding
     ``round(share * batch_size)`` (at least 1) labelled items and unlabelled ones for the rest.
@@ -30,7 +35,7 @@ def mixed_batches(labeled: int, n: int, batch_size: int, share: float, seed: int
     drawn from seeded shuffles of them, one after another, as many as the epoch needs.
     """
     g = torch.Generator().manual_seed(seed)
-    per_l = min(batch_size - 1, max(1, round(share * batch_size)))
+    per_l = labeled_per_batch(batch_size, share)
     per_u = batch_size - per_l
     unlabeled = torch.randperm(n - labeled, generator=g) + labeled
     steps = math.ceil(len(unlabeled) / per_u)

@@ -313,13 +313,14 @@ def factory_arch(obj) -> dict | None:
 def _shown(objective, train: dict, model) -> dict:
     """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
     another, DistilledClassifier options and changed parameters of a scikit-learn student; the
-    epochs and lr of training."""
+    epochs and lr of training, and the labelled share of each batch where one is set."""
     shown = dict(objective) if isinstance(objective, dict) else objective_shown(objective,
                                                                                  members.needs_teacher(objective))
     if members.kind_or_none(model) == "sklearn":
         return {**_changed_params(model), **shown}
     cfg = TrainConfig(**train)
-    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
+    share = {} if cfg.labeled_share is None else {"labeled_share": cfg.labeled_share}
+    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr, **share}
 
 
 def _changed_params(estimator) -> dict:

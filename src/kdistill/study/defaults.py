@@ -19,6 +19,7 @@ validation (see :func:`kdistill.study.runner.keep_better`).
 from __future__ import annotations
 
 from ..data import Splits
+from ..data.batching import labeled_per_batch
 from ..data.synthetic import check_synthetic
 from ..engine.config import TrainConfig
 from ..methods import kd_objective
@@ -26,7 +27,9 @@ from ..methods import kd_objective
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
 TABLE_TORCH = {"alpha": 0.5, "temperature": 1.0}  # a PyTorch student on a table: kd_objective's settings
 TABLE_OBJECTIVE = kd_objective(**TABLE_TORCH)
-TABLE_TORCH_TRAIN: dict = {}  # training settings of a bare PyTorch student on a table
+# A bare PyTorch student distilled on a table: half of each batch labelled rows (the rest the
+# teacher's synthetic and pool rows), and STEPS times the optimizer steps of the student alone.
+TABLE_TORCH_TRAIN = {"labeled_share": 0.5, "steps": 10}
 TABLE_ESTIMATOR = {"mode": "soft", "temperature": 1.0, "alpha": 0.5}  # a scikit-learn student on a table
 IMAGE_ESTIMATOR = {"mode": "soft"}
 TABLE_SYNTHETIC = {"kind": "munge", "size": 30}  # synthetic rows per training row that the teacher labels
@@ -60,16 +63,19 @@ def synthetic_options(synthetic, table: bool) -> dict | None:
 
 
 def table_budget(train: dict, data: Splits, synthetic: dict | None) -> dict:
-    """The training options of a bare PyTorch student distilled on a table: ``train`` with its
-    epochs cut so that the synthetic rows, which make every epoch longer, leave it the optimizer
-    steps its ``epochs`` take over the rows it had (the labelled ones and any pool): as many as the
-    student alone takes over the labelled rows when there is no pool. ``data``: the splits before
-    the synthetic rows join. ``benchmarks/tabular.py`` compares them at equal steps too; without
-    the cut the default recipe would cost ``1 + size`` times the student alone's training."""
+    """The training options of a bare PyTorch student distilled on a table: ``train`` with
+    :data:`TABLE_TORCH_TRAIN`'s ``labeled_share``, and its epochs set so that the student takes
+    ``steps`` times the optimizer steps its ``epochs`` take over the rows it had (the labelled ones
+    and any pool): the steps of the student alone when there is no pool. An epoch is then one pass
+    over the synthetic and pool rows, each batch half labelled. ``data``: the splits before the
+    synthetic rows join. ``benchmarks/tabular.py`` gives its default recipe the same budget.
+    Options the user set (``labeled_share``) are kept as given."""
     if synthetic is None or train.get("labeled_share") is not None:
         return dict(train)
     cfg = TrainConfig.from_kwargs(**train)
-    had = len(data.train) + (len(data.unlabeled) if data.unlabeled is not None else 0)
-    steps = cfg.epochs * -(-had // cfg.batch_size)
-    longer = -(-(had + round(synthetic["size"] * len(data.train))) // cfg.batch_size)
-    return {**train, "epochs": max(1, round(steps / longer))}
+    pool = len(data.unlabeled) if data.unlabeled is not None else 0
+    steps = TABLE_TORCH_TRAIN["steps"] * cfg.epochs * -(-(len(data.train) + pool) // cfg.batch_size)
+    share = TABLE_TORCH_TRAIN["labeled_share"]
+    unlabelled = pool + round(synthetic["size"] * len(data.train))
+    per_epoch = -(-unlabelled // (cfg.batch_size - labeled_per_batch(cfg.batch_size, share)))
+    return {**train, "labeled_share": share, "epochs": max(1, round(steps / per_epoch))}
