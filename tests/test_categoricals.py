@@ -1,14 +1,17 @@
 """Native categoricals for boosted trees: one-hot blocks become codes and back, an unseen category
 is missing, each booster splits a categorical column whole (which one-hot columns cannot do in one
-split), and the wrapper survives a skops round trip."""
+split), the ONNX file holds the block-to-code step (LightGBM, XGBoost) or is refused by name
+(CatBoost), and the wrapper survives a skops round trip."""
 
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 from sklearn.base import clone
 
 from kdistill.categoricals import NativeCategoricals, codes, for_table
 from kdistill.data import table_encoder
+from kdistill.export import PROBA_TOLERANCE, export_estimator, session
 from kdistill.weights import load_sklearn, save_sklearn
 
 CATEGORIES = list("abcdefghijkl")
@@ -106,6 +109,33 @@ def test_bad_inputs_are_named(table):
         NativeCategoricals(DecisionTreeClassifier(), layout).fit(x, y)
     with pytest.raises(ValueError, match=rf"X must have the layout's {x.shape[1]} columns .* got shape \(400, 3\)"):
         NativeCategoricals(_small("lightgbm"), layout).fit(x[:, :3], y)
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_the_onnx_file_takes_the_one_hot_rows_and_matches_on_unseen_categories(table, library, tmp_path):
+    pytest.importorskip("onnxmltools")
+    x, y, x_new, _, layout = table
+    model = NativeCategoricals(_small(library), layout).fit(x, y)
+    report = export_estimator(model, x.shape[1], tmp_path / "m.onnx", x_check=x_new)
+    assert report["parity"] <= PROBA_TOLERANCE
+    sess = session(str(tmp_path / "m.onnx"))
+    assert sess.get_inputs()[0].shape[1] == x.shape[1]
+    p = sess.run(["probabilities"], {"input": x_new[:25].astype(np.float32)})[0]  # unseen categories only
+    np.testing.assert_allclose(p, model.predict_proba(x_new[:25]), atol=PROBA_TOLERANCE)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("kd_codes", onnx.TensorProto.FLOAT, None))
+    graph_codes = session(proto.SerializeToString()).run(["kd_codes"], {"input": x_new.astype(np.float32)})[0]
+    np.testing.assert_array_equal(graph_codes, codes(x_new, layout))  # NaN where the city was unseen
+
+
+def test_catboost_with_native_categoricals_is_refused_by_name(table, tmp_path):
+    x, y, _, _, layout = table
+    model = NativeCategoricals(_stump("catboost"), layout).fit(x, y)
+    with pytest.raises(ValueError, match=r"NativeCategoricals\(CatBoostClassifier\) cannot be exported to ONNX: "
+                                         r"CatBoost's ONNX writer does not support categorical features; .*"
+                                         r"categoricals='onehot'"):
+        export_estimator(model, x.shape[1], tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_skops_round_trip(table, tmp_path):
