@@ -179,7 +179,7 @@ def test_boosted_trees_take_the_categorical_columns_natively(tmp_path):
 def test_categoricals_onehot_in_an_experiment_file_keeps_the_one_hot_columns(tmp_path):
     pytest.importorskip("lightgbm")
     frame(300).to_csv(tmp_path / "churn.csv", index=False)
-    lgbm = {"model": "lightgbm:LGBMClassifier", "options": {"n_estimators": 10, "num_leaves": 8}}
+    lgbm = {"model": "lightgbm:LGBMClassifier", "options": {"n_estimators": 10, "num_leaves": 8, "n_jobs": 1}}
     exp = {"name": "churn", "seeds": [0], "teacher": lgbm, "student": lgbm, "students": [{"name": "alone"}],
            "data": {"table": {"path": "churn.csv", "target": "churn", "categoricals": "onehot"}, "synthetic": None}}
     (tmp_path / "churn.yaml").write_text(json.dumps(exp))
