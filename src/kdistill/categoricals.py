@@ -1,9 +1,9 @@
 """Native categoricals for boosted trees: :class:`NativeCategoricals`.
 
 A table reaches every model in one encoding (:func:`kdistill.data.table_encoder`): numbers
-standardized, each categorical column one-hot. Boosted trees split a categorical column better
-whole, as one column of integer codes whose categories a split groups into two sets, than as
-one-hot columns split one category at a time. :class:`NativeCategoricals` turns each one-hot
+standardized, each categorical column one-hot. A boosted tree given a categorical column as one
+column of integer codes can send any set of its categories to one side in a single split, where
+one-hot columns split off one category at a time. :class:`NativeCategoricals` turns each one-hot
 block back into its code column (an all-zero block, a category unseen in training, becomes a
 missing value) and fits the booster with its library's own categorical support, so that the
 data, the synthetic rows, the teacher cache and every other model keep the one-hot encoding.
@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 CHOICES = ("native", "onehot")  # how boosted trees take a table's categorical columns
+HOT = 0.5  # a one-hot column above this is its block's category
 # scikit-learn's HistGradientBoostingClassifier has categorical_features too, but skl2onnx 1.20 reads its
 # categorical splits as thresholds (|dp| up to 0.87 on a small table): it keeps the one-hot columns and its ONNX file.
 BOOSTERS = ("lightgbm.LGBMClassifier", "xgboost.XGBClassifier", "catboost.CatBoostClassifier")
@@ -24,13 +25,13 @@ BOOSTERS = ("lightgbm.LGBMClassifier", "xgboost.XGBClassifier", "catboost.CatBoo
 def codes(x, layout: list[dict]) -> np.ndarray:
     """The columns of a table's ``layout`` (see :func:`kdistill.data.table_encoder`) from its
     encoded rows ``x``: a numeric column as it is, a categorical one as the code (0, 1, ...) of its
-    one-hot block's hot column (of value above 0.5), NaN where the block is all zeros."""
+    one-hot block's hot column (above :data:`HOT`), NaN where the block is all zeros."""
     x = np.asarray(x, dtype=np.float64)
     out = np.empty((len(x), len(layout)))
     for j, group in enumerate(layout):
         block = x[:, slice(*group["columns"])]
         if group["kind"] == "categorical":
-            out[:, j] = np.where(block.max(axis=1) > 0.5, block.argmax(axis=1), np.nan)
+            out[:, j] = np.where(block.max(axis=1) > HOT, block.argmax(axis=1), np.nan)
         else:
             out[:, j] = block[:, 0]
     return out

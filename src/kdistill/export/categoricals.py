@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..categoricals import HOT, booster
+
 # Boosters whose native categoricals no converter exports, and why (CatBoost 1.2's writer refuses:
 # "ONNX-ML format export does yet not support categorical features").
 NO_NATIVE = {"catboost": "CatBoost's ONNX writer does not support categorical features"}
-HOT = 0.5  # a one-hot column above this is the block's category, as kdistill.categoricals.codes reads it
 
 
 def refusal(model) -> str | None:
     """Why ``model`` (a :class:`NativeCategoricals`) cannot be exported, or ``None``."""
-    from ..categoricals import booster
-
     reason = NO_NATIVE.get(booster(model.estimator_))
     if reason is None:
         return None
