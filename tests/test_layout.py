@@ -7,7 +7,8 @@ from pathlib import Path
 import kdistill
 
 PACKAGE = Path(kdistill.__file__).parent
-FOUNDATIONS = {"files", "trust", "weights", "data", "models", "teachers", "losses", "methods", "taps", "metrics"}
+FOUNDATIONS = {"files", "trust", "categoricals", "weights", "data", "models", "teachers", "losses", "methods", "taps",
+               "metrics"}
 ABOVE = {"cli", "study", "tune", "config", "engine", "modes", "report", "export", "sklearn"}  # built on the foundations
 
 

@@ -5,7 +5,8 @@ The public API:
 - distillation: :func:`distill`, and the one loop :func:`fit` behind it; the modes
   :func:`mutual`, :func:`born_again`, :func:`self_distill`;
 - teachers from anything: :func:`as_teacher`, :class:`EnsembleTeacher`, :class:`CachedTeacher`;
-- scikit-learn: :class:`DistilledClassifier` (any teacher into a scikit-learn student);
+- scikit-learn: :class:`DistilledClassifier` (any teacher into a scikit-learn student),
+  :class:`NativeCategoricals` (a boosted tree on a table's categorical columns as categories);
 - data: :func:`load_dataset`, :func:`load_images`, :func:`load_idx`, :func:`load_table`,
   :func:`split_arrays`, :class:`Splits`;
 - evaluation and deployment: :func:`evaluate`, :func:`export` (ONNX, int8, latency), :func:`load` (a
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the same names for type checkers and the API reference (griffe reads these statically)
     from . import losses, methods, models
     from .arguments import check_data, check_objective  # noqa: F401
+    from .categoricals import NativeCategoricals
     from .config import load as load_experiment
     from .data import ArrayDataset, Splits, load_dataset, load_idx, load_images, load_table, split_arrays
     from .distillation import distill
@@ -59,7 +61,7 @@ _WHERE = {
     "kd_loss": "losses",
     "evaluate": "metrics", "latency_ms": "metrics",
     "ModeResult": "modes", "born_again": "modes", "mutual": "modes", "self_distill": "modes",
-    "DistilledClassifier": "sklearn",
+    "DistilledClassifier": "sklearn", "NativeCategoricals": "categoricals",
     "compare": "study", "run_experiment": "study",
     "FeatureTaps": "taps",
     "FromTeacher": ("models.prune", "FromTeacher"), "shrink": ("shrink.search", "shrink"),
@@ -87,7 +89,7 @@ def __dir__():
 
 
 __all__ = ["ArrayDataset", "CachedTeacher", "DistilledClassifier", "EarlyStopping", "EnsembleTeacher", "FeatureTaps",
-           "FromTeacher",
+           "FromTeacher", "NativeCategoricals",
            "History", "MLflow", "ModeResult", "NonFiniteLossError", "Splits", "Teacher", "TensorBoard", "TrainConfig",
            "as_teacher", "born_again", "clear_cache", "compare", "distill", "evaluate", "export", "fit", "kd_loss",
            "latency_ms", "load_dataset", "load_experiment", "load_idx", "load_images", "load_sklearn", "load_table",

@@ -11,9 +11,11 @@ from collections.abc import Iterable
 # Types outside skops' defaults that kdistill's own models and the usual teachers and students
 # hold: trees and forests, gradient boosting, MLPs, nearest neighbours, DistilledClassifier, and
 # the LightGBM, XGBoost and CatBoost classifiers (each booster's state is its own model text or
-# bytes, parsed by its library; LightGBM keeps its best scores in an OrderedDict).
+# bytes, parsed by its library; LightGBM keeps its best scores in an OrderedDict), and
+# NativeCategoricals around one of them.
 TRUSTED_TYPES = (
     "kdistill.sklearn.DistilledClassifier",
+    "kdistill.categoricals.NativeCategoricals",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

@@ -13,6 +13,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 
 import kdistill
+from kdistill.categoricals import NativeCategoricals
 from kdistill.cli import main
 from kdistill.export import session
 from kdistill.models import mlp
@@ -148,3 +149,52 @@ def test_an_experiment_file_sets_synthetic_rows_and_teacher_folds(tmp_path):
     exp["data"] = {"builtin": {"name": "digits"}, "synthetic": {"kind": "munge"}}
     (tmp_path / "bad.yaml").write_text(json.dumps(exp))
     assert main(["validate", str(tmp_path / "bad.yaml")]) == 2
+
+
+def _lgbm():
+    lightgbm = pytest.importorskip("lightgbm")
+    return lightgbm.LGBMClassifier(n_estimators=10, num_leaves=8, min_data_per_group=5, n_jobs=1, verbose=-1)
+
+
+def _splits_a_category_set(model) -> bool:
+    return '"decision_type": "=="' in json.dumps(model.booster_.dump_model())
+
+
+def test_boosted_trees_take_the_categorical_columns_natively(tmp_path):
+    catboost = pytest.importorskip("catboost")
+    pytest.importorskip("onnxmltools")
+    cat = catboost.CatBoostClassifier(iterations=10, depth=3, thread_count=1, verbose=0, allow_writing_files=False)
+    results = kdistill.compare(_lgbm(), {"lgbm": _lgbm(), "catboost": cat}, kdistill.load_table(frame(300), "churn"),
+                               out=tmp_path / "c", quiet=True, synthetic=None)
+    folder = tmp_path / "c"
+    for name in ("teacher", "lgbm-alone", "lgbm"):
+        model = kdistill.load_sklearn(folder / "weights" / f"{name}-seed0.skops")
+        assert isinstance(model, NativeCategoricals) and model.estimator_.n_features_in_ == 3  # age, income, city
+        assert _splits_a_category_set(model.estimator_), name  # the city column split as a category
+    rows = {m["name"]: m for m in results["models"]}
+    assert rows["lgbm"]["onnx_mb"] > 0 and rows["teacher"]["onnx_mb"] > 0  # exported, parity checked
+    assert rows["catboost"]["onnx_mb"] is None and rows["catboost"]["accuracy"] > 0.5  # kept, not exported:
+    assert any("catboost no ONNX file" in w and "does not support categorical features" in w
+               for w in results["warnings"])
+    assert json.loads((folder / "config.json").read_text())["compare"]["categoricals"] == "native"
+
+
+def test_categoricals_onehot_in_an_experiment_file_keeps_the_one_hot_columns(tmp_path):
+    pytest.importorskip("lightgbm")
+    frame(300).to_csv(tmp_path / "churn.csv", index=False)
+    lgbm = {"model": "lightgbm:LGBMClassifier", "options": {"n_estimators": 10, "num_leaves": 8, "n_jobs": 1}}
+    exp = {"name": "churn", "seeds": [0], "teacher": lgbm, "student": lgbm, "students": [{"name": "alone"}],
+           "data": {"table": {"path": "churn.csv", "target": "churn", "categoricals": "onehot"}, "synthetic": None}}
+    (tmp_path / "churn.yaml").write_text(json.dumps(exp))
+    assert main(["run", str(tmp_path / "churn.yaml"), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    for name in ("teacher", "alone"):
+        model = kdistill.load_sklearn(tmp_path / "run" / "weights" / f"{name}-seed0.skops")
+        assert type(model).__name__ == "LGBMClassifier" and model.n_features_in_ == 6  # 2 numbers, 4 city columns
+        assert not _splits_a_category_set(model)
+    exp["data"]["table"]["categoricals"] = "codes"
+    (tmp_path / "bad.yaml").write_text(json.dumps(exp))
+    assert main(["validate", str(tmp_path / "bad.yaml")]) == 2
+    with pytest.raises(ValueError, match="categoricals must be 'native' .* or 'onehot' .* got 'codes'"):
+        kdistill.compare(_lgbm(), {"lgbm": _lgbm()}, kdistill.load_table(frame(300), "churn"), out=tmp_path / "d",
+                         quiet=True, categoricals="codes")
+    assert not (tmp_path / "d").exists()

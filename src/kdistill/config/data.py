@@ -126,6 +126,10 @@ class TableData(Section):
     """The feature columns (default: every other column)."""
     categorical: list[str] | None = None
     """Columns one-hot encoded, fitted on train (default: the non-numeric columns)."""
+    categoricals: Literal["native", "onehot"] = "native"
+    """How boosted trees (LightGBM, XGBoost and CatBoost classifiers) take the categorical columns: native (one
+    integer code column each, split by the library's own categorical support; a category unseen in training is
+    missing; CatBoost's ONNX file is then not written) or onehot (the one-hot columns every other model gets)."""
 
 
 SOURCES = ("builtin", "images", "idx", "table")

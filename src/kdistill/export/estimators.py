@@ -1,7 +1,9 @@
 """ONNX export of fitted classifiers that are not PyTorch modules: scikit-learn estimators and
 pipelines (through skl2onnx), LightGBM's ``LGBMClassifier`` and XGBoost's ``XGBClassifier``
 (through onnxmltools' converters, registered with skl2onnx), CatBoost's ``CatBoostClassifier``
-(its own ONNX writer) and :class:`~kdistill.sklearn.DistilledClassifier` around any of them.
+(its own ONNX writer), :class:`~kdistill.sklearn.DistilledClassifier` around any of them, and
+:class:`~kdistill.categoricals.NativeCategoricals` around LightGBM or XGBoost (see
+:mod:`.categoricals`).
 
 Every exported model has one float32 input ``input`` of shape ``(batch, n_features)`` and the
 outputs ``probabilities`` (float32, ``(batch, classes)``, columns in the order of the model's
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..categoricals import NativeCategoricals
 from ..files import atomic_write
 from ..sklearn import DistilledClassifier
+from .categoricals import refusal, with_codes
 from .runtime import ParityError, latency, session
 
 # Largest |difference| allowed between the ONNX model's probabilities on float32 rows and
@@ -34,8 +38,8 @@ PROBA_TOLERANCE = 1e-4
 OPSET = {"": 17, "ai.onnx.ml": 3}  # onnxmltools would emit ai.onnx.ml 5, which skl2onnx 1.20 cannot build
 SUPPORTED = ("scikit-learn classifiers and pipelines that skl2onnx converts (DecisionTree, LogisticRegression, "
              "RandomForest, ExtraTrees, GradientBoosting, HistGradientBoosting, ...), lightgbm.LGBMClassifier, "
-             "xgboost.XGBClassifier, catboost.CatBoostClassifier, and a DistilledClassifier with one of them as "
-             "its student")
+             "xgboost.XGBClassifier, catboost.CatBoostClassifier, a DistilledClassifier with one of them as "
+             "its student, and NativeCategoricals around LGBMClassifier or XGBClassifier")
 _BOOSTERS = {"lightgbm": ("LGBMClassifier", "LightGbmLGBMClassifier", "lightgbm.operator_converters.LightGbm",
                           "convert_lightgbm"),
              "xgboost": ("XGBClassifier", "XGBoostXGBClassifier", "xgboost.operator_converters.XGBoost",
@@ -100,6 +104,10 @@ def estimator_to_onnx(model, n_features: int):
     _check_classifier(model, n_features)
     if isinstance(model, DistilledClassifier):
         proto = _distilled(estimator_to_onnx(model.student_, n_features), model)
+    elif isinstance(model, NativeCategoricals):
+        if refusal(model):
+            raise _unsupported(model, refusal(model))
+        proto = with_codes(estimator_to_onnx(model.estimator_, len(model.layout)), model, n_features)
     elif _library(model) == "catboost":
         proto = _catboost(model, n_features)
     else:
@@ -127,6 +135,8 @@ def _check_classifier(model, n_features: int) -> None:
 
 
 def _name(model) -> str:
+    if isinstance(model, NativeCategoricals):
+        return f"NativeCategoricals({_name(model.estimator)})"
     steps = getattr(model, "steps", None)
     if isinstance(steps, list):
         return f"Pipeline({', '.join(_name(s) for _, s in steps)})"

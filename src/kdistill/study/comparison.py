@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..arguments import ALONE_SUFFIX, check_data, check_names, check_objective, check_seeds
+from ..categoricals import check_choice
 from ..data import Splits, class_summary
 from ..data.synthetic import with_synthetic
 from ..engine import MLflow, Runtime, TensorBoard, TrainConfig, TrainingInterrupted
@@ -119,7 +120,8 @@ def trackers_from(tracking) -> list:
 
 def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teacher: bool | None = None,
             title: str | None = None, quiet: bool = False, cache_dir=None, resume: bool = False, tracking=None,
-            teacher_train: dict | None = None, teacher_folds: int | None = None, synthetic="auto", **train) -> dict:
+            teacher_train: dict | None = None, teacher_folds: int | None = None, synthetic="auto",
+            categoricals: str = "native", **train) -> dict:
     """Compare distilled students with the same students trained alone, as ``kdistill run`` does.
 
     Parameters
@@ -163,6 +165,12 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         Synthetic transfer rows for the distilled students, labelled by the teacher
         (:mod:`kdistill.data.synthetic`): ``{"kind": "munge"|"gibbs"|"gaussian", "size": rows per
         training row}``; ``"auto"`` gives tables the measured default and images none.
+    categoricals : {"native", "onehot"}
+        How boosted-tree classifiers that the study fits (LightGBM, XGBoost and CatBoost;
+        students and teacher) take a table's categorical columns:
+        ``"native"`` as one integer code column each, split by the library's own categorical
+        support (see :class:`~kdistill.categoricals.NativeCategoricals`), ``"onehot"`` as the
+        one-hot columns every other model gets.
     **train
         :class:`~kdistill.TrainConfig` options of every PyTorch model (``epochs``, ``lr``, ...).
 
@@ -173,6 +181,7 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
         ``comparisons``), plus ``folder``: the run folder.
     """
     seeds = check_seeds(seeds)  # every argument checked before anything runs or any folder is made
+    check_choice(categoricals)
     check_data(data)
     TrainConfig.from_kwargs(**train, **(teacher_train or {}))
     if teacher_folds is not None:
@@ -186,10 +195,12 @@ def compare(teacher, students: dict, data, *, seeds=(0,), out=None, train_teache
     specs = _student_specs(students, train, table, table_budget(train, first, synth) if table else train)
     t_spec = _teacher_spec(teacher, train_teacher, {**train, **(teacher_train or {})})
     t_spec.folds = teacher_folds
+    for spec in (t_spec, *specs):
+        spec.categoricals = categoricals
     _dry_run(teacher, t_spec, specs, first)
     config = {"compare": {"teacher": _what(teacher), "students": {s.name: s.hyperparams for s in specs},
                           "seeds": list(seeds), "train": train, "teacher_folds": teacher_folds,
-                          "synthetic": synth}}
+                          "synthetic": synth, "categoricals": categoricals}}
     results, folder = run_in_folder(lambda folder: (load, lambda: data_info(given(seeds[0]))), t_spec, specs,
                                     out=out or "runs/compare", seeds=tuple(seeds),
                                     title=title or "teacher -> student comparison", config=config, quiet=quiet,

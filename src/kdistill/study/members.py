@@ -3,8 +3,10 @@
 - ``torch``: an ``nn.Module``, trained by the engine (:func:`kdistill.fit`), exported to ONNX.
 - ``sklearn``: a scikit-learn estimator, fitted on the flattened inputs when it learns alone,
   or distilled by :class:`~kdistill.sklearn.DistilledClassifier` when its objective needs a
-  teacher; exported to ONNX by :func:`~kdistill.export.export_estimator` (skl2onnx, onnxmltools)
-  where a converter exists, else its ONNX columns stay empty ("–") with a warning.
+  teacher (a boosted-tree classifier on a table with categorical columns takes them natively,
+  see :func:`estimator_for`); exported to ONNX by :func:`~kdistill.export.export_estimator`
+  (skl2onnx, onnxmltools) where a converter exists, else its ONNX columns stay empty ("–") with a
+  warning.
 - ``teacher``: a teacher used as loaded (an ONNX, skops or ``transformers`` file, any
   :class:`~kdistill.teachers.Teacher`): run, measured, never trained.
 """
@@ -21,6 +23,7 @@ import torch
 from sklearn.base import is_classifier
 from torch import nn
 
+from ..categoricals import for_table
 from ..data import Splits, batches
 from ..data.synthetic import with_synthetic
 from ..engine import History, fit
@@ -96,12 +99,20 @@ def train(spec, model, data: Splits, teacher: Teacher | None, *, seed: int, opti
         return model, History([])
     if kind(model) == "torch":
         return model, fit(model, data, objective=spec.objective, teacher=teacher, callbacks=callbacks, **options)
+    model = estimator_for(spec, model, data)
     opts = sklearn_options(spec.objective)
     if opts is None:
         return model.fit(*arrays(data.train)), History([])
     if teacher.classes is not None:
         check_classes(teacher.classes, data.classes)
     return distil_estimator(model, data, teacher, seed=seed, **opts), History([])
+
+
+def estimator_for(spec, model, data: Splits):
+    """The estimator a study fits for ``spec`` on ``data``: a boosted-tree classifier on a table
+    with categorical columns in :class:`~kdistill.categoricals.NativeCategoricals` unless
+    ``spec.categoricals`` is ``"onehot"``; any other model as it is."""
+    return for_table(model, data.info.get("layout"), spec.categoricals)
 
 
 def distil_estimator(model, data: Splits, teacher: Teacher, *, seed: int, mode: str = "soft",

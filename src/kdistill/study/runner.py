@@ -183,7 +183,7 @@ def _train_seed(seed: int, data: Splits, teacher_spec: ModelSpec, students: list
                  folds)
         x, y = members.arrays(data.train)
         torch.manual_seed(seed)
-        oof = cross_fit(teacher_spec.build(shape, k), x, y, folds, seed, k)
+        oof = cross_fit(members.estimator_for(teacher_spec, teacher_spec.build(shape, k), data), x, y, folds, seed, k)
         teacher = OutOfFoldTeacher(teacher, data.train, oof, folds)
     elif len(shape) == 1:  # tables: where a teacher fits its training rows almost perfectly
         memorized = memorization(seed, data, runs[teacher_spec.name][0], check)

@@ -49,6 +49,7 @@ class ModelSpec:
     folds: int | None = None  # a teacher's cross-fitting folds (None: the default for its kind and data)
     guard: bool = False  # a distilled student worse on validation than its student alone is replaced by it
     start: Callable | None = None  # (trained teacher, splits) -> model: a student pruned from the teacher
+    categoricals: str = "native"  # how a boosted tree takes a table's categorical columns (kdistill.categoricals)
 
     def make(self, shape: tuple, k: int, teacher=None, data=None):
         """The model to train: built, or for a student ``start``-ed from the teacher, made from the
@@ -114,12 +115,17 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
 
 
+def _categoricals(exp: Experiment) -> str:
+    return exp.data.table.categoricals if exp.data.table is not None else "native"
+
+
 def teacher_spec(exp: Experiment) -> ModelSpec:
     """The teacher of the experiment as a study model spec."""
     t = exp.teacher
     train = train_options(exp.train, t.train)
     loaded = {"file": t.file} if t.file is not None else {"weights": t.weights}
     return ModelSpec(t.name, _builder(t, t.name, exp), train=train, fit=t.fit, arch=_arch(t), folds=t.folds,
+                     categoricals=_categoricals(exp),
                      hyperparams=(_hyperparams(None, train, t.options, exp.data, t.file is None and t.sklearn)
                                   if t.fit else loaded))
 
@@ -131,6 +137,7 @@ def student_spec(exp: Experiment, s: StudentConfig, objective=None, **train_chan
     model = exp.student_model(s)
     train = {**train_options(exp.train, model.train, s.train), **train_changes}
     spec = ModelSpec(s.name, _builder(model, s.name, exp), objective=objective or s.objective(), train=train,
+                     categoricals=_categoricals(exp),
                      hyperparams=_hyperparams(s, train, model.options, exp.data, model.sklearn), arch=_arch(model),
                      family=json.dumps({"model": model.model, "options": model.options}, sort_keys=True, default=str))
     pruned = exp.from_teacher(s)

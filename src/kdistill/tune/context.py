@@ -165,8 +165,8 @@ class Context:
             spec = teacher_spec(self.exp)
             x, y = members.arrays(data.train)
             torch.manual_seed(self.exp.seeds[0])
-            logits = cross_fit(spec.build(data.input_shape, data.num_classes), x, y, folds, self.exp.seeds[0],
-                               data.num_classes)
+            estimator = members.estimator_for(spec, spec.build(data.input_shape, data.num_classes), data)
+            logits = cross_fit(estimator, x, y, folds, self.exp.seeds[0], data.num_classes)
             holder = torch.nn.Module()  # save_weights writes a module's buffers
             holder.register_buffer("oof", logits.contiguous())
             save_weights(holder, path, {"folds": folds, "split": data.info})
@@ -181,7 +181,7 @@ class Context:
         torch.manual_seed(self.exp.seeds[0])
         model = spec.build(data.input_shape, data.num_classes)
         if self.fits_sklearn_teacher:
-            return self._fitted_estimator(model, data)
+            return self._fitted_estimator(members.estimator_for(spec, model, data), data)
         path = self.folder / "weights" / TEACHER_FILE
         if spec.fit and not isinstance(model, torch.nn.Module):
             raise ValueError("kdistill tune trains PyTorch teachers and fits scikit-learn ones once per sweep; this "
