@@ -24,7 +24,8 @@ Protocol (fixed before any number was seen; nothing is chosen on test):
   the transfer set adds, the best validation epoch kept; the first pilot run on Vowel had 100
   epochs alone, 300 optimizer steps, which left the MLP alone at 0.745 where 900 steps gave 0.940,
   so the floor of 3,000 steps was added before any other number was seen); a decision tree of depth 6; a small
-  LightGBM (20 trees x 8 leaves); logistic regression (lbfgs, 1,000 iterations).
+  LightGBM (20 trees x 8 leaves; since the second stop with native categoricals, as
+  :func:`kdistill.compare` fits it); logistic regression (lbfgs, 1,000 iterations).
 - **Recipes**: *alone* (labels only); *default*: exactly what :func:`kdistill.compare` gives a
   bare student on a table (:mod:`kdistill.study.defaults`: out-of-fold teacher outputs on the
   training rows, synthetic rows labelled by the teacher, soft targets, and the guard that keeps
@@ -68,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
 import kdistill  # noqa: E402
+from kdistill.categoricals import for_table  # noqa: E402
 from kdistill.data.batching import labeled_per_batch  # noqa: E402
 from kdistill.data.synthetic import with_synthetic  # noqa: E402
 from kdistill.study import defaults, members  # noqa: E402
@@ -218,7 +220,7 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
         kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=epochs, batch_size=BATCH, lr=LR,
                      schedule="warmup-cosine", seed=task.seed, quiet=True, labeled_share=share)
         return net, time.perf_counter() - start
-    model = members.seeded(model)
+    model = for_table(members.seeded(model), task.data.info.get("layout"))  # native categoricals, as compare
     if recipe is None:
         return model.fit(*members.arrays(task.data.train)), time.perf_counter() - start
     options = dict(defaults.TABLE_ESTIMATOR)
@@ -348,7 +350,8 @@ def main_run(args) -> dict:
                 if piloted is not None:
                     fits["tuned"] = fits["alone"] if tuned is None else fit_student(task, kind, tuned)
                 if kind != "mlp":  # its capacity: the same student fitted on the test rows' own labels
-                    ceiling = members.seeded(student(kind)).fit(*members.arrays(task.data.test))
+                    ceiling = for_table(members.seeded(student(kind)), task.data.info.get("layout"))
+                    ceiling.fit(*members.arrays(task.data.test))
                     extra.setdefault("ceiling", {}).setdefault(kind, []).append(accuracy(ceiling, task.data.test, k))
                 for recipe_name, (model, seconds) in fits.items():
                     key = f"{kind} {recipe_name}"
