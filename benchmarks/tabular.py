@@ -414,6 +414,19 @@ def summary(rows: dict) -> tuple[dict, str]:
     return out, "\n".join(lines) + "\n"
 
 
+def merged(folders: list[Path]) -> dict:
+    """The rows of several main runs (``tabular.json``) of the same protocol, each on some of the
+    tables or students (two processes on two cores), as one run's rows."""
+    rows: dict = {}
+    for folder in folders:
+        for name, row in json.loads((folder / "tabular.json").read_text())["rows"].items():
+            into = rows.setdefault(name, {"per_seed": {}, "teacher": row["teacher"]})
+            for key, value in row.items():
+                if isinstance(value, dict):  # per_seed, latency, seconds, kept_alone, tuned_lever, ceiling: by model
+                    into.setdefault(key, {}).update(value)
+    return rows
+
+
 def _cell(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
@@ -427,6 +440,8 @@ def main() -> None:
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--levers", default="", help="--pilot: only these levers (comma-separated names), "
                         "besides the student alone; the file keeps the levers run before")
+    parser.add_argument("--merge", default="", help="write the summary of these main runs' folders "
+                        "(comma-separated; each ran some tables or students) instead of running")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     if not (args.data / "DNA.rda").exists():
@@ -446,6 +461,12 @@ def main() -> None:
         write("tabular_pilot", rows, pilot_markdown(rows) + f"\n{time.perf_counter() - start:.0f} s in all.\n",
               str(args.out))
         print(pilot_markdown(rows))
+        return
+    if args.merge:
+        rows = merged([Path(f) for f in args.merge.split(",")])
+        out, md = summary(rows)
+        write("tabular", {"rows": rows, "summary": out}, md, str(args.out))
+        print(md)
         return
     rows = main_run(args)
     out, md = summary(rows)
