@@ -75,7 +75,7 @@ from _common import write  # noqa: E402
 
 import kdistill  # noqa: E402
 from kdistill.categoricals import for_table  # noqa: E402
-from kdistill.data.batching import labeled_per_batch  # noqa: E402
+from kdistill.data.batching import mixed_steps  # noqa: E402
 from kdistill.data.synthetic import with_synthetic  # noqa: E402
 from kdistill.study import defaults, members  # noqa: E402
 from kdistill.study.runner import keep_better  # noqa: E402
@@ -221,7 +221,7 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
         share = None if recipe is None else recipe["labeled_share"]
         if share is not None:  # an epoch is then a pass over the unlabelled rows, each batch part labelled
             unlabeled = len(data.training(distilled=True)) - len(task.data.train)
-            epochs = max(1, round(steps / -(-unlabeled // (BATCH - labeled_per_batch(BATCH, share)))))
+            epochs = max(1, round(steps / mixed_steps(unlabeled, BATCH, share)))
         kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=epochs, batch_size=BATCH, lr=LR,
                      schedule="warmup-cosine", seed=task.seed, quiet=True, labeled_share=share)
         return net, time.perf_counter() - start
@@ -456,6 +456,12 @@ def main() -> None:
     torch.set_num_threads(1)
     args.students = args.students.split(",")
     args.levers = [lv for lv in args.levers.split(",") if lv]
+    known = {lv for kind in args.students for lv in pilot_grid(kind)}
+    if set(args.levers) - known:
+        raise SystemExit(f"--levers: unknown {sorted(set(args.levers) - known)}; the pilot's levers for "
+                         f"{args.students} are {sorted(known)}")
+    if args.merge and args.pilot:
+        raise SystemExit("--merge writes the main run's summary; it does not combine with --pilot")
     args.tables = {t: TABLES[t] for t in args.tables.split(",")}
     args.seeds = SEEDS[:args.seeds]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 out-of-fold teacher outputs, synthetic rows, the default recipe's guard and the memorisation
 warning, estimators saved and exported as themselves."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -79,14 +80,36 @@ def test_bare_students_on_a_table_get_the_table_recipe(study):
 def test_synthetic_rows_give_a_bare_torch_student_half_labelled_batches_and_its_budget_of_steps(study):
     results, _ = study
     rows = {m["name"]: m for m in results["models"]}
-    train = kdistill.study.defaults.TABLE_TORCH_TRAIN
-    n = results["split_sizes"][0]  # 2 synthetic rows per labelled one
-    steps = train["steps"] * 3 * -(-n // 64)  # epochs=3 at the default batch of 64, as the student alone takes them
-    labelled = round(train["labeled_share"] * 64)  # an epoch: one pass over the synthetic rows, the rest labelled
     assert rows["mlp alone"]["hyperparams"]["epochs"] == 3 and "labeled_share" not in rows["mlp alone"]["hyperparams"]
-    assert rows["mlp"]["hyperparams"]["labeled_share"] == train["labeled_share"]
-    assert rows["mlp"]["hyperparams"]["epochs"] == max(1, round(steps / -(-2 * n // (64 - labelled))))
+    assert rows["mlp"]["hyperparams"]["labeled_share"] == kdistill.study.defaults.TABLE_TORCH_TRAIN["labeled_share"]
+    assert rows["mlp"]["hyperparams"]["epochs"] > 3  # epochs over the synthetic rows, ten times the steps alone
     assert rows["mlp"]["per_seed"][0]["epochs_trained"] == rows["mlp"]["hyperparams"]["epochs"]
+
+
+@pytest.mark.parametrize("pool, given", [(0, {}), (0, {"labeled_share": 0.25}), (0, {"epochs": 7}), (300, {}),
+                                         (20000, {})])
+def test_the_table_budget_counts_the_steps_the_trainer_takes(pool, given):
+    """About STEPS times the student alone's optimizer steps (never fewer than without the
+    synthetic rows), counted on the batches the trainer draws, with or without a pool."""
+    from kdistill.data import epoch_plan, unlabeled_set
+    from kdistill.data.synthetic import with_synthetic
+    from kdistill.study.defaults import TABLE_TORCH_TRAIN, table_budget
+
+    data = kdistill.load_table(frame(), "churn", seed=0)
+    if pool:
+        rows = np.random.default_rng(0).normal(size=(pool, data.input_shape[0])).astype(np.float32)
+        data = dataclasses.replace(data, unlabeled=unlabeled_set(rows, "pool"))
+    train = {"epochs": 3, "batch_size": 64, **given}
+    synthetic = {"kind": "munge", "size": 30}
+    budget = table_budget(train, data, synthetic)
+    assert budget["labeled_share"] == given.get("labeled_share", TABLE_TORCH_TRAIN["labeled_share"])
+    per_epoch = len(epoch_plan(with_synthetic(data, seed=0, **synthetic).training(distilled=True), 64, True, 0,
+                               budget["labeled_share"]))
+    alone = train["epochs"] * -(-len(data.train) // 64)
+    wanted = max(TABLE_TORCH_TRAIN["steps"] * alone, train["epochs"] * -(-(len(data.train) + pool) // 64))
+    assert abs(budget["epochs"] * per_epoch - wanted) <= per_epoch / 2 + 1, (budget, per_epoch, wanted)
+    assert table_budget({**train, "unlabeled": False}, data, synthetic) == {**train, "unlabeled": False}
+    assert table_budget(train, data, None) == train
 
 
 def test_the_default_recipe_keeps_the_student_alone_where_the_teacher_only_misleads(tmp_path):

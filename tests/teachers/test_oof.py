@@ -75,3 +75,41 @@ def test_too_few_rows_of_a_class_for_the_folds():
     with pytest.raises(ValueError, match="teacher folds = 5 needs at least 5 training rows of every class, but the "
                                          "rarest class has 3"):
         cross_fit(KNeighborsClassifier(1), x, y, 5, 0, 2)
+
+
+def test_each_fold_model_is_seeded_anew_also_inside_a_wrapper(noisy):
+    """A booster in NativeCategoricals seeds as ``estimator__random_state``: without reseeding it
+    every fold would reuse one seed."""
+    from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+    seen = []
+
+    class Recorder(ClassifierMixin, BaseEstimator):
+        def __init__(self, random_state=None):
+            self.random_state = random_state
+
+        def fit(self, x, y):
+            seen.append(self.random_state)
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict_proba(self, x):
+            return np.full((len(x), len(self.classes_)), 1 / len(self.classes_))
+
+    class Wrapper(ClassifierMixin, BaseEstimator):
+        def __init__(self, estimator=None):
+            self.estimator = estimator
+
+        def fit(self, x, y):
+            self.estimator_ = clone(self.estimator).fit(x, y)
+            self.classes_ = self.estimator_.classes_
+            return self
+
+        def predict_proba(self, x):
+            return self.estimator_.predict_proba(x)
+
+    x, y = noisy.train.x.numpy(), noisy.train.y.numpy()
+    for model in (Recorder(), Wrapper(Recorder())):
+        seen.clear()
+        cross_fit(model, x, y, 3, 7, 2)
+        assert seen == [7, 8, 9], type(model).__name__

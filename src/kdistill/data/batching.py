@@ -27,6 +27,11 @@ def labeled_per_batch(batch_size: int, share: float) -> int:
     return min(batch_size - 1, max(1, round(share * batch_size)))
 
 
+def mixed_steps(unlabeled: int, batch_size: int, share: float) -> int:
+    """The batches of one epoch of :func:`mixed_batches` over ``unlabeled`` unlabelled items."""
+    return math.ceil(unlabeled / (batch_size - labeled_per_batch(batch_size, share)))
+
+
 def mixed_batches(labeled: int, n: int, batch_size: int, share: float, seed: int) -> list[torch.Tensor]:
     """Batches over ``n`` items whose first ``labeled`` are labelled, each holding
     ``round(share * batch_size)`` (at least 1) labelled items and unlabelled ones for the rest.
@@ -38,7 +43,7 @@ def mixed_batches(labeled: int, n: int, batch_size: int, share: float, seed: int
     per_l = labeled_per_batch(batch_size, share)
     per_u = batch_size - per_l
     unlabeled = torch.randperm(n - labeled, generator=g) + labeled
-    steps = math.ceil(len(unlabeled) / per_u)
+    steps = mixed_steps(len(unlabeled), batch_size, share)
     stream = torch.cat([torch.randperm(labeled, generator=g) for _ in range(math.ceil(steps * per_l / labeled))])
     return [torch.cat([stream[b * per_l:(b + 1) * per_l], unlabeled[b * per_u:(b + 1) * per_u]])
             for b in range(steps)]

@@ -35,10 +35,9 @@ def with_codes(proto, model, n_features: int):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = proto.graph
-    (codes,) = graph.input
-    codes.name = "kd_codes"
+    (codes,) = graph.input  # replaced below by the one-hot input; the booster's nodes read the codes instead
     for node in graph.node:
-        node.input[:] = ["kd_codes" if n == "input" else n for n in node.input]
+        node.input[:] = ["kd_codes" if n == codes.name else n for n in node.input]
     constants = {"axis": np.array([1], np.int64), "nan": np.array([np.nan], np.float32),
                  "hot": np.array([HOT], np.float32)}
     nodes, columns = [], []

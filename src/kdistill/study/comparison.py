@@ -330,7 +330,8 @@ def _shown(objective, train: dict, model) -> dict:
     if members.kind_or_none(model) == "sklearn":
         return {**_changed_params(model), **shown}
     cfg = TrainConfig(**train)
-    share = {} if cfg.labeled_share is None else {"labeled_share": cfg.labeled_share}
+    shared = cfg.labeled_share is not None and members.needs_teacher(objective)  # alone, it has no effect
+    share = {"labeled_share": cfg.labeled_share} if shared else {}
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr, **share}
 
 

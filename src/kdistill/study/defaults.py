@@ -14,14 +14,15 @@ teacher outputs stay on although the pilot measured them 0.17 points worse on av
 single seed's noise: a teacher's outputs on rows it was fitted on are not knowledge it can pass
 on. The second pilot (the MLP's budget and batches, four tables): half-labelled batches at ten
 times the student alone's optimizer steps were best on average (+1.77 points on validation;
-MUNGE x30 at equal steps -0.20, LetterRecognition -3.97 there and +3.30 with the new budget). The default recipe also keeps the student alone where distilling made it less accurate on
+MUNGE x30 at equal steps -0.20, LetterRecognition -3.97 there and +3.30 with the new budget).
+The default recipe also keeps the student alone where distilling made it less accurate on
 validation (see :func:`kdistill.study.runner.keep_better`).
 """
 
 from __future__ import annotations
 
 from ..data import Splits
-from ..data.batching import labeled_per_batch
+from ..data.batching import mixed_steps
 from ..data.synthetic import check_synthetic
 from ..engine.config import TrainConfig
 from ..methods import kd_objective
@@ -29,8 +30,8 @@ from ..methods import kd_objective
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
 TABLE_TORCH = {"alpha": 0.5, "temperature": 1.0}  # a PyTorch student on a table: kd_objective's settings
 TABLE_OBJECTIVE = kd_objective(**TABLE_TORCH)
-# A bare PyTorch student distilled on a table: half of each batch labelled rows (the rest the
-# teacher's synthetic and pool rows), and STEPS times the optimizer steps of the student alone.
+# A bare PyTorch student distilled on a table with synthetic rows: half of each batch labelled rows
+# (the rest synthetic and pool rows), and STEPS times the optimizer steps of the student alone.
 TABLE_TORCH_TRAIN = {"labeled_share": 0.5, "steps": 10}
 TABLE_ESTIMATOR = {"mode": "soft", "temperature": 1.0, "alpha": 0.5}  # a scikit-learn student on a table
 IMAGE_ESTIMATOR = {"mode": "soft"}
@@ -65,19 +66,21 @@ def synthetic_options(synthetic, table: bool) -> dict | None:
 
 
 def table_budget(train: dict, data: Splits, synthetic: dict | None) -> dict:
-    """The training options of a bare PyTorch student distilled on a table: ``train`` with
-    :data:`TABLE_TORCH_TRAIN`'s ``labeled_share``, and its epochs set so that the student takes
-    ``steps`` times the optimizer steps its ``epochs`` take over the rows it had (the labelled ones
-    and any pool): the steps of the student alone when there is no pool. An epoch is then one pass
-    over the synthetic and pool rows, each batch half labelled. ``data``: the splits before the
-    synthetic rows join. ``benchmarks/tabular.py`` gives its default recipe the same budget.
-    Options the user set (``labeled_share``) are kept as given."""
-    if synthetic is None or train.get("labeled_share") is not None:
-        return dict(train)
+    """The training options of a bare PyTorch student distilled on a table with synthetic rows:
+    ``train`` with a ``labeled_share`` (the user's, else :data:`TABLE_TORCH_TRAIN`'s) and its
+    epochs set so that the student takes about ``steps`` times the optimizer steps of the student
+    alone (``epochs`` over the labelled rows), and never fewer than it would take without the
+    synthetic rows (``epochs`` over the labelled rows and any pool). An epoch is then one pass
+    over the synthetic and pool rows, each batch part labelled, so the steps are rounded to whole
+    epochs. ``data``: the splits before the synthetic rows join. Without synthetic rows, or with
+    ``unlabeled=False`` (the student then never sees them), ``train`` is returned as it is.
+    ``benchmarks/tabular.py`` gives its default recipe the same budget."""
     cfg = TrainConfig.from_kwargs(**train)
+    if synthetic is None or not cfg.unlabeled:
+        return dict(train)
     pool = len(data.unlabeled) if data.unlabeled is not None else 0
-    steps = TABLE_TORCH_TRAIN["steps"] * cfg.epochs * -(-(len(data.train) + pool) // cfg.batch_size)
-    share = TABLE_TORCH_TRAIN["labeled_share"]
-    unlabelled = pool + round(synthetic["size"] * len(data.train))
-    per_epoch = -(-unlabelled // (cfg.batch_size - labeled_per_batch(cfg.batch_size, share)))
+    alone = cfg.epochs * -(-len(data.train) // cfg.batch_size)
+    steps = max(TABLE_TORCH_TRAIN["steps"] * alone, cfg.epochs * -(-(len(data.train) + pool) // cfg.batch_size))
+    share = cfg.labeled_share if cfg.labeled_share is not None else TABLE_TORCH_TRAIN["labeled_share"]
+    per_epoch = mixed_steps(pool + round(synthetic["size"] * len(data.train)), cfg.batch_size, share)
     return {**train, "labeled_share": share, "epochs": max(1, round(steps / per_epoch))}

@@ -50,8 +50,10 @@ def cross_fit(estimator, x: np.ndarray, y: np.ndarray, folds: int, seed: int, nu
     out = torch.empty((len(y), num_classes))
     for part, (fit_rows, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)):
         model = clone(estimator)
-        if "random_state" in model.get_params(deep=False):
-            model.set_params(random_state=seed + part)
+        params = model.get_params()  # a wrapper's (NativeCategoricals) booster seeds as estimator__random_state
+        key = next((k for k in ("random_state", "estimator__random_state") if k in params), None)
+        if key is not None:
+            model.set_params(**{key: seed + part})
         model.fit(x[fit_rows], y[fit_rows])
         adapter = as_teacher(model)
         adapter.classes, adapter.num_classes = None, None  # columns placed by class index below
