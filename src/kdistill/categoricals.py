@@ -25,16 +25,17 @@ BOOSTERS = ("lightgbm.LGBMClassifier", "xgboost.XGBClassifier", "catboost.CatBoo
 def codes(x, layout: list[dict]) -> np.ndarray:
     """The columns of a table's ``layout`` (see :func:`kdistill.data.table_encoder`) from its
     encoded rows ``x``: a numeric column as it is, a categorical one as the code (0, 1, ...) of its
-    one-hot block's hot column (above :data:`HOT`), NaN where the block is all zeros."""
+    one-hot block's hot column (above :data:`HOT`; the first largest, as ``argmax``), NaN where
+    the block is all zeros. Vectorized over the blocks: a table of 180 categorical columns takes
+    a few array operations per batch, not 180."""
     x = np.asarray(x, dtype=np.float64)
-    out = np.empty((len(x), len(layout)))
-    for j, group in enumerate(layout):
-        block = x[:, slice(*group["columns"])]
-        if group["kind"] == "categorical":
-            out[:, j] = np.where(block.max(axis=1) > HOT, block.argmax(axis=1), np.nan)
-        else:
-            out[:, j] = block[:, 0]
-    return out
+    starts = np.array([g["columns"][0] for g in layout])
+    block = np.repeat(np.arange(len(layout)), [g["columns"][1] - g["columns"][0] for g in layout])
+    largest = np.maximum.reduceat(x, starts, axis=1)  # per block
+    position = np.arange(x.shape[1]) - starts[block]  # each column's place in its block
+    first = np.minimum.reduceat(np.where(x == largest[:, block], position, x.shape[1]), starts, axis=1)
+    categorical = np.array([g["kind"] == "categorical" for g in layout])
+    return np.where(categorical, np.where(largest > HOT, first, np.nan), x[:, starts])
 
 
 def categorical_columns(layout: list[dict]) -> list[int]:
