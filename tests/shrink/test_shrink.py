@@ -132,3 +132,20 @@ def test_compare_takes_a_student_pruned_from_the_teacher(blobs, teacher, tmp_pat
     assert models["pruned"]["params"] == models["pruned alone"]["params"] <= 0.3 * models["teacher"]["params"]
     assert models["pruned alone"]["hyperparams"]["weights"] == "fresh"
     assert models["pruned"]["hyperparams"]["weights"] == "inherit"
+
+
+def test_tune_searches_recipes_for_a_student_pruned_from_the_teacher(tiny, write_experiment, tmp_path):
+    """The sweep's trials and its answer train the pruned architecture (inherited weights when
+    distilled, fresh ones for the student alone), never the student section's own MLP."""
+    tiny["student"] = {"from_teacher": {"prune": 0.6}}
+    tiny["teacher"]["train"] = {"epochs": 4}
+    tiny["tune"] = {"methods": ["kd"], "steps": [10, 20], "baseline_trials": 1, "top": 1, "repeats": 2}
+    out = tmp_path / "sweep"
+    assert main(["tune", str(write_experiment(tiny)), "--out", str(out), "--quiet", "--trials", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    params = {m["name"]: m["params"] for m in results["models"]}
+    teacher = params.pop("teacher")
+    assert len(params) == 2 and all(p == next(iter(params.values())) <= 0.4 * teacher for p in params.values()), params
+    for weights in (out / "weights").glob("*-seed0.safetensors"):
+        if not weights.name.startswith("teacher"):
+            assert "shapes" in rebuild(weights)[1]["arch"], weights.name  # the pruned shapes, as data
