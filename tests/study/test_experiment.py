@@ -149,6 +149,8 @@ def test_scarce_labels_with_the_unlabeled_rest_views_and_fm(tiny, write_experime
     labelled = results["split_sizes"][0]
     assert results["unlabeled"] > 2 * labelled  # the 75% of the train split whose labels were dropped
     assert [m["name"] for m in results["models"]] == ["teacher", "alone", "kd", "fm"]
+    shares = {m["name"]: m["hyperparams"].get("labeled_share") for m in results["models"]}
+    assert shares == {"teacher": None, "alone": None, "kd": None, "fm": 0.5}  # shown where it was set
     summary = (out / "report.md").read_text()
     assert f"{results['unlabeled']:,} unlabelled training inputs, seen by the distilled students only" in summary
     assert "Epoch kept of epochs trained" in summary

@@ -110,6 +110,8 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data
         shown.update(objective_shown([(m.name, m.weight, m.options) for m in student.methods], student.distilled))
         if student.distilled and cfg.unlabeled and (data.unlabeled is not None or data.unlabeled_rest):
             shown["inputs"] = "labelled + unlabelled"
+        if student.distilled and cfg.labeled_share is not None:  # as compare's table shows it
+            shown["labeled_share"] = cfg.labeled_share
     if data is not None and data.augment is not None and data.augment.views and cfg.views:
         shown["views"] = data.augment.views
     return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
