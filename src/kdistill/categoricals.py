@@ -59,12 +59,11 @@ def for_table(estimator, layout: list[dict] | None, categoricals: str = "native"
     return estimator
 
 
-def check_choice(categoricals, what: str = "categoricals") -> str:
-    """``categoricals`` if one of :data:`CHOICES`, else a ValueError naming ``what``, the value and the choices."""
+def check_choice(categoricals) -> None:
+    """A ValueError naming the value and the choices unless ``categoricals`` is one of :data:`CHOICES`."""
     if categoricals not in CHOICES:
-        raise ValueError(f"{what} must be 'native' (boosted trees split categorical columns natively) or 'onehot' "
-                         f"(they get the one-hot columns, as every other model does), got {categoricals!r}")
-    return categoricals
+        raise ValueError(f"categoricals must be 'native' (boosted trees split categorical columns natively) or "
+                         f"'onehot' (they get the one-hot columns, as every other model does), got {categoricals!r}")
 
 
 class NativeCategoricals(ClassifierMixin, BaseEstimator):
