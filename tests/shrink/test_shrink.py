@@ -9,8 +9,10 @@ import torch
 import kdistill
 from kdistill.cli import main
 from kdistill.models import mlp
-from kdistill.shrink.budget import check_budget
+from kdistill.shrink.budget import Budget, check_budget, check_family
+from kdistill.shrink.candidates import family_candidates
 from kdistill.shrink.measure import resolve
+from kdistill.shrink.trials import RECORD, open_study
 from kdistill.weights import rebuild
 
 
@@ -57,7 +59,15 @@ def test_shrink_from_python_hands_back_the_front_the_chosen_student_and_its_comp
     names = [m["name"] for m in results["models"]]
     assert names == ["teacher", f"{out['chosen']['name']} alone", f"{out['chosen']['name']} (distilled)"]
     assert results["comparisons"][0]["baseline"] == f"{out['chosen']['name']} alone"
-    assert out["references"][0]["name"] == f"{out['chosen']['name']} alone"
+    refs = {r["of"]: r for r in out["references"]}  # each architecture on the front, and the chosen, alone
+    assert set(refs) == set(out["front"]) | {out["chosen"]["name"]}, (refs, out["front"])
+    twins = {r["name"]: r for r in out["candidates"]}
+    for name, ref in refs.items():
+        assert ref["name"] == f"{name} alone" and ref["figure"] == twins[name]["figure"]
+        assert ref["epochs"] == twins[name]["epochs"], (ref, twins[name])  # equal training, or the gap is a budget's
+    assert out["cost"]["reference_epochs"] == sum(r["epochs"] for n, r in refs.items() if n != out["chosen"]["name"])
+    table = (folder / "pareto.md").read_text()
+    assert "| alone | distillation adds |" in table and "points |" in table
 
 
 def test_kdistill_shrink_on_an_experiment_file_saves_a_student_that_rebuilds(tiny, write_experiment, tmp_path):
@@ -149,3 +159,87 @@ def test_tune_searches_recipes_for_a_student_pruned_from_the_teacher(tiny, write
     for weights in (out / "weights").glob("*-seed0.safetensors"):
         if not weights.name.startswith("teacher"):
             assert "shapes" in rebuild(weights)[1]["arch"], weights.name  # the pruned shapes, as data
+
+
+def test_a_family_is_tried_at_each_depth_and_scaled_to_the_budget(blobs):
+    family = check_family({"model": "mlp", "options": {"hidden": [32, 16]}, "depth": {"hidden": [1, 3]}})
+    cands = family_candidates(family, Budget("params", 1500.0), blobs)
+    lengths = sorted(len(c.arch["options"]["hidden"]) for c in cands)
+    assert lengths == [1, 1, 3, 3], [c.name for c in cands]  # each depth at the budget and at half of it
+    assert all(c.params <= 1500 for c in cands) and max(c.params for c in cands) > 1200  # the widest that fits
+    deep = [c.arch["options"]["hidden"] for c in cands if len(c.arch["options"]["hidden"]) == 3]
+    assert all(h[1] == h[2] for h in deep)  # grown by repeating the last entry, then scaled in width
+    assert len({c.name for c in cands}) == 4
+
+
+@pytest.mark.parametrize("depth, message", [
+    ({"hidden": [0, 2]}, r"family.depth.hidden = \[0, 2\]: the lengths to try, distinct integers from 1 to 32"),
+    ({"hidden": [2, 2]}, "distinct integers"),
+    ({"dropout": [1, 2]}, r"family.depth names 'dropout', which is not a list .* the list options given: \['hidden'\]"),
+    ({"hidden": [1], "x": [2]}, "give one list option and the lengths to try, e.g. {'hidden': \\[1, 2, 3\\]}"),
+])
+def test_a_bad_family_depth_is_named(depth, message):
+    with pytest.raises(ValueError, match=message):
+        check_family({"model": "mlp", "options": {"hidden": [16], "dropout": 0.1}, "depth": depth})
+
+
+def test_a_study_records_what_its_maker_made_and_refuses_another_search(tmp_path):
+    """The candidates are made once, by the process that creates the study; the others read them
+    (a latency measured on each machine would give each its own pruning ratios), and a process
+    searching with other settings is refused, naming them. A maker that fails leaves no study."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(ValueError, match="no candidate fits"):
+        open_study(url, "s", {"budget": 1}, lambda: (_ for _ in ()).throw(ValueError("no candidate fits")))
+    study, made = open_study(url, "s", {"budget": 1}, lambda: {"candidates": ["a", "b"]})  # again: afresh
+    assert made == {"candidates": ["a", "b"]} and study.user_attrs[RECORD]["settings"] == {"budget": 1}
+    _, again = open_study(url, "s", {"budget": 1}, lambda: pytest.fail("a second process must not make them"))
+    assert again == made
+    with pytest.raises(ValueError, match=r"study 's' was made for another search, differing in \['budget'\]"):
+        open_study(url, "s", {"budget": 2}, lambda: made)
+
+
+def test_a_worker_that_joins_later_trains_the_recorded_candidates(blobs, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    teacher = mlp(5, 3, hidden=[32])
+    kdistill.fit(teacher, blobs, epochs=2, quiet=True)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    options = {"budget": {"params": 0.3}, "family": {"model": "mlp", "options": {"hidden": [8]}}, "epochs": 1,
+               "storage": storage, "quiet": True}
+    first = kdistill.shrink(teacher, blobs, worker=True, **options)
+    import kdistill.shrink.search as search
+
+    monkeypatch.setattr(search, "candidates", lambda *a, **k: pytest.fail("the candidates are the study's record"))
+    final = kdistill.shrink(teacher, blobs, out=tmp_path / "run", **options)
+    assert [r["name"] for r in final["candidates"]] == [r["name"] for r in first["candidates"]]
+    assert final["budget"] == first["budget"] and final["folder"] is not None
+
+
+def test_a_reference_is_the_architecture_from_new_weights_on_the_labels_stopped_with_its_twin(blobs, monkeypatch):
+    """A reference distilled, inheriting the teacher's weights or trained longer than its twin
+    would make 'distillation adds' measure something else."""
+    import optuna
+
+    import kdistill.shrink.trials as trials
+    from kdistill.shrink.candidates import Candidate
+
+    torch.manual_seed(0)
+    teacher = mlp(5, 3, hidden=[32])
+    seen = {}
+    real_fit = trials.fit
+
+    def spy(model, data, objective, teacher, **options):
+        seen.update(objective=objective, teacher=teacher, weights=[p.detach().clone() for p in model.parameters()])
+        return real_fit(model, data, objective=objective, teacher=teacher, **options)
+
+    monkeypatch.setattr(trials, "fit", spy)
+    cand = Candidate("p", "pruned", 0.0, pruned=kdistill.FromTeacher(prune=0.5))
+    inherited = [p.detach() for p in cand.make(teacher, blobs).parameters()]
+    study = optuna.create_study(direction="maximize")
+    objective = trials.Objective({"p": cand}, teacher, "served outputs", blobs,
+                                 {"objective": kdistill.methods.kd_objective(0.5, 4.0), "train": {"epochs": 5}}, 0,
+                                 True, alone={"p": 2})
+    trial = study.ask()
+    objective(trial, "p")
+    assert seen["teacher"] is None and [m[0] for m in seen["objective"]] == ["ce"]
+    assert not all(torch.equal(a, b) for a, b in zip(seen["weights"], inherited))  # new weights
+    assert trial.user_attrs["epochs"] == 2

@@ -19,7 +19,8 @@ class ShrinkConfig(Section):
     """One measure: params or macs (a share if at most 1, else a count), size (a share), size_mb, bytes, latency_ms
     or latency (a share), with batch for a latency."""
     family: dict[str, Any] | None = None
-    """{model, options, width: [option...]}: the family scaled in width to the budget (default: student.model)."""
+    """{model, options, width: [option...], depth: {option: [length...]}}: the family scaled in width (and tried at
+    each depth) to the budget (default: student.model)."""
     importance: list[Literal["magnitude", "taylor"]] = Field(default_factory=lambda: ["magnitude"], min_length=1)
     """Pruning criteria tried: one pruned candidate per criterion and budget share."""
     iterative_steps: int = Field(1, ge=1, le=100)
@@ -28,6 +29,9 @@ class ShrinkConfig(Section):
     """accurate: the most accurate on validation; smallest: the smallest within tolerance of the teacher."""
     tolerance: float | None = Field(None, ge=0.0, lt=1.0)
     """Accuracy points the chosen student may lose against the teacher (choose: smallest)."""
+    references: Literal["front", "all", "chosen"] = "front"
+    """Architectures also trained alone, as the front's reference points: those on the front, every candidate, or
+    only the chosen one."""
     storage: str | None = None
     """Optuna database URL shared by every worker (default: sqlite in the run folder)."""
     study_name: str = Field("shrink", min_length=1)
@@ -47,4 +51,5 @@ class ShrinkConfig(Section):
 
     def search_options(self) -> dict:
         return {"budget": self.budget, "family": self.family, "importance": list(self.importance),
-                "iterative_steps": self.iterative_steps, "choose": self.choose, "tolerance": self.tolerance}
+                "iterative_steps": self.iterative_steps, "choose": self.choose, "tolerance": self.tolerance,
+                "references": self.references}

@@ -74,13 +74,14 @@ def check_budget(budget, what: str = "budget") -> dict:
 
 
 def check_family(family) -> dict:
-    """``family`` checked: ``{"model": NAME, "options": {...}, "width": [OPTION, ...]}``."""
+    """``family`` checked: ``{"model": NAME, "options": {...}, "width": [OPTION, ...], "depth": {OPTION:
+    [LENGTH, ...]}}`` (``depth`` optional: one list option and the lengths it is tried at)."""
     if not isinstance(family, dict) or not isinstance(family.get("model"), str):
         raise TypeError(f"family must be a mapping {{'model': NAME, 'options': {{...}}, 'width': [OPTION...]}}, got "
                         f"{family!r}")
-    unknown = sorted(set(family) - {"model", "options", "width"})
+    unknown = sorted(set(family) - {"model", "options", "width", "depth"})
     if unknown:
-        raise ValueError(f"family has unknown key(s) {unknown}; allowed: model, options, width")
+        raise ValueError(f"family has unknown key(s) {unknown}; allowed: model, options, width, depth")
     options = family.get("options", {})
     if not isinstance(options, dict):
         raise TypeError(f"family.options must be a mapping, got {options!r}")
@@ -91,7 +92,28 @@ def check_family(family) -> dict:
         raise ValueError(f"family.width = {width!r}: name options of family.options that are positive integers or "
                          f"lists of them (the widths scaled to the budget); options given: {sorted(options)}"
                          + (f", the factory's: {allowed}" if allowed else ""))
-    return {"model": family["model"], "options": dict(options), "width": list(width)}
+    checked = {"model": family["model"], "options": dict(options), "width": list(width)}
+    if family.get("depth") is not None:
+        checked["depth"] = _depth(family["depth"], options)
+    return checked
+
+
+def _depth(depth, options: dict) -> dict:
+    """``family.depth`` checked: one list option of ``options`` (e.g. an MLP's ``hidden``, a CNN's
+    ``channels``) and the lengths it is tried at, distinct integers from 1 to 32."""
+    lists = sorted(k for k, v in options.items() if isinstance(v, (list, tuple)) and _sizes(v) is not None)
+    example = f"{{{lists[0]!r}: [1, 2, 3]}}" if lists else "{'hidden': [1, 2, 3]}"
+    if not isinstance(depth, dict) or len(depth) != 1:
+        raise ValueError(f"family.depth = {depth!r}: give one list option and the lengths to try, e.g. {example}")
+    (key, lengths), = depth.items()
+    if key not in lists:
+        raise ValueError(f"family.depth names {key!r}, which is not a list of positive integers in family.options; "
+                         f"the list options given: {lists or '(none)'}")
+    if (not isinstance(lengths, (list, tuple)) or not lengths
+            or not all(type(n) is int and 1 <= n <= 32 for n in lengths) or len(set(lengths)) != len(lengths)):
+        raise ValueError(f"family.depth.{key} = {lengths!r}: the lengths to try, distinct integers from 1 to 32, "
+                         f"e.g. [1, 2, 3]")
+    return {key: list(lengths)}
 
 
 def _sizes(value):

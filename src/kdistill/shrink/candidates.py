@@ -1,10 +1,17 @@
 """The students a shrink search tries: pruned copies of the trained teacher at the ratios a budget
-implies, and members of a family (a factory with width options, or the zoo) scaled to it.
+implies, and members of a family (a factory with width and depth options, or the zoo) scaled to it.
 
-A family is ``{"model": NAME, "options": {...}, "width": [OPTION...]}``: the options named in
-``width`` (default: every option that is a positive integer or a list of them, e.g. the zoo
-CNN's ``channels`` and ``hidden``) are multiplied by one factor, the largest whose model fits
-the budget (bisection), and by the factor that fits half of it.
+A family is ``{"model": NAME, "options": {...}, "width": [OPTION...], "depth": {OPTION: [LENGTH...]}}``:
+the options named in ``width`` (default: every option that is a positive integer or a list of
+them, e.g. the zoo CNN's ``channels`` and ``hidden``) are multiplied by one factor, the largest
+whose model fits the budget (bisection), and by the factor that fits half of it. ``depth``
+(optional) names one list option, e.g. an MLP's ``hidden``, and the lengths it is tried at: the
+list cut to its first entries or grown by repeating its last, each length scaled in width to
+the budget and to half of it.
+
+A search's candidates are made once, by the process that creates its study, and recorded in it
+as data (:meth:`Candidate.record`): every other worker trains the same ones, measured on the
+first machine (a latency measured on each machine would give each its own pruning ratios).
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from .measure import measured
 
 SHARES = (1.0, 0.5)  # each kind of candidate at the budget and at half of it
 GRID = (0.5, 0.75, 0.9, 0.95, 0.98)  # shares of parameters removed tried against a latency budget
+
+
+PRUNED_FIELDS = ("prune", "importance", "iterative_steps", "target", "weights")
 
 
 @dataclass
@@ -50,6 +60,30 @@ class Candidate:
         from dataclasses import replace
 
         return replace(self, pruned=replace(self.pruned, weights="fresh"))
+
+    def record(self) -> dict:
+        """The candidate as data (JSON), as its study records it."""
+        pruned = None if self.pruned is None else {k: getattr(self.pruned, k) for k in PRUNED_FIELDS}
+        return {"name": self.name, "kind": self.kind, "figure": self.figure, "params": self.params,
+                "pruned": pruned, "arch": self.arch}
+
+    @classmethod
+    def from_record(cls, record, family: dict) -> Candidate:
+        """A candidate read back from its study's record, checked: a pruned spec's fields are
+        validated, and a family member must be of ``family``'s model (the record never chooses
+        which factory builds a model)."""
+        try:
+            name, kind, figure, params = record["name"], record["kind"], float(record["figure"]), int(record["params"])
+            pruned, arch = record["pruned"], record["arch"]
+            if kind == "pruned" and isinstance(pruned, dict) and set(pruned) == set(PRUNED_FIELDS) and arch is None:
+                return cls(str(name), kind, figure, pruned=FromTeacher(**pruned), params=params)
+            if (kind == "family" and pruned is None and isinstance(arch, dict) and set(arch) == {"model", "options"}
+                    and arch["model"] == family["model"] and isinstance(arch["options"], dict)):
+                return cls(str(name), kind, figure, arch={"model": arch["model"], "options": dict(arch["options"])},
+                           params=params)
+        except (KeyError, TypeError, ValueError):
+            pass
+        raise ValueError(f"the study records a candidate this search cannot rebuild: {record!r}")
 
 
 def scaled(family: dict, factor: float) -> dict:
@@ -119,20 +153,41 @@ def _ratio(teacher, budget: Budget, limit: float, whole: dict, data, importance:
     return None
 
 
+def deepened(options: dict, key: str, length: int) -> dict:
+    """``options`` with the list option ``key`` cut to ``length`` entries or grown to it by
+    repeating its last entry."""
+    values = list(options[key])
+    return {**options, key: values[:length] + [values[-1]] * (length - len(values))}
+
+
 def family_candidates(family: dict, budget: Budget, data) -> list[Candidate]:
-    """The family scaled to the budget and to half of it."""
+    """The family scaled to the budget and to half of it, at each of its depths."""
+    depth = family.get("depth") or {}
+    members = [{**family, "options": deepened(family["options"], key, n)} for key, lengths in depth.items()
+               for n in lengths] or [family]
+    shown_keys = list(dict.fromkeys([*family["width"], *depth]))
     out, seen = [], set()
-    for share in SHARES:
-        options = scale_to(family, budget, data, budget.limit * share)
-        key = json.dumps(options, sort_keys=True)
-        if options is None or key in seen:
-            continue
-        seen.add(key)
-        arch = {"model": family["model"], "options": options}
-        with torch.random.fork_rng():
-            model = build_model(arch["model"], options, data.input_shape, data.num_classes)
-        fig = measured(model, budget.measure, data.input_shape, budget.batch)
-        shown = ", ".join(f"{k}={options[k]}" for k in family["width"])
-        out.append(Candidate(f"{family['model']} {shown}", "family", fig, arch=arch,
-                             params=sum(p.numel() for p in model.parameters())))
+    for member in members:
+        for share in SHARES:
+            options = scale_to(member, budget, data, budget.limit * share)
+            key = json.dumps(options, sort_keys=True)
+            if options is None or key in seen:
+                continue
+            seen.add(key)
+            arch = {"model": family["model"], "options": options}
+            with torch.random.fork_rng():
+                model = build_model(arch["model"], options, data.input_shape, data.num_classes)
+            fig = measured(model, budget.measure, data.input_shape, budget.batch)
+            shown = ", ".join(f"{k}={options[k]}" for k in shown_keys)
+            out.append(Candidate(f"{family['model']} {shown}", "family", fig, arch=arch,
+                                 params=sum(p.numel() for p in model.parameters())))
     return out
+
+
+def candidates(teacher, budget: Budget, data, family: dict, importance: tuple, steps: int) -> list[Candidate]:
+    """Every candidate of a search: the pruned copies, then the family's members."""
+    cands = pruned_candidates(teacher, budget, data, importance, steps) + family_candidates(family, budget, data)
+    if not cands:
+        raise ValueError(f"no candidate fits the budget {budget.label()}: neither a pruned teacher nor the family "
+                         f"{family['model']!r} at its narrowest; give a larger budget")
+    return cands

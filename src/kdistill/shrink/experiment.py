@@ -60,10 +60,11 @@ def shrink_experiment(exp: Experiment | str | Path, out=None, *, overrides=(), s
 
 def summary_table(summary: dict) -> tuple[str, list[str], list[list[str]]]:
     """The candidates as the CLI shows them: title, header, rows (smallest first)."""
-    rows = [[r["name"], f"{r['figure']:,.6g}", f"{r['params']:,}", f"{r['val_accuracy']:.4f}", r["state"]]
-            for r in sorted(summary["candidates"], key=lambda r: r["figure"])]
+    alone = {r["of"]: f"{r['val_accuracy']:.4f}" for r in summary.get("references") or []}
+    rows = [[r["name"], f"{r['figure']:,.6g}", f"{r['params']:,}", f"{r['val_accuracy']:.4f}",
+             alone.get(r["name"], "–"), r["state"]] for r in sorted(summary["candidates"], key=lambda r: r["figure"])]
     return (f"shrink candidates ({summary['budget']['label']}; validation accuracy)",
-            ["candidate", summary["budget"]["measure"], "params", "val accuracy", "state"], rows)
+            ["candidate", summary["budget"]["measure"], "params", "distilled", "alone", "state"], rows)
 
 
 def summary_lines(summary: dict) -> list[str]:

@@ -17,18 +17,26 @@ def front(rows: list[dict]) -> list[dict]:
 
 
 def table(rows: list[dict], measure: str, teacher: dict, references: list[dict]) -> str:
-    """Markdown: every candidate (on the front or not, stopped early or not) and the references."""
+    """Markdown: every candidate (on the front or not, stopped early or not), distilled and, where
+    it was trained alone too, alone and the difference; then the teacher."""
     on_front = {id(r) for r in front(rows)}
-    lines = [f"| model | kind | budget: {MEASURES[measure]} | parameters | validation accuracy | epochs | state | "
-             f"on the front |", "|---|---|---|---|---|---|---|---|"]
+    alone = {r["of"]: r for r in references}
+    lines = [f"| model | kind | budget: {MEASURES[measure]} | parameters | validation accuracy, distilled | alone | "
+             f"distillation adds | epochs | state | on the front |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["figure"]):
         acc = "–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.4f}"
-        lines.append(f"| {r['name']} | {r['kind']}, distilled | {_fig(r['figure'], measure)} | {r['params']:,} | "
-                     f"{acc} | {r.get('epochs', '–')} | {r['state']} | {'yes' if id(r) in on_front else ''} |")
-    for r in [teacher, *references]:
-        lines.append(f"| {r['name']} | {r['kind']} | {_fig(r['figure'], measure)} | {r['params']:,} | "
-                     f"{r['val_accuracy']:.4f} | {r.get('epochs', '–')} | reference | |")
-    return "\n".join(lines) + "\n"
+        ref = alone.get(r["name"])
+        solo, adds = ("–", "–") if ref is None or r.get("val_accuracy") is None else (
+            f"{ref['val_accuracy']:.4f}", f"{100 * (r['val_accuracy'] - ref['val_accuracy']):+.2f} points")
+        lines.append(f"| {r['name']} | {r['kind']} | {_fig(r['figure'], measure)} | {r['params']:,} | {acc} | {solo} | "
+                     f"{adds} | {r.get('epochs', '–')} | {r['state']} | {'yes' if id(r) in on_front else ''} |")
+    lines.append(f"| teacher | reference | {_fig(teacher['figure'], measure)} | {teacher['params']:,} | "
+                 f"{teacher['val_accuracy']:.4f} | | | | | |")
+    return "\n".join(lines) + ALONE_NOTE
+
+
+ALONE_NOTE = ("\n\nAlone: the same architecture from new weights, trained on the labels alone for as many epochs "
+              "as its distilled twin had (by default those on the front; the chosen one by the final study).\n")
 
 
 def _fig(value: float, measure: str) -> str:
@@ -37,7 +45,8 @@ def _fig(value: float, measure: str) -> str:
 
 class ParetoDisplay(_Display):
     """Validation accuracy against the budget measure: candidates (the front joined), the teacher
-    and the references trained alone, the budget as a vertical line, the chosen student ringed."""
+    and the architectures trained alone (each joined to its distilled twin), the budget as a
+    vertical line, the chosen student ringed."""
 
     def __init__(self, rows: list[dict], measure: str, limit: float, teacher: dict, references: list[dict],
                  chosen: str | None = None):
@@ -58,8 +67,14 @@ class ParetoDisplay(_Display):
                 label="Pareto front")
         ax.scatter([self.teacher["figure"]], [self.teacher["val_accuracy"]], marker="*", s=140, color="black",
                    label="teacher", zorder=4)
-        for r in self.references:
-            ax.scatter([r["figure"]], [r["val_accuracy"]], marker="x", s=60, label=r["name"], zorder=4)
+        by_name = {r["name"]: r for r in self.rows}
+        for i, r in enumerate(self.references):  # each beside its distilled twin, joined by a dotted line
+            ax.scatter([r["figure"]], [r["val_accuracy"]], marker="x", s=60, color="tab:green", zorder=4,
+                       label="same architecture alone" if i == 0 else None)
+            twin = by_name.get(r.get("of"))
+            if twin is not None and twin.get("val_accuracy") is not None:
+                ax.plot([r["figure"], twin["figure"]], [r["val_accuracy"], twin["val_accuracy"]], ":",
+                        color="tab:green", alpha=0.8, zorder=2)
         chosen = [r for r in self.rows if r["name"] == self.chosen]
         if chosen:
             ax.scatter([chosen[0]["figure"]], [chosen[0]["val_accuracy"]], s=260, facecolors="none",

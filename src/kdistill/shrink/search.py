@@ -2,13 +2,18 @@
 
 1. The budget is made absolute against the teacher (:mod:`.budget`); the candidates are pruned
    copies of the trained teacher and members of a family scaled to it (:mod:`.candidates`).
+   They are made once, by the process that creates the search's study, and recorded in it, so
+   every worker of a shared study trains the same candidates.
 2. The teacher's outputs are cached once for the training set the candidates distil on (its
    unlabelled pool included) and for validation; every candidate reads them.
 3. Each candidate is one trial of an Optuna study (a grid over the candidates) on a storage that
    several processes or machines may share; successive halving (Optuna's
    ``SuccessiveHalvingPruner``, reduction factor 3, rungs at epochs 1, 3, 9...) stops the weak
    ones after their first epochs, so the search costs a small multiple of one student's training.
-4. The chosen student (the most accurate on validation, or the smallest within ``tolerance`` of
+4. The architectures on the front (or every candidate, or only the chosen: ``references``) are trained
+   alone, from new weights on the labels, as trials of a second study: the front's reference
+   points, which show what distillation adds at each budget.
+5. The chosen student (the most accurate on validation, or the smallest within ``tolerance`` of
    the teacher) and its architecture trained alone are the students of a study run by the same
    runner as ``kdistill run``: the run folder, report, verdicts and never-worse-than-alone
    comparison, weights (a pruned student's layer sizes stored as data), ONNX files and latency;
@@ -21,6 +26,7 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
@@ -36,19 +42,20 @@ from ..study import ModelSpec, run_in_folder, teacher_cache_dir
 from ..study.specs import objective_shown
 from ..teachers import CachedTeacher
 from . import pareto
-from .budget import check_budget, check_family
-from .candidates import Candidate, family_candidates, pruned_candidates
+from .budget import Budget, check_budget, check_family
+from .candidates import Candidate, candidates
 from .measure import measured, resolve
 from .trials import Objective, open_study, wait, work
 
 log = logging.getLogger("kdistill")
 
 CHOICES = ("accurate", "smallest")
+REFERENCES = ("front", "all", "chosen")
 
 
 def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | None = None, objective=None,
            importance=("magnitude",), iterative_steps: int = 1, choose: str = "accurate",
-           tolerance: float | None = None, seeds=(0,), out=None, storage: str | None = None,
+           tolerance: float | None = None, references: str = "front", seeds=(0,), out=None, storage: str | None = None,
            study_name: str = "shrink", worker: bool = False, quiet: bool = False, cache_dir=None,
            teacher_arch: dict | None = None, title: str | None = None, **train) -> dict:
     """Search the most accurate student within ``budget``, distilled from ``teacher``.
@@ -75,6 +82,11 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
     choose : {"accurate", "smallest"}
         The most accurate candidate on validation, or the smallest whose validation accuracy is
         within ``tolerance`` (accuracy points, e.g. 0.01) of the teacher's (else the most accurate).
+    references : {"front", "all", "chosen"}
+        Which architectures are also trained alone (new weights, labels only, the whole epochs)
+        as the front's reference points, showing what distillation adds at each budget: those on
+        the Pareto front, every candidate, or only the chosen one (which the final study trains
+        alone in any case). Their cost is reported apart from the search's (``references_s``).
     seeds : sequence of int
         Seeds of the final study (the search uses the first).
     out : path, optional
@@ -94,7 +106,7 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
         study's ``results`` and ``folder``.
     """
     settings = _checked(teacher, data, budget, family, objective, importance, iterative_steps, choose, tolerance,
-                        seeds, train)
+                        references, seeds, train)
     if worker:
         if storage is None:
             raise ValueError("worker=True (--worker) runs trials of a shared study, so it needs storage: the database "
@@ -163,7 +175,8 @@ class _Shape:
         self.input_shape, self.num_classes = tuple(shape), k
 
 
-def _checked(teacher, data, budget, family, objective, importance, steps, choose, tolerance, seeds, train) -> dict:
+def _checked(teacher, data, budget, family, objective, importance, steps, choose, tolerance, references, seeds,
+             train) -> dict:
     """Every argument checked before anything trains or any folder is made."""
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be a trained torch.nn.Module (pruned copies inherit its weights), got "
@@ -187,10 +200,12 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
                                  or not 0 <= tolerance < 1):
         raise ValueError(f"tolerance = {tolerance!r}: choose='smallest' needs the accuracy points the student may "
                          f"lose against the teacher, a number from 0 to 1 (e.g. 0.01)")
+    if references not in REFERENCES:
+        raise ValueError(f"references = {references!r}: allowed values are {', '.join(REFERENCES)}")
     TrainConfig.from_kwargs(**train)
     return {"budget": dict(budget), "family": family, "objective": objective, "importance": importance,
-            "steps": steps, "choose": choose, "tolerance": tolerance, "seeds": list(check_seeds(seeds)),
-            "train": dict(train)}
+            "steps": steps, "choose": choose, "tolerance": tolerance, "references": references,
+            "seeds": list(check_seeds(seeds)), "train": dict(train)}
 
 
 def _zoo(data: Splits) -> dict:
@@ -206,13 +221,25 @@ def _shown(settings: dict) -> dict:
 def _search(teacher, data, settings, folder: Path, storage, study_name, worker, quiet, cache_dir) -> dict:
     start = time.perf_counter()
     teacher = teacher.eval()
-    budget = resolve(settings["budget"], teacher, data.input_shape)
     seed = settings["seeds"][0]
-    cands = (pruned_candidates(teacher, budget, data, tuple(settings["importance"]), settings["steps"])
-             + family_candidates(settings["family"], budget, data))
-    if not cands:
-        raise ValueError(f"no candidate fits the budget {budget.label()}: neither a pruned teacher nor the family "
-                         f"{settings['family']['model']!r} at its narrowest; give a larger budget")
+    url = storage or f"sqlite:///{Path(folder).resolve() / 'shrink.db'}"
+    key = _settings_key(settings)
+    if quiet:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def make() -> dict:  # by the process that creates the study; every other one reads it
+        budget = resolve(settings["budget"], teacher, data.input_shape)
+        cands = candidates(teacher, budget, data, settings["family"], tuple(settings["importance"]),
+                           settings["steps"])
+        return {"budget": asdict(budget), "teacher_figure": measured(teacher, budget.measure, data.input_shape,
+                                                                     budget.batch),
+                "candidates": [c.record() for c in cands]}
+
+    study, made = open_study(url, study_name, key, make)
+    budget = Budget(**made["budget"])
+    cands = [Candidate.from_record(r, settings["family"]) for r in made["candidates"]]
     by_name = {c.name: c for c in cands}
     served = CachedTeacher(teacher, cache_dir=teacher_cache_dir(folder, cache_dir))
     built = time.perf_counter()
@@ -220,36 +247,73 @@ def _search(teacher, data, settings, folder: Path, storage, study_name, worker, 
     for ds in (data.training(True, views=cfg.views), data.val):
         served.for_dataset(ds)
     cache_s, prepared = time.perf_counter() - built, time.perf_counter() - start
-    if quiet:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(storage or f"sqlite:///{Path(folder).resolve() / 'shrink.db'}", study_name, list(by_name))
-    objective = Objective(by_name, teacher, served, data, settings, seed, quiet)
     searched = time.perf_counter()
-    work(study, objective, list(by_name))
+    work(study, Objective(by_name, teacher, served, data, settings, seed, quiet), list(by_name))
     wait(study)
+    search_s = time.perf_counter() - searched
     rows = _rows(study, by_name)
-    teacher_row = {"name": "teacher", "kind": "teacher", "figure": measured(teacher, budget.measure,
-                                                                            data.input_shape, budget.batch),
+    teacher_row = {"name": "teacher", "kind": "teacher", "figure": made["teacher_figure"],
                    "params": count_params(teacher), "val_accuracy": _val_accuracy(teacher, data)}
     chosen = _choose(rows, settings["choose"], settings["tolerance"], teacher_row["val_accuracy"])
+    referenced = time.perf_counter()
+    references = _alone(url, study_name, key, rows, chosen["name"], settings, by_name, teacher, data, seed, quiet)
     summary = {"budget": {"given": settings["budget"], "measure": budget.measure, "limit": budget.limit,
                           "share": budget.share, "batch": budget.batch, "label": budget.label()},
                "candidates": rows, "front": [r["name"] for r in pareto.front(rows)], "teacher": teacher_row,
-               "chosen": dict(chosen), "choose": settings["choose"], "tolerance": settings["tolerance"], "seed": seed,
-               "cost": {"prepare_s": prepared, "cache_build_s": cache_s, "search_s": time.perf_counter() - searched,
+               "references": references, "chosen": dict(chosen), "choose": settings["choose"],
+               "tolerance": settings["tolerance"], "seed": seed,
+               "cost": {"prepare_s": prepared, "cache_build_s": cache_s, "search_s": search_s,
                         "trial_s": sum(r["seconds"] for r in rows), "epochs": sum(r["epochs"] for r in rows),
-                        "one_student_epochs": cfg.epochs},
+                        "one_student_epochs": cfg.epochs, "references_s": time.perf_counter() - referenced,
+                        "reference_epochs": sum(r["epochs"] for r in references)},
                "candidate": by_name[chosen["name"]]}
     if not worker:
-        _front_files(folder, summary, [])
+        _front_files(folder, summary)
     return summary
 
 
-def _front_files(folder: Path, summary: dict, refs: list[dict]) -> None:
-    """``pareto.md`` and ``pareto.png``: the candidates, the front, the teacher and ``refs``."""
-    b, rows, teacher = summary["budget"], summary["candidates"], summary["teacher"]
+def _settings_key(settings: dict) -> dict:
+    """What every process of one search must agree on (JSON): a process's own device, checkpoints
+    and final-study seeds may differ."""
+    local = ("device", "checkpoint_dir", "resume", "quiet")
+    return json.loads(json.dumps({**{k: v for k, v in _shown(settings).items() if k not in ("seeds", "train")},
+                                  "seed": settings["seeds"][0],
+                                  "train": {k: v for k, v in settings["train"].items() if k not in local}},
+                                 default=str))
+
+
+def _alone(url, study_name, key, rows, chosen: str, settings, by_name, teacher, data, seed, quiet) -> list[dict]:
+    """The reference points of the front: each architecture named by ``settings["references"]``
+    (those on the front, or every candidate) from new weights, trained alone for as many epochs
+    as its distilled twin had (the search stops weak ones early), as trials of a second study
+    (``<study_name>.alone``) that every process shares. The chosen one is left to the final
+    study, which trains it alone anyway."""
+    which = settings["references"]
+    epochs = {r["name"]: r["epochs"] for r in (pareto.front(rows) if which == "front" else rows if which == "all"
+                                                 else []) if r["name"] != chosen and r["epochs"]}
+    if not epochs:
+        return []
+    study, epochs = open_study(url, f"{study_name}.alone", key, lambda: epochs, halving=False)
+    names = list(epochs)
+    work(study, Objective(by_name, teacher, None, data, settings, seed, quiet, alone=epochs), names)
+    wait(study)
+    out = {}
+    for t in study.get_trials(deepcopy=False):
+        name = t.user_attrs.get("candidate")
+        if name in by_name and t.state.name == "COMPLETE" and name not in out:
+            c = by_name[name]
+            out[name] = {"name": f"{name} alone", "of": name, "kind": "alone", "figure": c.figure, "params": c.params,
+                         "val_accuracy": t.value, "epochs": t.user_attrs.get("epochs", 0),
+                         "seconds": t.user_attrs.get("seconds", 0.0)}
+            if name not in by_name or epochs.get(name) != out[name]["epochs"]:
+                raise RuntimeError(f"the reference {name!r} trained {out[name]['epochs']} epochs, not its twin's "
+                                   f"{epochs.get(name)}")
+    return [out[n] for n in names if n in out]
+
+
+def _front_files(folder: Path, summary: dict) -> None:
+    """``pareto.md`` and ``pareto.png``: the candidates, the front, the teacher and the references."""
+    b, rows, teacher, refs = summary["budget"], summary["candidates"], summary["teacher"], summary["references"]
     atomic_write(Path(folder) / "pareto.md", f"# Shrink: {b['label']}\n\nChosen: **{summary['chosen']['name']}** "
                  f"({summary['choose']}).\n\n" + pareto.table(rows, b["measure"], teacher, refs))
     save_figure(Path(folder) / "pareto.png", [pareto.ParetoDisplay(rows, b["measure"], b["limit"], teacher, refs,
@@ -266,10 +330,10 @@ def _references(folder: Path, summary: dict, alone: str) -> None:
     if not vals:
         return
     chosen = summary["chosen"]
-    ref = {"name": alone, "kind": "alone", "figure": chosen["figure"], "params": chosen["params"],
-           "val_accuracy": max(vals), "epochs": len(vals)}
-    summary["references"] = [ref]
-    _front_files(folder, summary, [ref])
+    ref = {"name": alone, "of": chosen["name"], "kind": "alone", "figure": chosen["figure"],
+           "params": chosen["params"], "val_accuracy": max(vals), "epochs": len(vals)}
+    summary["references"] = sorted([*summary["references"], ref], key=lambda r: r["figure"])
+    _front_files(folder, summary)
 
 
 def _rows(study, by_name: dict) -> list[dict]:

@@ -16,26 +16,65 @@ from ..engine import fit
 REDUCTION = 3  # successive halving keeps the best third at each rung
 WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
 RECORD = "kdistill_shrink"
+RECORD_WAIT_S = 900.0  # how long a worker waits for the study's maker to record the candidates
 
 
-def open_study(url: str, name: str, names: list[str]):
+def open_study(url: str, name: str, settings: dict, make, *, halving: bool = True, wait_s: float = RECORD_WAIT_S):
+    """The study ``name`` at ``url`` and its record: what ``make()`` returns (the search's
+    candidates, as data), made once by the process that creates the study and read by every other
+    process, with the ``settings`` it was made for. A process whose settings differ is refused,
+    naming the settings that differ; one that finds the study without a record waits for its maker.
+    If ``make`` fails, the maker deletes the study, so that a run again starts afresh."""
     import optuna
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         storage = _storage(url)
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                    sampler=optuna.samplers.RandomSampler(seed=0),
-                                    pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
-                                                                                  reduction_factor=REDUCTION))
+        pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION) if halving
+                  else optuna.pruners.NopPruner())
+        options = {"study_name": name, "storage": storage, "sampler": optuna.samplers.RandomSampler(seed=0),
+                   "pruner": pruner}
+        try:
+            study, maker = optuna.create_study(**options, direction="maximize"), True
+        except optuna.exceptions.DuplicatedStudyError:
+            study, maker = optuna.load_study(**options), False
         optuna.storages.fail_stale_trials(study)
-    found = study.user_attrs.get(RECORD)
-    if found is None:
-        study.set_user_attr(RECORD, names)
-    elif found != names:
-        raise ValueError(f"storage {url!r}: study {name!r} was made for the candidates {found}, not {names}; its "
+    if maker:
+        try:
+            made = make()
+        except BaseException:
+            optuna.delete_study(study_name=name, storage=storage)
+            raise
+        study.set_user_attr(RECORD, {"settings": settings, "made": made})
+        return study, made
+    record = _record(study, url, name, wait_s)
+    if not isinstance(record, dict) or set(record) != {"settings", "made"}:
+        raise ValueError(f"storage {url!r}: study {name!r} was not made by this version of kdistill's shrink; give "
+                         f"another study_name (--study-name)")
+    differ = sorted(k for k in {*settings, *record["settings"]} if settings.get(k) != record["settings"].get(k))
+    if differ:
+        raise ValueError(f"storage {url!r}: study {name!r} was made for another search, differing in {differ}; its "
                          f"trials would answer for another search. Give another study_name (--study-name)")
-    return study
+    return study, record["made"]
+
+
+def _record(study, url: str, name: str, wait_s: float):
+    """The study's record, waited for while its maker is making it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            attrs = study.user_attrs
+        except KeyError:  # deleted: its maker failed
+            raise ValueError(f"storage {url!r}: the process that made study {name!r} failed before recording its "
+                             f"candidates (see its log); run again") from None
+        if RECORD in attrs:
+            return attrs[RECORD]
+        if time.monotonic() > deadline:
+            raise ValueError(f"storage {url!r}: study {name!r} has had no record of its candidates for {wait_s:.0f} "
+                             f"s; the process that made it may have died while making them. Give another study_name "
+                             f"(--study-name), or delete the study (optuna delete-study --study-name {name} "
+                             f"--storage URL)")
+        time.sleep(WAIT_SECONDS)
 
 
 def _storage(url: str, attempts: int = 5):
@@ -92,22 +131,28 @@ def wait(study) -> None:
 
 class Objective:
     """One trial: the grid's candidate, distilled from the cached teacher outputs, reporting its
-    validation accuracy after every epoch to the successive-halving pruner."""
+    validation accuracy after every epoch to the study's pruner. With ``alone`` (a mapping of
+    candidate names to epochs), the candidate's architecture from new weights, trained on the
+    labels alone and stopped after the epochs its distilled twin had (a reference point of the
+    front: what distillation adds at equal training)."""
 
-    def __init__(self, by_name, teacher, served, data, settings, seed, quiet):
+    def __init__(self, by_name, teacher, served, data, settings, seed, quiet, alone: dict | None = None):
         self.by_name, self.teacher, self.served, self.data = by_name, teacher, served, data
-        self.settings, self.seed, self.quiet = settings, seed, quiet
+        self.settings, self.seed, self.quiet, self.alone = settings, seed, quiet, alone
 
     def __call__(self, trial, name: str) -> float:
-        cand = self.by_name[name]
+        from ..methods import ALONE
+
+        cand = self.by_name[name].alone() if self.alone else self.by_name[name]
         trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
         start = time.perf_counter()
         torch.manual_seed(self.seed)
         model = cand.make(self.teacher, self.data)
-        rungs = _Rungs(trial)
+        rungs = _Rungs(trial, stop_after=self.alone[name] if self.alone else None)
+        objective, teacher = (list(ALONE), None) if self.alone else (self.settings["objective"], self.served)
         try:
-            history = fit(model, self.data, objective=self.settings["objective"], teacher=self.served,
-                          seed=self.seed, quiet=self.quiet, callbacks=[rungs], **self.settings["train"])
+            history = fit(model, self.data, objective=objective, teacher=teacher, seed=self.seed, quiet=self.quiet,
+                          callbacks=[rungs], **self.settings["train"])
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
             trial.set_user_attr("epochs", rungs.epochs)
@@ -115,8 +160,8 @@ class Objective:
 
 
 class _Rungs:
-    def __init__(self, trial):
-        self.trial, self.epochs, self.best = trial, 0, 0.0
+    def __init__(self, trial, stop_after: int | None = None):
+        self.trial, self.epochs, self.best, self.stop_after = trial, 0, 0.0, stop_after
 
     def on_epoch_end(self, state) -> None:
         import optuna
@@ -124,5 +169,7 @@ class _Rungs:
         self.epochs = state.epoch + 1
         self.best = max(self.best, state.history[-1]["val_accuracy"])
         self.trial.report(self.best, self.epochs)
-        if self.epochs < state.config.epochs and self.trial.should_prune():
+        if self.stop_after is not None and self.epochs >= self.stop_after:
+            state.stop = True
+        elif self.epochs < state.config.epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"stopped after epoch {self.epochs} of {state.config.epochs}")
