@@ -128,7 +128,38 @@ def test_a_file_whose_shapes_name_code_or_other_layers_is_refused(tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("prune", 1.0, "prune = 1.0: the share"), ("importance", "random", "importance = 'random': allowed values are "
                                                                        "magnitude, taylor"),
-    ("iterative_steps", 0, "iterative_steps = 0"), ("weights", "copy", "weights = 'copy'")])
+    ("iterative_steps", 0, "iterative_steps = 0"), ("weights", "copy", "weights = 'copy'"),
+    ("allocation", "layerwise", "allocation = 'layerwise': allowed values are uniform, global")])
 def test_from_teacher_options_are_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         FromTeacher(**{field: value})
+
+
+def test_global_allocation_ranks_every_layers_channels_together_and_rebuilds(tmp_path):
+    """Uniform pruning keeps the same share of every layer; global pruning takes more from the
+    layer most of whose channels matter little (here the dense layer: 112 of its 128 neurons
+    nearly zero; each layer's importances are normalized by their mean, so a layer's overall
+    scale alone would not) and still meets the share."""
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[8, 16], hidden=128)
+    with torch.no_grad():
+        for t in (teacher.classifier[1].weight, teacher.classifier[1].bias):
+            t[16:] *= 0.01
+        teacher.classifier[-1].weight[:, 16:] *= 0.01
+    x = torch.randn(8, 1, 8, 8)
+    uniform = prune(teacher, x[:2], ratio=0.8)
+    spread = prune(teacher, x[:2], ratio=0.8, allocation="global")
+    for student in (uniform, spread):
+        assert 0.1 * count_params(teacher) < count_params(student) <= 0.2 * count_params(teacher)
+        assert student(x).shape == (8, 4)
+
+    def kept(student):
+        return [student.features[0].out_channels / 8, student.features[4].out_channels / 16,
+                student.classifier[1].out_features / 128]
+
+    assert max(kept(uniform)) - min(kept(uniform)) < 0.1, kept(uniform)  # one share everywhere
+    assert kept(spread)[0] > kept(uniform)[0] and kept(spread)[2] < kept(uniform)[2], (kept(spread), kept(uniform))
+    path = save_weights(spread, tmp_path / "g.safetensors", _info(spread, {"model": "cnn", "options": {
+        "channels": [8, 16], "hidden": 128}}, (1, 8, 8), list("abcd")))
+    again, _ = rebuild(path)
+    assert torch.allclose(again(x), spread.eval()(x), atol=1e-6)

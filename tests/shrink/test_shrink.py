@@ -243,3 +243,16 @@ def test_a_reference_is_the_architecture_from_new_weights_on_the_labels_stopped_
     assert seen["teacher"] is None and [m[0] for m in seen["objective"]] == ["ce"]
     assert not all(torch.equal(a, b) for a, b in zip(seen["weights"], inherited))  # new weights
     assert trial.user_attrs["epochs"] == 2
+
+
+def test_pruned_candidates_by_each_allocation_fit_the_budget(blobs):
+    from kdistill.shrink.candidates import pruned_candidates
+
+    torch.manual_seed(0)
+    teacher = mlp(5, 3, hidden=[64, 64])
+    limit = 0.2 * sum(p.numel() for p in teacher.parameters())
+    cands = pruned_candidates(teacher, Budget("params", limit), blobs, allocation=("uniform", "global"))
+    assert sorted(c.pruned.allocation for c in cands) == ["global", "global", "uniform", "uniform"]
+    assert all(c.params <= c.figure <= limit for c in cands) and len({c.name for c in cands}) == 4
+    with pytest.raises(ValueError, match=r"allocation = \['layer'\]: allowed values are uniform, global"):
+        kdistill.shrink(teacher, blobs, budget={"params": 0.2}, allocation="layer")

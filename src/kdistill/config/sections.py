@@ -225,6 +225,9 @@ class FromTeacherConfig(Section):
     """What `prune` is a share of: parameters or multiply-accumulates."""
     weights: Literal["inherit", "fresh"] = "inherit"
     """inherit: the teacher's surviving weights; fresh: the same pruned architecture from new weights."""
+    allocation: Literal["uniform", "global"] = "uniform"
+    """uniform: every layer loses the same share of its channels; global: the channels of all layers are ranked
+    together, so layers whose channels matter less lose more (at most 95% of any layer)."""
 
     def spec(self) -> FromTeacher:
         return FromTeacher(**self.model_dump())

@@ -25,6 +25,9 @@ class ShrinkConfig(Section):
     """Pruning criteria tried: one pruned candidate per criterion and budget share."""
     iterative_steps: int = Field(1, ge=1, le=100)
     """Pruning steps to reach each ratio."""
+    allocation: list[Literal["uniform", "global"]] = Field(default_factory=lambda: ["uniform"], min_length=1)
+    """How the pruning is spread over the layers, one pruned candidate per allocation: uniform (the same channel share
+    everywhere) or global (the channels of all layers ranked together)."""
     choose: Literal["accurate", "smallest"] = "accurate"
     """accurate: the most accurate on validation; smallest: the smallest within tolerance of the teacher."""
     tolerance: float | None = Field(None, ge=0.0, lt=1.0)
@@ -51,5 +54,5 @@ class ShrinkConfig(Section):
 
     def search_options(self) -> dict:
         return {"budget": self.budget, "family": self.family, "importance": list(self.importance),
-                "iterative_steps": self.iterative_steps, "choose": self.choose, "tolerance": self.tolerance,
-                "references": self.references}
+                "iterative_steps": self.iterative_steps, "allocation": list(self.allocation), "choose": self.choose,
+                "tolerance": self.tolerance, "references": self.references}

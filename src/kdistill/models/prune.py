@@ -10,8 +10,11 @@ Estimation for Neural Network Pruning", CVPR 2019) from cross-entropy gradients 
 training batches; ``iterative_steps`` reaches the ratio in equal steps, the importance measured
 anew after each.
 
-``prune`` is the share of the parameters (or MACs) removed: 0.9 keeps a tenth. Every layer is
-pruned by the same channel share (uniform, not global), found by bisection so that the student
+``prune`` is the share of the parameters (or MACs) removed: 0.9 keeps a tenth. ``allocation``
+spreads it over the layers: ``"uniform"`` prunes every layer by the same channel share,
+``"global"`` ranks the channels of every layer together (each layer's importances normalized by
+their mean, Torch-Pruning's global pruning; no layer loses more than 95%), so layers whose
+channels matter less lose more. Either way the share is found by bisection so that the student
 meets the asked share; its layer sizes are data (:mod:`kdistill.models.shapes`).
 """
 
@@ -29,6 +32,8 @@ from .zoo import count_params
 
 IMPORTANCE = ("magnitude", "taylor")
 TARGETS = ("params", "macs")
+ALLOCATIONS = ("uniform", "global")
+GLOBAL_MAX = 0.95  # the most of one layer's channels global pruning may remove
 TAYLOR_BATCHES = 4  # training batches whose gradients estimate Taylor importance
 BISECTIONS = 10
 
@@ -51,12 +56,14 @@ class FromTeacher:
     iterative_steps: int = 1
     target: str = "params"
     weights: str = "inherit"
+    allocation: str = "uniform"
 
     def __post_init__(self):
         if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0 < self.prune < 1:
             raise ValueError(f"prune = {self.prune!r}: the share of the teacher removed must be a number between 0 "
                              f"and 1 (exclusive), e.g. 0.9 keeps a tenth")
-        for field, allowed in (("importance", IMPORTANCE), ("target", TARGETS), ("weights", ("inherit", "fresh"))):
+        for field, allowed in (("importance", IMPORTANCE), ("target", TARGETS), ("weights", ("inherit", "fresh")),
+                               ("allocation", ALLOCATIONS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field} = {getattr(self, field)!r}: allowed values are {', '.join(allowed)}")
         if type(self.iterative_steps) is not int or not 1 <= self.iterative_steps <= 100:
@@ -65,7 +72,8 @@ class FromTeacher:
     @property
     def family(self) -> str:
         """The architecture (the same whether its weights are inherited or fresh)."""
-        return f"pruned {self.prune:g} of {self.target} ({self.importance}, {self.iterative_steps} step(s))"
+        spread = "" if self.allocation == "uniform" else f", {self.allocation}"
+        return f"pruned {self.prune:g} of {self.target} ({self.importance}, {self.iterative_steps} step(s){spread})"
 
     def start(self, teacher, data) -> nn.Module:
         """The student of this spec for a trained ``teacher`` (an ``nn.Module``) and its splits."""
@@ -76,7 +84,7 @@ class FromTeacher:
         batches = _batches(data) if self.importance == "taylor" else None
         example = next(iter(_batches(data, 1)))[0]
         student = prune(teacher, example, ratio=self.prune, target=self.target, importance=self.importance,
-                        iterative_steps=self.iterative_steps, batches=batches)
+                        iterative_steps=self.iterative_steps, batches=batches, allocation=self.allocation)
         return fresh_weights(student) if self.weights == "fresh" else student
 
 
@@ -100,7 +108,8 @@ def fresh_weights(model: nn.Module) -> nn.Module:
 
 
 def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str = "params",
-          importance: str = "magnitude", iterative_steps: int = 1, batches=None) -> nn.Module:
+          importance: str = "magnitude", iterative_steps: int = 1, batches=None,
+          allocation: str = "uniform") -> nn.Module:
     """A structurally pruned copy of ``model`` with ``ratio`` of its ``target`` removed.
 
     Parameters
@@ -116,6 +125,8 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
         (``(x, y)`` pairs; required for ``"taylor"``).
     iterative_steps : int
         Steps in which the ratio is reached, importance re-measured after each.
+    allocation : {"uniform", "global"}
+        The same channel share in every layer, or the channels of all layers ranked together.
 
     Raises
     ------
@@ -128,13 +139,18 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     base = _copy(model)
     classifier = _classifier(base, example)
     _check_layers(base, classifier)
-    key = (_identity(model), tuple(example.shape[1:]), ratio, target)
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation = {allocation!r}: allowed values are {', '.join(ALLOCATIONS)}")
+    # a global ranking depends on the weights (and the criterion), a uniform share only on the shapes
+    key = (_identity(model, weights=allocation == "global"), tuple(example.shape[1:]), ratio, target, allocation,
+           importance if allocation == "global" else None)
     if key not in _SHARES:
-        _SHARES[key] = _channel_share(base, example, classifier, target, (1 - ratio) * _measure(base, example, target))
+        _SHARES[key] = _channel_share(base, example, classifier, target, (1 - ratio) * _measure(base, example, target),
+                                      allocation, importance, batches)
     channel = _SHARES[key]
     pruned = _copy(model)
     classifier = dict(pruned.named_modules())[_name(base, classifier)]
-    _prune(pruned, example, classifier, channel, importance, iterative_steps, batches)
+    _prune(pruned, example, classifier, channel, importance, iterative_steps, batches, allocation)
     _check_pruned(model, pruned, example)
     return pruned
 
@@ -142,9 +158,18 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
 _SHARES: dict = {}  # the channel share found for (model, input shape, ratio, target): a search prunes one teacher often
 
 
-def _identity(model: nn.Module) -> tuple:
-    """The model's architecture: its layer names and tensor shapes (the channel share depends on nothing else)."""
-    return tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
+def _identity(model: nn.Module, weights: bool = False) -> tuple:
+    """The model's architecture: its layer names and tensor shapes (a uniform channel share depends
+    on nothing else), and with ``weights`` a digest of its values (a global ranking depends on them)."""
+    shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
+    if not weights:
+        return shapes
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in model.state_dict().values():
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return shapes + (digest.hexdigest(),)
 
 
 def _copy(model: nn.Module) -> nn.Module:
@@ -190,14 +215,19 @@ def _measure(model: nn.Module, example: torch.Tensor, target: str) -> float:
     return float(tp.utils.count_ops_and_params(model, example)[0])
 
 
-def _channel_share(model, example, classifier, target: str, goal: float) -> float:
-    """The uniform channel share whose pruned model is the largest with at most ``goal`` of ``target``."""
+def _channel_share(model, example, classifier, target: str, goal: float, allocation: str = "uniform",
+                   importance: str = "magnitude", batches=None) -> float:
+    """The channel share (of every layer, or of all layers together) whose pruned model is the
+    largest with at most ``goal`` of ``target``."""
     size_at = {}
 
     def size(share):
         trial = copy.deepcopy(model)
         clf = dict(trial.named_modules())[_name(model, classifier)]
-        _prune(trial, example, clf, share, "magnitude", 1, None)
+        if allocation == "uniform":  # the sizes do not depend on which channels go
+            _prune(trial, example, clf, share, "magnitude", 1, None)
+        else:
+            _prune(trial, example, clf, share, importance, 1, batches, allocation)
         size_at[share] = _measure(trial, example, target)
         return size_at[share]
 
@@ -210,8 +240,8 @@ def _channel_share(model, example, classifier, target: str, goal: float) -> floa
         low = high
     else:
         smallest = min(size_at.values())
-        raise PruningError(f"no uniform channel share reaches {goal:.0f} {target}: the smallest pruned model has "
-                           f"{smallest:.0f}; ask for a smaller share removed")
+        raise PruningError(f"no {allocation} channel share reaches {goal:.0f} {target}: the smallest pruned model "
+                           f"has {smallest:.0f}; ask for a smaller share removed")
     for _ in range(BISECTIONS):
         mid = (low + high) / 2
         if size(mid) <= goal:
@@ -221,14 +251,17 @@ def _channel_share(model, example, classifier, target: str, goal: float) -> floa
     return high
 
 
-def _prune(model, example, classifier, share: float, importance: str, steps: int, batches) -> None:
+def _prune(model, example, classifier, share: float, importance: str, steps: int, batches,
+           allocation: str = "uniform") -> None:
     import torch_pruning as tp
 
     imp = (tp.importance.GroupTaylorImportance() if importance == "taylor"
            else tp.importance.GroupMagnitudeImportance(p=2))
+    spread = ({"global_pruning": True, "max_pruning_ratio": GLOBAL_MAX} if allocation == "global"
+              else {"global_pruning": False})
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=share, iterative_steps=steps,
-                                      ignored_layers=[classifier], global_pruning=False)
+                                      ignored_layers=[classifier], **spread)
         for _ in range(steps):
             if importance == "taylor":
                 _gradients(model, batches)

@@ -30,7 +30,7 @@ SHARES = (1.0, 0.5)  # each kind of candidate at the budget and at half of it
 GRID = (0.5, 0.75, 0.9, 0.95, 0.98)  # shares of parameters removed tried against a latency budget
 
 
-PRUNED_FIELDS = ("prune", "importance", "iterative_steps", "target", "weights")
+PRUNED_FIELDS = ("prune", "importance", "iterative_steps", "target", "weights", "allocation")
 
 
 @dataclass
@@ -116,28 +116,33 @@ def scale_to(family: dict, budget: Budget, data, limit: float | None = None) -> 
     return scaled(family, low)
 
 
-def pruned_candidates(teacher, budget: Budget, data, importance: tuple = ("magnitude",),
-                      steps: int = 1) -> list[Candidate]:
-    """Pruned copies of ``teacher`` at the budget and at half of it (by each importance criterion)."""
+def pruned_candidates(teacher, budget: Budget, data, importance: tuple = ("magnitude",), steps: int = 1,
+                      allocation: tuple = ("uniform",)) -> list[Candidate]:
+    """Pruned copies of ``teacher`` at the budget and at half of it (by each importance criterion
+    and each allocation of the pruning over the layers); one over the budget is left out."""
     whole = {m: measured(teacher, m, data.input_shape, budget.batch) for m in ("params", budget.measure)}
     out = []
     for share in SHARES:
         limit = budget.limit * share
-        for imp in importance:
-            ratio = _ratio(teacher, budget, limit, whole, data, imp, steps)
-            if ratio is None:
-                continue
-            spec = FromTeacher(prune=ratio, importance=imp, iterative_steps=steps,
-                               target="macs" if budget.measure == "macs" else "params")
-            with torch.random.fork_rng():
-                model = spec.start(teacher, data)
-            fig = measured(model, budget.measure, data.input_shape, budget.batch)
-            out.append(Candidate(f"pruned {1 / (1 - ratio):.1f}x smaller ({imp})", "pruned", fig, pruned=spec,
-                                 params=sum(p.numel() for p in model.parameters())))
+        for spread in allocation:
+            for imp in importance:
+                ratio = _ratio(teacher, budget, limit, whole, data, spread)
+                if ratio is None:
+                    continue
+                spec = FromTeacher(prune=ratio, importance=imp, iterative_steps=steps,
+                                   target="macs" if budget.measure == "macs" else "params", allocation=spread)
+                with torch.random.fork_rng():
+                    model = spec.start(teacher, data)
+                fig = measured(model, budget.measure, data.input_shape, budget.batch)
+                if fig > limit:  # bytes follow parameters only nearly; a latency is measured again
+                    continue
+                shown = imp if spread == "uniform" else f"{imp}, {spread}"
+                out.append(Candidate(f"pruned {1 / (1 - ratio):.1f}x smaller ({shown})", "pruned", fig, pruned=spec,
+                                     params=sum(p.numel() for p in model.parameters())))
     return out
 
 
-def _ratio(teacher, budget: Budget, limit: float, whole: dict, data, importance: str, steps: int) -> float | None:
+def _ratio(teacher, budget: Budget, limit: float, whole: dict, data, allocation: str) -> float | None:
     """The share of the teacher removed whose pruned model is within ``limit``."""
     if budget.measure in ("params", "macs"):
         ratio = 1 - limit / whole[budget.measure]
@@ -147,7 +152,7 @@ def _ratio(teacher, budget: Budget, limit: float, whole: dict, data, importance:
         return ratio if 0 < ratio < 1 else None
     for ratio in GRID:  # latency: the least pruned of the grid that is fast enough
         with torch.random.fork_rng():
-            model = FromTeacher(prune=ratio, importance="magnitude").start(teacher, data)
+            model = FromTeacher(prune=ratio, importance="magnitude", allocation=allocation).start(teacher, data)
         if measured(model, "latency_ms", data.input_shape, budget.batch) <= limit:
             return ratio
     return None
@@ -184,9 +189,11 @@ def family_candidates(family: dict, budget: Budget, data) -> list[Candidate]:
     return out
 
 
-def candidates(teacher, budget: Budget, data, family: dict, importance: tuple, steps: int) -> list[Candidate]:
+def candidates(teacher, budget: Budget, data, family: dict, importance: tuple, steps: int,
+               allocation: tuple = ("uniform",)) -> list[Candidate]:
     """Every candidate of a search: the pruned copies, then the family's members."""
-    cands = pruned_candidates(teacher, budget, data, importance, steps) + family_candidates(family, budget, data)
+    cands = (pruned_candidates(teacher, budget, data, importance, steps, allocation)
+             + family_candidates(family, budget, data))
     if not cands:
         raise ValueError(f"no candidate fits the budget {budget.label()}: neither a pruned teacher nor the family "
                          f"{family['model']!r} at its narrowest; give a larger budget")

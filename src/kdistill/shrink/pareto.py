@@ -81,6 +81,12 @@ class ParetoDisplay(_Display):
                        edgecolors="red", label="chosen", zorder=5)
         ax.axvline(self.limit, color="red", ls=":", label="budget")
         ax.set_xscale("log")
+        from matplotlib import ticker
+
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))  # 10k, 20k, 50k: no crowded minor labels
+        ax.xaxis.set_major_formatter(ticker.EngFormatter(sep="") if self.measure in ("params", "macs", "bytes")
+                                     else ticker.FormatStrFormatter("%g"))  # milliseconds as they are
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(MEASURES[self.measure])
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)

@@ -37,6 +37,7 @@ from ..engine import TrainConfig
 from ..files import atomic_write
 from ..methods import ALONE, kd_objective
 from ..models import count_params
+from ..models.prune import ALLOCATIONS
 from ..report import save_figure
 from ..study import ModelSpec, run_in_folder, teacher_cache_dir
 from ..study.specs import objective_shown
@@ -54,7 +55,7 @@ REFERENCES = ("front", "all", "chosen")
 
 
 def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | None = None, objective=None,
-           importance=("magnitude",), iterative_steps: int = 1, choose: str = "accurate",
+           importance=("magnitude",), iterative_steps: int = 1, allocation=("uniform",), choose: str = "accurate",
            tolerance: float | None = None, references: str = "front", seeds=(0,), out=None, storage: str | None = None,
            study_name: str = "shrink", worker: bool = False, quiet: bool = False, cache_dir=None,
            teacher_arch: dict | None = None, title: str | None = None, **train) -> dict:
@@ -79,6 +80,10 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
         Pruning criteria tried (one pruned candidate per criterion and budget share).
     iterative_steps : int
         Pruning steps to reach each ratio.
+    allocation : sequence of {"uniform", "global"}
+        How each pruned candidate spreads the pruning over the layers: the same channel share in
+        every layer, or the channels of all layers ranked together (one candidate per allocation,
+        criterion and budget share).
     choose : {"accurate", "smallest"}
         The most accurate candidate on validation, or the smallest whose validation accuracy is
         within ``tolerance`` (accuracy points, e.g. 0.01) of the teacher's (else the most accurate).
@@ -106,7 +111,7 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
         study's ``results`` and ``folder``.
     """
     settings = _checked(teacher, data, budget, family, objective, importance, iterative_steps, choose, tolerance,
-                        references, seeds, train)
+                        references, seeds, train, allocation)
     if worker:
         if storage is None:
             raise ValueError("worker=True (--worker) runs trials of a shared study, so it needs storage: the database "
@@ -176,7 +181,7 @@ class _Shape:
 
 
 def _checked(teacher, data, budget, family, objective, importance, steps, choose, tolerance, references, seeds,
-             train) -> dict:
+             train, allocation) -> dict:
     """Every argument checked before anything trains or any folder is made."""
     if not isinstance(teacher, nn.Module):
         raise TypeError(f"teacher must be a trained torch.nn.Module (pruned copies inherit its weights), got "
@@ -192,6 +197,9 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
     bad = [i for i in importance if i not in ("magnitude", "taylor")] or ([] if importance else ["(none)"])
     if bad:
         raise ValueError(f"importance = {importance!r}: allowed values are magnitude, taylor (one or both)")
+    allocation = [allocation] if isinstance(allocation, str) else list(allocation)
+    if not allocation or any(a not in ALLOCATIONS for a in allocation) or len(set(allocation)) != len(allocation):
+        raise ValueError(f"allocation = {allocation!r}: allowed values are {', '.join(ALLOCATIONS)} (one or both)")
     if type(steps) is not int or not 1 <= steps <= 100:
         raise ValueError(f"iterative_steps = {steps!r}: must be an integer from 1 to 100")
     if choose not in CHOICES:
@@ -204,6 +212,7 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
         raise ValueError(f"references = {references!r}: allowed values are {', '.join(REFERENCES)}")
     TrainConfig.from_kwargs(**train)
     return {"budget": dict(budget), "family": family, "objective": objective, "importance": importance,
+            "allocation": allocation,
             "steps": steps, "choose": choose, "tolerance": tolerance, "references": references,
             "seeds": list(check_seeds(seeds)), "train": dict(train)}
 
@@ -232,7 +241,7 @@ def _search(teacher, data, settings, folder: Path, storage, study_name, worker, 
     def make() -> dict:  # by the process that creates the study; every other one reads it
         budget = resolve(settings["budget"], teacher, data.input_shape)
         cands = candidates(teacher, budget, data, settings["family"], tuple(settings["importance"]),
-                           settings["steps"])
+                           settings["steps"], tuple(settings["allocation"]))
         return {"budget": asdict(budget), "teacher_figure": measured(teacher, budget.measure, data.input_shape,
                                                                      budget.batch),
                 "candidates": [c.record() for c in cands]}
