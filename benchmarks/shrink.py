@@ -25,8 +25,9 @@ accuracy (mean ± std), the paired difference of each arm with the pruned arch a
 
 ``--part search`` times ``kdistill.shrink`` (budget 10x fewer parameters, seed 0, setting (a)):
 its whole wall time over one student's training for the same epochs, the teacher's cache built
-before; the front's reference points (its architectures trained alone) are timed apart. ``--part cache`` measures the teacher-output cache build's samples per second against
-the teacher's ONNX Runtime throughput at the same batch size.
+before; the front's reference points (its architectures trained alone) are timed apart.
+``--part cache`` measures the teacher-output cache build's samples per second against the
+teacher's ONNX Runtime throughput at the same batch size.
 
     apt-get install -y dataset-fashion-mnist
     nice -n 10 python benchmarks/shrink.py --part arms --setting all --seeds 0 1 2

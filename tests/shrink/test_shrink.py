@@ -243,6 +243,35 @@ def test_a_reference_is_the_architecture_from_new_weights_on_the_labels_stopped_
     assert seen["teacher"] is None and [m[0] for m in seen["objective"]] == ["ce"]
     assert not all(torch.equal(a, b) for a, b in zip(seen["weights"], inherited))  # new weights
     assert trial.user_attrs["epochs"] == 2
+    objective.settings["train"] = {"epochs": 8, "patience": 1, "lr": 1e-7}  # early stopping would end it at 2
+    objective.alone = {"p": 6}
+    trial = study.ask()
+    objective(trial, "p")
+    assert trial.user_attrs["epochs"] == 6
+
+
+def test_processes_agree_on_a_search_however_its_defaults_are_written():
+    """A worker started from the command line and the main process from Python give the same
+    training options differently; the study's record compares them resolved, and names the
+    option where they really differ."""
+    from kdistill.shrink.search import _settings_key
+
+    def settings(**train):
+        return {"budget": {"params": 0.1}, "family": {"model": "mlp", "options": {"hidden": [8]}, "width": ["hidden"]},
+                "objective": kdistill.methods.kd_objective(0.5, 4.0), "importance": ["magnitude"],
+                "allocation": ["uniform"], "steps": 1, "choose": "accurate", "tolerance": None, "references": "front",
+                "seeds": [0], "train": train}
+
+    assert _settings_key(settings()) == _settings_key(settings(lr=1e-3, batch_size=64, device="cpu"))
+    differ = {k for k, v in _settings_key(settings(lr=0.01)).items() if _settings_key(settings())[k] != v}
+    assert differ == {"train.lr"}
+
+
+def test_shrink_refuses_training_options_it_sets_for_each_candidate(blobs, teacher):
+    with pytest.raises(ValueError, match=r"seed: shrink sets these for each candidate \(seeds= gives the seeds"):
+        kdistill.shrink(teacher, blobs, budget={"params": 0.3}, seed=1)
+    with pytest.raises(ValueError, match="checkpoint_dir, resume: shrink sets these"):
+        kdistill.shrink(teacher, blobs, budget={"params": 0.3}, checkpoint_dir="ck", resume=True)
 
 
 def test_pruned_candidates_by_each_allocation_fit_the_budget(blobs):
@@ -256,3 +285,21 @@ def test_pruned_candidates_by_each_allocation_fit_the_budget(blobs):
     assert all(c.params <= c.figure <= limit for c in cands) and len({c.name for c in cands}) == 4
     with pytest.raises(ValueError, match=r"allocation = \['layer'\]: allowed values are uniform, global"):
         kdistill.shrink(teacher, blobs, budget={"params": 0.2}, allocation="layer")
+
+
+def test_a_recorded_candidate_is_rebuilt_only_as_the_searchs_own_family_or_pruned_spec():
+    """The record lives in a database many machines write to: it may resize the family, never
+    choose another factory or hand it other options."""
+    from kdistill.shrink.candidates import Candidate
+
+    family = {"model": "mlp", "options": {"hidden": [8]}, "width": ["hidden"]}
+    good = {"name": "m", "kind": "family", "figure": 10, "params": 10, "pruned": None,
+            "arch": {"model": "mlp", "options": {"hidden": [4, 4]}}}
+    assert Candidate.from_record(good, family).arch["options"] == {"hidden": [4, 4]}
+    for arch in ({"model": "cnn", "options": {"hidden": [4]}}, {"model": "os:system", "options": {"hidden": [4]}},
+                 {"model": "mlp", "options": {"hidden": [4], "num_classes": 1000}}):
+        with pytest.raises(ValueError, match="the study records a candidate this search cannot rebuild"):
+            Candidate.from_record({**good, "arch": arch}, family)
+    with pytest.raises(ValueError, match="cannot rebuild"):
+        Candidate.from_record({**good, "kind": "pruned", "arch": None, "pruned": {"prune": 0.5, "importance": "x"}},
+                              family)

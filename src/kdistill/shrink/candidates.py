@@ -70,15 +70,16 @@ class Candidate:
     @classmethod
     def from_record(cls, record, family: dict) -> Candidate:
         """A candidate read back from its study's record, checked: a pruned spec's fields are
-        validated, and a family member must be of ``family``'s model (the record never chooses
-        which factory builds a model)."""
+        validated, and a family member must be of ``family``'s model with ``family``'s options
+        (the record never chooses which factory builds a model, nor what else it is given)."""
         try:
             name, kind, figure, params = record["name"], record["kind"], float(record["figure"]), int(record["params"])
             pruned, arch = record["pruned"], record["arch"]
             if kind == "pruned" and isinstance(pruned, dict) and set(pruned) == set(PRUNED_FIELDS) and arch is None:
                 return cls(str(name), kind, figure, pruned=FromTeacher(**pruned), params=params)
             if (kind == "family" and pruned is None and isinstance(arch, dict) and set(arch) == {"model", "options"}
-                    and arch["model"] == family["model"] and isinstance(arch["options"], dict)):
+                    and arch["model"] == family["model"] and isinstance(arch["options"], dict)
+                    and set(arch["options"]) == set(family["options"])):  # the family's options, resized
                 return cls(str(name), kind, figure, arch={"model": arch["model"], "options": dict(arch["options"])},
                            params=params)
         except (KeyError, TypeError, ValueError):

@@ -208,6 +208,11 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
                                  or not 0 <= tolerance < 1):
         raise ValueError(f"tolerance = {tolerance!r}: choose='smallest' needs the accuracy points the student may "
                          f"lose against the teacher, a number from 0 to 1 (e.g. 0.01)")
+    own = sorted(k for k in ("seed", "checkpoint_dir", "resume") if k in train)
+    if own:
+        raise ValueError(f"{', '.join(own)}: shrink sets these for each candidate (seeds= gives the seeds; every "
+                         f"candidate and reference is its own trial, so none resumes another's checkpoint); "
+                         f"remove {'it' if len(own) == 1 else 'them'}")
     if references not in REFERENCES:
         raise ValueError(f"references = {references!r}: allowed values are {', '.join(REFERENCES)}")
     TrainConfig.from_kwargs(**train)
@@ -282,13 +287,16 @@ def _search(teacher, data, settings, folder: Path, storage, study_name, worker, 
 
 
 def _settings_key(settings: dict) -> dict:
-    """What every process of one search must agree on (JSON): a process's own device, checkpoints
-    and final-study seeds may differ."""
-    local = ("device", "checkpoint_dir", "resume", "quiet")
-    return json.loads(json.dumps({**{k: v for k, v in _shown(settings).items() if k not in ("seeds", "train")},
-                                  "seed": settings["seeds"][0],
-                                  "train": {k: v for k, v in settings["train"].items() if k not in local}},
-                                 default=str))
+    """What every process of one search must agree on (flat JSON, ``train.lr`` and so on: the
+    training options resolved, so a default given or left out is the same): a process's own
+    device and final-study seeds may differ."""
+    from dataclasses import asdict
+
+    train = asdict(TrainConfig.from_kwargs(**settings["train"]))
+    shown = {k: v for k, v in _shown(settings).items() if k not in ("seeds", "train")}
+    flat = {**shown, "seed": settings["seeds"][0],
+            **{f"train.{k}": v for k, v in train.items() if k not in ("device", "quiet")}}
+    return json.loads(json.dumps(flat, default=str))
 
 
 def _alone(url, study_name, key, rows, chosen: str, settings, by_name, teacher, data, seed, quiet) -> list[dict]:
@@ -314,9 +322,6 @@ def _alone(url, study_name, key, rows, chosen: str, settings, by_name, teacher, 
             out[name] = {"name": f"{name} alone", "of": name, "kind": "alone", "figure": c.figure, "params": c.params,
                          "val_accuracy": t.value, "epochs": t.user_attrs.get("epochs", 0),
                          "seconds": t.user_attrs.get("seconds", 0.0)}
-            if name not in by_name or epochs.get(name) != out[name]["epochs"]:
-                raise RuntimeError(f"the reference {name!r} trained {out[name]['epochs']} epochs, not its twin's "
-                                   f"{epochs.get(name)}")
     return [out[n] for n in names if n in out]
 
 

@@ -4,6 +4,7 @@ with its validation accuracy reported after every epoch to a successive-halving 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -15,11 +16,13 @@ from ..engine import fit
 
 REDUCTION = 3  # successive halving keeps the best third at each rung
 WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
+log = logging.getLogger("kdistill")
+
 RECORD = "kdistill_shrink"
 RECORD_WAIT_S = 900.0  # how long a worker waits for the study's maker to record the candidates
 
 
-def open_study(url: str, name: str, settings: dict, make, *, halving: bool = True, wait_s: float = RECORD_WAIT_S):
+def open_study(url: str, name: str, settings: dict, make, *, halving: bool = True, wait_s: float | None = None):
     """The study ``name`` at ``url`` and its record: what ``make()`` returns (the search's
     candidates, as data), made once by the process that creates the study and read by every other
     process, with the ``settings`` it was made for. A process whose settings differ is refused,
@@ -37,7 +40,10 @@ def open_study(url: str, name: str, settings: dict, make, *, halving: bool = Tru
         try:
             study, maker = optuna.create_study(**options, direction="maximize"), True
         except optuna.exceptions.DuplicatedStudyError:
-            study, maker = optuna.load_study(**options), False
+            try:
+                study, maker = optuna.load_study(**options), False
+            except KeyError:  # deleted in between: its maker failed
+                raise ValueError(_FAILED.format(url=url, name=name)) from None
         optuna.storages.fail_stale_trials(study)
     if maker:
         try:
@@ -47,7 +53,7 @@ def open_study(url: str, name: str, settings: dict, make, *, halving: bool = Tru
             raise
         study.set_user_attr(RECORD, {"settings": settings, "made": made})
         return study, made
-    record = _record(study, url, name, wait_s)
+    record = _record(study, url, name, RECORD_WAIT_S if wait_s is None else wait_s)
     if not isinstance(record, dict) or set(record) != {"settings", "made"}:
         raise ValueError(f"storage {url!r}: study {name!r} was not made by this version of kdistill's shrink; give "
                          f"another study_name (--study-name)")
@@ -58,15 +64,18 @@ def open_study(url: str, name: str, settings: dict, make, *, halving: bool = Tru
     return study, record["made"]
 
 
+_FAILED = ("storage {url!r}: the process that made study {name!r} failed before recording its candidates (see its "
+           "log); run again")
+
+
 def _record(study, url: str, name: str, wait_s: float):
-    """The study's record, waited for while its maker is making it."""
-    deadline = time.monotonic() + wait_s
+    """The study's record, waited for (saying so) while its maker is making it."""
+    deadline, said = time.monotonic() + wait_s, False
     while True:
         try:
             attrs = study.user_attrs
         except KeyError:  # deleted: its maker failed
-            raise ValueError(f"storage {url!r}: the process that made study {name!r} failed before recording its "
-                             f"candidates (see its log); run again") from None
+            raise ValueError(_FAILED.format(url=url, name=name)) from None
         if RECORD in attrs:
             return attrs[RECORD]
         if time.monotonic() > deadline:
@@ -74,6 +83,10 @@ def _record(study, url: str, name: str, wait_s: float):
                              f"s; the process that made it may have died while making them. Give another study_name "
                              f"(--study-name), or delete the study (optuna delete-study --study-name {name} "
                              f"--storage URL)")
+        if not said:
+            log.warning("study %r on %s: waiting up to %.0f s for the process that made it to record its "
+                        "candidates", name, url, wait_s)
+            said = True
         time.sleep(WAIT_SECONDS)
 
 
@@ -150,9 +163,12 @@ class Objective:
         model = cand.make(self.teacher, self.data)
         rungs = _Rungs(trial, stop_after=self.alone[name] if self.alone else None)
         objective, teacher = (list(ALONE), None) if self.alone else (self.settings["objective"], self.served)
+        train = dict(self.settings["train"])
+        if self.alone:  # exactly its twin's epochs: early stopping would end it sooner
+            train["patience"] = None
         try:
             history = fit(model, self.data, objective=objective, teacher=teacher, seed=self.seed, quiet=self.quiet,
-                          callbacks=[rungs], **self.settings["train"])
+                          callbacks=[rungs], **train)
         finally:
             trial.set_user_attr("seconds", round(time.perf_counter() - start, 3))
             trial.set_user_attr("epochs", rungs.epochs)
