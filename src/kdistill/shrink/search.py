@@ -10,9 +10,9 @@
    several processes or machines may share; successive halving (Optuna's
    ``SuccessiveHalvingPruner``, reduction factor 3, rungs at epochs 1, 3, 9...) stops the weak
    ones after their first epochs, so the search costs a small multiple of one student's training.
-4. The architectures on the front (or every candidate, or only the chosen: ``references``) are trained
-   alone, from new weights on the labels, as trials of a second study: the front's reference
-   points, which show what distillation adds at each budget.
+4. The architectures on the front (or every candidate, or only the chosen: ``references``) are
+   trained alone, from new weights on the labels, for their distilled twin's epochs, as trials of
+   a second study: the front's reference points, which show what distillation adds at each budget.
 5. The chosen student (the most accurate on validation, or the smallest within ``tolerance`` of
    the teacher) and its architecture trained alone are the students of a study run by the same
    runner as ``kdistill run``: the run folder, report, verdicts and never-worse-than-alone
@@ -88,10 +88,11 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
         The most accurate candidate on validation, or the smallest whose validation accuracy is
         within ``tolerance`` (accuracy points, e.g. 0.01) of the teacher's (else the most accurate).
     references : {"front", "all", "chosen"}
-        Which architectures are also trained alone (new weights, labels only, the whole epochs)
-        as the front's reference points, showing what distillation adds at each budget: those on
-        the Pareto front, every candidate, or only the chosen one (which the final study trains
-        alone in any case). Their cost is reported apart from the search's (``references_s``).
+        Which architectures are also trained alone (new weights, labels only, as many epochs as
+        their distilled twin) as the front's reference points, showing what distillation adds at
+        each budget: those on the Pareto front, every candidate, or only the chosen one (which the
+        final study trains alone in any case). Their cost is reported apart from the search's
+        (``references_s``).
     seeds : sequence of int
         Seeds of the final study (the search uses the first).
     out : path, optional
@@ -217,9 +218,8 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
         raise ValueError(f"references = {references!r}: allowed values are {', '.join(REFERENCES)}")
     TrainConfig.from_kwargs(**train)
     return {"budget": dict(budget), "family": family, "objective": objective, "importance": importance,
-            "allocation": allocation,
-            "steps": steps, "choose": choose, "tolerance": tolerance, "references": references,
-            "seeds": list(check_seeds(seeds)), "train": dict(train)}
+            "allocation": allocation, "steps": steps, "choose": choose, "tolerance": tolerance,
+            "references": references, "seeds": list(check_seeds(seeds)), "train": dict(train)}
 
 
 def _zoo(data: Splits) -> dict:
@@ -290,8 +290,6 @@ def _settings_key(settings: dict) -> dict:
     """What every process of one search must agree on (flat JSON, ``train.lr`` and so on: the
     training options resolved, so a default given or left out is the same): a process's own
     device and final-study seeds may differ."""
-    from dataclasses import asdict
-
     train = asdict(TrainConfig.from_kwargs(**settings["train"]))
     shown = {k: v for k, v in _shown(settings).items() if k not in ("seeds", "train")}
     flat = {**shown, "seed": settings["seeds"][0],
