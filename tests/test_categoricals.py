@@ -101,6 +101,17 @@ def test_only_boosters_on_tables_with_categoricals_are_wrapped(table):
         for_table(booster, layout, "one-hot")
 
 
+def test_an_xgboost_that_cannot_split_on_categories_keeps_the_one_hot_columns(table, caplog):
+    """XGBoost's exact tree method has no categorical splits: wrapped, its fit raised XGBoost's
+    own 'not implemented for current tree method', naming nothing of kdistill's."""
+    pytest.importorskip("xgboost")
+    x, y, layout = table[0], table[1], table[4]
+    exact = _small("xgboost").set_params(tree_method="exact")
+    assert for_table(exact, layout) is exact
+    assert "tree_method='exact'" in caplog.text and "one-hot columns" in caplog.text
+    assert exact.fit(x, y).predict(x).shape == y.shape
+
+
 def test_bad_inputs_are_named(table):
     x, y, _, _, layout = table
     with pytest.raises(TypeError, match="estimator must be one of lightgbm.LGBMClassifier.*got DecisionTree"):

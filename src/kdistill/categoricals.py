@@ -11,9 +11,13 @@ data, the synthetic rows, the teacher cache and every other model keep the one-h
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger("kdistill")
 
 CHOICES = ("native", "onehot")  # how boosted trees take a table's categorical columns
 HOT = 0.5  # a one-hot column above this is its block's category
@@ -55,6 +59,11 @@ def for_table(estimator, layout: list[dict] | None, categoricals: str = "native"
     ``categoricals`` is ``"native"``; anything else as it is."""
     check_choice(categoricals)
     if categoricals == "native" and layout and categorical_columns(layout) and booster(estimator):
+        if booster(estimator) == "xgboost" and estimator.get_params().get("tree_method") == "exact":
+            log.warning("%s has tree_method='exact', which XGBoost cannot split on categories with: it is fitted on "
+                        "the one-hot columns (give tree_method 'hist' or 'approx' for native categoricals)",
+                        type(estimator).__name__)
+            return estimator
         return NativeCategoricals(estimator, layout)
     return estimator
 
