@@ -227,7 +227,7 @@ class FromTeacherConfig(Section):
     """inherit: the teacher's surviving weights; fresh: the same pruned architecture from new weights."""
     allocation: Literal["uniform", "global"] = "uniform"
     """uniform: every layer loses the same share of its channels; global: the channels of all layers are ranked
-    together, so layers whose channels matter less lose more (at most 95% of any layer)."""
+    together, so layers whose channels matter less lose more (one may keep as little as one channel)."""
 
     def spec(self) -> FromTeacher:
         return FromTeacher(**self.model_dump())

@@ -13,8 +13,8 @@ anew after each.
 ``prune`` is the share of the parameters (or MACs) removed: 0.9 keeps a tenth. ``allocation``
 spreads it over the layers: ``"uniform"`` prunes every layer by the same channel share,
 ``"global"`` ranks the channels of every layer together (each layer's importances normalized by
-their mean, Torch-Pruning's global pruning; no layer loses more than 95%), so layers whose
-channels matter less lose more. Either way the share is found by bisection so that the student
+their mean, Torch-Pruning's global pruning), so layers whose channels matter less lose more (in
+one step a layer may keep as little as one channel). Either way the share is found by bisection so that the student
 meets the asked share; its layer sizes are data (:mod:`kdistill.models.shapes`).
 """
 
@@ -33,7 +33,7 @@ from .zoo import count_params
 IMPORTANCE = ("magnitude", "taylor")
 TARGETS = ("params", "macs")
 ALLOCATIONS = ("uniform", "global")
-GLOBAL_MAX = 0.95  # the most of one layer's channels global pruning may remove
+GLOBAL_MAX = 0.95  # Torch-Pruning's max_pruning_ratio: checked between iterative steps only, not within one
 TAYLOR_BATCHES = 4  # training batches whose gradients estimate Taylor importance
 BISECTIONS = 10
 
@@ -132,7 +132,7 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     ------
     PruningError
         A layer Torch-Pruning cannot prune or kdistill cannot store as data (named), or a
-        ratio no uniform channel share reaches.
+        ratio no channel share reaches.
     """
     if importance == "taylor" and not batches:
         raise ValueError("importance='taylor' needs training batches (x, y) for its gradients")
@@ -141,12 +141,15 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     _check_layers(base, classifier)
     if allocation not in ALLOCATIONS:
         raise ValueError(f"allocation = {allocation!r}: allowed values are {', '.join(ALLOCATIONS)}")
-    # a global ranking depends on the weights (and the criterion), a uniform share only on the shapes
+    # a uniform share depends only on the shapes; a global one on the weights, the criterion (and its
+    # batches), and the steps, since the ranking is measured anew after each
+    spread = (None if allocation == "uniform"
+              else (importance, iterative_steps, _digest(batches or []) if importance == "taylor" else None))
     key = (_identity(model, weights=allocation == "global"), tuple(example.shape[1:]), ratio, target, allocation,
-           importance if allocation == "global" else None)
+           spread)
     if key not in _SHARES:
         _SHARES[key] = _channel_share(base, example, classifier, target, (1 - ratio) * _measure(base, example, target),
-                                      allocation, importance, batches)
+                                      allocation, importance, batches, iterative_steps)
     channel = _SHARES[key]
     pruned = _copy(model)
     classifier = dict(pruned.named_modules())[_name(base, classifier)]
@@ -155,21 +158,31 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     return pruned
 
 
-_SHARES: dict = {}  # the channel share found for (model, input shape, ratio, target): a search prunes one teacher often
+_SHARES: dict = {}  # the channel share found for each key of prune(): a search prunes one teacher often
 
 
 def _identity(model: nn.Module, weights: bool = False) -> tuple:
     """The model's architecture: its layer names and tensor shapes (a uniform channel share depends
     on nothing else), and with ``weights`` a digest of its values (a global ranking depends on them)."""
     shapes = tuple((name, tuple(t.shape)) for name, t in model.state_dict().items())
-    if not weights:
-        return shapes
+    return shapes + (_digest(model.state_dict().values()),) if weights else shapes
+
+
+def _digest(tensors) -> str:
+    """SHA-256 of the bytes of ``tensors`` (nested in tuples or lists), whatever their dtype."""
     import hashlib
 
     digest = hashlib.sha256()
-    for t in model.state_dict().values():
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return shapes + (digest.hexdigest(),)
+
+    def add(t):
+        if isinstance(t, (tuple, list)):
+            for part in t:
+                add(part)
+        else:
+            digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    add(list(tensors))
+    return digest.hexdigest()
 
 
 def _copy(model: nn.Module) -> nn.Module:
@@ -216,7 +229,7 @@ def _measure(model: nn.Module, example: torch.Tensor, target: str) -> float:
 
 
 def _channel_share(model, example, classifier, target: str, goal: float, allocation: str = "uniform",
-                   importance: str = "magnitude", batches=None) -> float:
+                   importance: str = "magnitude", batches=None, steps: int = 1) -> float:
     """The channel share (of every layer, or of all layers together) whose pruned model is the
     largest with at most ``goal`` of ``target``."""
     size_at = {}
@@ -226,8 +239,8 @@ def _channel_share(model, example, classifier, target: str, goal: float, allocat
         clf = dict(trial.named_modules())[_name(model, classifier)]
         if allocation == "uniform":  # the sizes do not depend on which channels go
             _prune(trial, example, clf, share, "magnitude", 1, None)
-        else:
-            _prune(trial, example, clf, share, importance, 1, batches, allocation)
+        else:  # which channels go decides the sizes, step by step
+            _prune(trial, example, clf, share, importance, steps, batches, allocation)
         size_at[share] = _measure(trial, example, target)
         return size_at[share]
 
