@@ -100,6 +100,8 @@ def test_run_and_tune_refuse_a_shrink_section_before_any_folder(tiny, write_expe
      "choose: smallest needs a tolerance"),
     ({"shrink": {"budget": {"params": 0.1}, "family": {"model": "mlp", "options": {"hidden": [8]}, "width": ["x"]}}},
      "student.shrink.family", "family.width = ['x']"),
+    ({"shrink": {"budget": {"params": 0.1}, "allocation": ["global", "global"]}}, "student.shrink.allocation",
+     "['global', 'global']: each value once"),
     ({"from_teacher": {"prune": 1.5}}, "student.from_teacher.prune", "less than 1"),
     ({"from_teacher": {"prune": 0.5, "importance": "random"}}, "student.from_teacher.importance", "magnitude"),
 ])
@@ -283,8 +285,16 @@ def test_pruned_candidates_by_each_allocation_fit_the_budget(blobs):
     cands = pruned_candidates(teacher, Budget("params", limit), blobs, allocation=("uniform", "global"))
     assert sorted(c.pruned.allocation for c in cands) == ["global", "global", "uniform", "uniform"]
     assert all(c.params <= c.figure <= limit for c in cands) and len({c.name for c in cands}) == 4
-    with pytest.raises(ValueError, match=r"allocation = \['layer'\]: allowed values are uniform, global"):
-        kdistill.shrink(teacher, blobs, budget={"params": 0.2}, allocation="layer")
+    uniform, spread = (next(c for c in cands if c.pruned.allocation == a and c.figure > limit / 2) for a in
+                       ("uniform", "global"))
+    sizes = {c.name: [p.shape[0] for p in c.make(teacher, blobs).parameters() if p.dim() == 2]
+             for c in (uniform, spread)}
+    assert sizes[uniform.name] != sizes[spread.name], sizes  # the allocation reaches the pruning
+    for given, shown in (("layer", "'layer'"), (["global", "global"], r"\['global', 'global'\]"), ([], r"\[\]")):
+        with pytest.raises(ValueError, match=f"allocation = {shown}: give one or more of uniform, global, each once"):
+            kdistill.shrink(teacher, blobs, budget={"params": 0.2}, allocation=given)
+    with pytest.raises(ValueError, match=r"importance = \['taylor', 'taylor'\]: give one or more of magnitude"):
+        kdistill.shrink(teacher, blobs, budget={"params": 0.2}, importance=["taylor", "taylor"])
 
 
 def test_a_recorded_candidate_is_rebuilt_only_as_the_searchs_own_family_or_pruned_spec():
@@ -303,3 +313,16 @@ def test_a_recorded_candidate_is_rebuilt_only_as_the_searchs_own_family_or_prune
     with pytest.raises(ValueError, match="cannot rebuild"):
         Candidate.from_record({**good, "kind": "pruned", "arch": None, "pruned": {"prune": 0.5, "importance": "x"}},
                               family)
+
+
+def test_under_a_latency_budget_the_least_pruned_copy_fast_enough_is_the_candidate(blobs, caplog):
+    from kdistill.shrink.candidates import GRID, pruned_candidates
+
+    torch.manual_seed(0)
+    teacher = mlp(5, 3, hidden=[64, 64])
+    roomy = pruned_candidates(teacher, Budget("latency_ms", 1e3, None, 1), blobs)
+    assert [c.pruned.prune for c in roomy] == [GRID[0], GRID[0]]  # at the budget and at half of it
+    assert all(0 < c.figure <= 1e3 for c in roomy)
+    caplog.set_level("INFO", logger="kdistill")
+    assert pruned_candidates(teacher, Budget("latency_ms", 1e-9, None, 1), blobs) == []
+    assert "over the limit" in caplog.text  # each copy tried and left out is named

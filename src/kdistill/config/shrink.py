@@ -45,6 +45,13 @@ class ShrinkConfig(Section):
     def _budget(cls, value):
         return checked(check_budget, value, "budget")
 
+    @field_validator("importance", "allocation")
+    @classmethod
+    def _distinct(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r}: each value once")
+        return value
+
     @field_validator("family")
     @classmethod
     def _family(cls, value):

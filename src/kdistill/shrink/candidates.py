@@ -17,7 +17,8 @@ first machine (a latency measured on each machine would give each its own prunin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 
 import torch
 
@@ -25,6 +26,8 @@ from ..models import build_model
 from ..models.prune import FromTeacher
 from .budget import Budget, _sizes
 from .measure import measured
+
+log = logging.getLogger("kdistill")
 
 SHARES = (1.0, 0.5)  # each kind of candidate at the budget and at half of it
 GRID = (0.5, 0.75, 0.9, 0.95, 0.98)  # shares of parameters removed tried against a latency budget
@@ -45,7 +48,6 @@ class Candidate:
     pruned: FromTeacher | None = None
     arch: dict | None = None
     params: int = 0
-    extra: dict = field(default_factory=dict)
 
     def make(self, teacher, data):
         """The untrained student (pruned from ``teacher``, or built), from the current torch seed."""
@@ -120,43 +122,34 @@ def scale_to(family: dict, budget: Budget, data, limit: float | None = None) -> 
 def pruned_candidates(teacher, budget: Budget, data, importance: tuple = ("magnitude",), steps: int = 1,
                       allocation: tuple = ("uniform",)) -> list[Candidate]:
     """Pruned copies of ``teacher`` at the budget and at half of it (by each importance criterion
-    and each allocation of the pruning over the layers); one over the budget is left out."""
-    whole = {m: measured(teacher, m, data.input_shape, budget.batch) for m in ("params", budget.measure)}
+    and each allocation of the pruning over the layers). The share removed follows from the
+    budget for parameters, MACs and bytes; for a latency it is the least of :data:`GRID` whose
+    pruned model is fast enough, measured. One over its limit is left out, saying so."""
+    whole = measured(teacher, budget.measure, data.input_shape, budget.batch)
+    target = "macs" if budget.measure == "macs" else "params"
     out = []
     for share in SHARES:
         limit = budget.limit * share
         for spread in allocation:
             for imp in importance:
-                ratio = _ratio(teacher, budget, limit, whole, data, spread)
-                if ratio is None:
-                    continue
-                spec = FromTeacher(prune=ratio, importance=imp, iterative_steps=steps,
-                                   target="macs" if budget.measure == "macs" else "params", allocation=spread)
-                with torch.random.fork_rng():
-                    model = spec.start(teacher, data)
-                fig = measured(model, budget.measure, data.input_shape, budget.batch)
-                if fig > limit:  # bytes follow parameters only nearly; a latency is measured again
-                    continue
-                shown = imp if spread == "uniform" else f"{imp}, {spread}"
-                out.append(Candidate(f"pruned {1 / (1 - ratio):.1f}x smaller ({shown})", "pruned", fig, pruned=spec,
-                                     params=sum(p.numel() for p in model.parameters())))
+                if budget.measure == "latency_ms":
+                    ratios = GRID
+                else:  # bytes follow parameters only nearly: measured after pruning
+                    ratios = [r for r in (1 - limit / whole,) if 0 < r < 1]
+                for ratio in ratios:
+                    spec = FromTeacher(prune=ratio, importance=imp, iterative_steps=steps, target=target,
+                                       allocation=spread)
+                    with torch.random.fork_rng():
+                        model = spec.start(teacher, data)
+                    fig = measured(model, budget.measure, data.input_shape, budget.batch)
+                    if fig <= limit:
+                        shown = imp if spread == "uniform" else f"{imp}, {spread}"
+                        out.append(Candidate(f"pruned {1 / (1 - ratio):.1f}x smaller ({shown})", "pruned", fig,
+                                             pruned=spec, params=sum(p.numel() for p in model.parameters())))
+                        break
+                    log.info("pruned %.0f%% (%s, %s) is %.4g %s, over the limit %.4g", 100 * ratio, imp, spread, fig,
+                             budget.measure, limit)
     return out
-
-
-def _ratio(teacher, budget: Budget, limit: float, whole: dict, data, allocation: str) -> float | None:
-    """The share of the teacher removed whose pruned model is within ``limit``."""
-    if budget.measure in ("params", "macs"):
-        ratio = 1 - limit / whole[budget.measure]
-        return ratio if 0 < ratio < 1 else None
-    if budget.measure == "bytes":  # bytes follow parameters; checked after pruning
-        ratio = 1 - limit / whole["bytes"]
-        return ratio if 0 < ratio < 1 else None
-    for ratio in GRID:  # latency: the least pruned of the grid that is fast enough
-        with torch.random.fork_rng():
-            model = FromTeacher(prune=ratio, importance="magnitude", allocation=allocation).start(teacher, data)
-        if measured(model, "latency_ms", data.input_shape, budget.batch) <= limit:
-            return ratio
-    return None
 
 
 def deepened(options: dict, key: str, length: int) -> dict:

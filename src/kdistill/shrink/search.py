@@ -12,7 +12,8 @@
    ones after their first epochs, so the search costs a small multiple of one student's training.
 4. The architectures on the front (or every candidate, or only the chosen: ``references``) are
    trained alone, from new weights on the labels, for their distilled twin's epochs, as trials of
-   a second study: the front's reference points, which show what distillation adds at each budget.
+   a second study (``<study_name>.alone.<id>``): the front's reference points, which show what
+   distillation adds at each budget.
 5. The chosen student (the most accurate on validation, or the smallest within ``tolerance`` of
    the teacher) and its architecture trained alone are the students of a study run by the same
    runner as ``kdistill run``: the run folder, report, verdicts and never-worse-than-alone
@@ -37,7 +38,7 @@ from ..engine import TrainConfig
 from ..files import atomic_write
 from ..methods import ALONE, kd_objective
 from ..models import count_params
-from ..models.prune import ALLOCATIONS
+from ..models.prune import ALLOCATIONS, IMPORTANCE
 from ..report import save_figure
 from ..study import ModelSpec, run_in_folder, teacher_cache_dir
 from ..study.specs import objective_shown
@@ -194,13 +195,8 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
     family = check_family(family) if family is not None else _zoo(data)
     objective = objective if objective is not None else kd_objective(0.5, 4.0)
     check_objective(objective)
-    importance = [importance] if isinstance(importance, str) else list(importance)
-    bad = [i for i in importance if i not in ("magnitude", "taylor")] or ([] if importance else ["(none)"])
-    if bad:
-        raise ValueError(f"importance = {importance!r}: allowed values are magnitude, taylor (one or both)")
-    allocation = [allocation] if isinstance(allocation, str) else list(allocation)
-    if not allocation or any(a not in ALLOCATIONS for a in allocation) or len(set(allocation)) != len(allocation):
-        raise ValueError(f"allocation = {allocation!r}: allowed values are {', '.join(ALLOCATIONS)} (one or both)")
+    importance = _choices("importance", importance, IMPORTANCE)
+    allocation = _choices("allocation", allocation, ALLOCATIONS)
     if type(steps) is not int or not 1 <= steps <= 100:
         raise ValueError(f"iterative_steps = {steps!r}: must be an integer from 1 to 100")
     if choose not in CHOICES:
@@ -220,6 +216,15 @@ def _checked(teacher, data, budget, family, objective, importance, steps, choose
     return {"budget": dict(budget), "family": family, "objective": objective, "importance": importance,
             "allocation": allocation, "steps": steps, "choose": choose, "tolerance": tolerance,
             "references": references, "seeds": list(check_seeds(seeds)), "train": dict(train)}
+
+
+def _choices(field: str, given, allowed: tuple) -> list[str]:
+    """``given`` (one value or several) as a list of distinct values of ``allowed``, else a
+    ValueError naming the field, the value and what is allowed."""
+    values = [given] if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else None
+    if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
+        raise ValueError(f"{field} = {given!r}: give one or more of {', '.join(allowed)}, each once")
+    return values
 
 
 def _zoo(data: Splits) -> dict:
@@ -270,7 +275,8 @@ def _search(teacher, data, settings, folder: Path, storage, study_name, worker, 
                    "params": count_params(teacher), "val_accuracy": _val_accuracy(teacher, data)}
     chosen = _choose(rows, settings["choose"], settings["tolerance"], teacher_row["val_accuracy"])
     referenced = time.perf_counter()
-    references = _alone(url, study_name, key, rows, chosen["name"], settings, by_name, teacher, data, seed, quiet)
+    references = _alone(url, f"{study_name}.alone.{study._study_id}", key, rows, chosen["name"], settings, by_name,
+                        teacher, data, seed, quiet)
     summary = {"budget": {"given": settings["budget"], "measure": budget.measure, "limit": budget.limit,
                           "share": budget.share, "batch": budget.batch, "label": budget.label()},
                "candidates": rows, "front": [r["name"] for r in pareto.front(rows)], "teacher": teacher_row,
@@ -297,18 +303,19 @@ def _settings_key(settings: dict) -> dict:
     return json.loads(json.dumps(flat, default=str))
 
 
-def _alone(url, study_name, key, rows, chosen: str, settings, by_name, teacher, data, seed, quiet) -> list[dict]:
+def _alone(url, alone_name, key, rows, chosen: str, settings, by_name, teacher, data, seed, quiet) -> list[dict]:
     """The reference points of the front: each architecture named by ``settings["references"]``
     (those on the front, or every candidate) from new weights, trained alone for as many epochs
     as its distilled twin had (the search stops weak ones early), as trials of a second study
-    (``<study_name>.alone``) that every process shares. The chosen one is left to the final
+    (``<study_name>.alone.<id of the search's study>``: a search made anew never reads an old
+    one's references) that every process shares. The chosen one is left to the final
     study, which trains it alone anyway."""
     which = settings["references"]
     epochs = {r["name"]: r["epochs"] for r in (pareto.front(rows) if which == "front" else rows if which == "all"
                                                  else []) if r["name"] != chosen and r["epochs"]}
     if not epochs:
         return []
-    study, epochs = open_study(url, f"{study_name}.alone", key, lambda: epochs, halving=False)
+    study, epochs = open_study(url, alone_name, key, lambda: epochs, halving=False)
     names = list(epochs)
     work(study, Objective(by_name, teacher, None, data, settings, seed, quiet, alone=epochs), names)
     wait(study)

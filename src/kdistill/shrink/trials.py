@@ -19,6 +19,7 @@ WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
 log = logging.getLogger("kdistill")
 
 RECORD = "kdistill_shrink"
+MAKER = "kdistill_shrink_maker"
 RECORD_WAIT_S = 900.0  # how long a worker waits for the study's maker to record the candidates
 
 
@@ -47,6 +48,7 @@ def open_study(url: str, name: str, settings: dict, make, *, halving: bool = Tru
         optuna.storages.fail_stale_trials(study)
     if maker:
         try:
+            study.set_user_attr(MAKER, _process())  # who makes the record, for those who wait on it
             made = make()
         except BaseException:
             optuna.delete_study(study_name=name, storage=storage)
@@ -69,7 +71,8 @@ _FAILED = ("storage {url!r}: the process that made study {name!r} failed before 
 
 
 def _record(study, url: str, name: str, wait_s: float):
-    """The study's record, waited for (saying so) while its maker is making it."""
+    """The study's record, waited for (saying so) while its maker is making it; a maker that is
+    no longer running on this machine is named at once."""
     deadline, said = time.monotonic() + wait_s, False
     while True:
         try:
@@ -78,16 +81,37 @@ def _record(study, url: str, name: str, wait_s: float):
             raise ValueError(_FAILED.format(url=url, name=name)) from None
         if RECORD in attrs:
             return attrs[RECORD]
-        if time.monotonic() > deadline:
-            raise ValueError(f"storage {url!r}: study {name!r} has had no record of its candidates for {wait_s:.0f} "
-                             f"s; the process that made it may have died while making them. Give another study_name "
-                             f"(--study-name), or delete the study (optuna delete-study --study-name {name} "
-                             f"--storage URL)")
+        maker = attrs.get(MAKER, "an unknown process")
+        running = _running(maker)
+        if not running or time.monotonic() > deadline:
+            why = f"has made none in {wait_s:.0f} s" if running else "is no longer running"
+            raise ValueError(f"storage {url!r}: study {name!r} has no record of its candidates, and the process that "
+                             f"made it ({maker}) {why}: it may have died while making them. Delete the study (optuna "
+                             f"delete-study --study-name {name} --storage URL) or give another study_name "
+                             f"(--study-name)")
         if not said:
-            log.warning("study %r on %s: waiting up to %.0f s for the process that made it to record its "
-                        "candidates", name, url, wait_s)
+            log.warning("study %r on %s: waiting up to %.0f s for %s, which made it, to record its candidates", name,
+                        url, wait_s, maker)
             said = True
         time.sleep(WAIT_SECONDS)
+
+
+def _process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _running(process: str) -> bool:
+    """Whether ``host:pid`` may still be running: always, for another machine's."""
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _storage(url: str, attempts: int = 5):
@@ -157,7 +181,7 @@ class Objective:
         from ..methods import ALONE
 
         cand = self.by_name[name].alone() if self.alone else self.by_name[name]
-        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("process", _process())
         start = time.perf_counter()
         torch.manual_seed(self.seed)
         model = cand.make(self.teacher, self.data)
