@@ -378,7 +378,7 @@ def main_run(args) -> dict:
                              {r: round(per_seed[f"{kind} {r}"][-1]["accuracy"], 4) for r in fits})
         rows[name] = {"per_seed": per_seed, **extra}
         out, md = summary(rows)  # kept as it goes: a table's figures survive a run stopped on the next
-        write("tabular", {"rows": rows, "summary": out}, md + "\n(partial: the tables finished so far)\n",
+        write(_name(), {"rows": rows, "summary": out}, md + "\n(partial: the tables finished so far)\n",
               str(args.out))
     return rows
 
@@ -465,6 +465,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.budget <= 100:
         raise SystemExit(f"--budget {args.budget}: a whole number from 1 to 100")
+    if args.budget != 1 and (args.pilot or args.merge):
+        raise SystemExit("--budget is a diagnostic of the main run; it does not combine with --pilot or --merge")
     BUDGET["times"] = args.budget
     if not (args.data / "DNA.rda").exists():
         raise SystemExit(f"mlbench data not found in {args.data}: see the steps at the top of {__file__}")
@@ -502,8 +504,14 @@ def main() -> None:
     if args.budget != 1:
         md += (f"\nDiagnostic, outside the protocol: every MLP trained {args.budget}x the protocol's optimizer "
                f"steps, alone and distilled alike.\n")
-    write("tabular", {"rows": rows, "summary": out}, md, str(args.out))
+    write(_name(), {"rows": rows, "summary": out}, md, str(args.out))
     print(md)
+
+
+def _name() -> str:
+    """The main run's file name: ``tabular``, or ``tabular_budget<K>`` for the diagnostic, which
+    never overwrites the protocol's run."""
+    return "tabular" if BUDGET["times"] == 1 else f"tabular_budget{BUDGET['times']}"
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def for_table(estimator, layout: list[dict] | None, categoricals: str = "native"
     :data:`BOOSTERS`) in :class:`NativeCategoricals` when the table has a categorical column and
     ``categoricals`` is ``"native"``; anything else as it is."""
     check_choice(categoricals)
-    if categoricals == "native" and layout and categorical_columns(layout) and booster(estimator):
-        if booster(estimator) == "xgboost" and estimator.get_params().get("tree_method") == "exact":
+    library = booster(estimator)
+    if categoricals == "native" and layout and categorical_columns(layout) and library:
+        if library == "xgboost" and estimator.get_params().get("tree_method") == "exact":
             log.warning("%s has tree_method='exact', which XGBoost cannot split on categories with: it is fitted on "
                         "the one-hot columns (give tree_method 'hist' or 'approx' for native categoricals)",
                         type(estimator).__name__)
