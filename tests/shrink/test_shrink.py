@@ -326,3 +326,22 @@ def test_under_a_latency_budget_the_least_pruned_copy_fast_enough_is_the_candida
     caplog.set_level("INFO", logger="kdistill")
     assert pruned_candidates(teacher, Budget("latency_ms", 1e-9, None, 1), blobs) == []
     assert "over the limit" in caplog.text  # each copy tried and left out is named
+
+
+def test_a_study_whose_maker_died_before_recording_is_named_at_once(tmp_path):
+    """A maker killed hard (SIGKILL, out of memory) leaves a study without a record; running the
+    search again on this machine said nothing for 15 minutes, waiting on a dead process."""
+    import socket
+    import subprocess
+    import sys
+
+    import optuna
+
+    from kdistill.shrink.trials import MAKER
+
+    url = f"sqlite:///{tmp_path / 'dead.db'}"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    optuna.create_study(study_name="s", storage=url).set_user_attr(MAKER, f"{socket.gethostname()}:{dead.pid}")
+    with pytest.raises(ValueError, match=rf"the process that made it \(.*:{dead.pid}\) is no longer running"):
+        open_study(url, "s", {}, lambda: pytest.fail("not its maker"), wait_s=600)
