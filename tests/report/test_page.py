@@ -71,5 +71,5 @@ def test_a_results_file_that_kdistill_did_not_write_is_a_clear_error(run, capsys
     (run / "results.json").write_text(json.dumps({"title": "x", "models": "oops"}))
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err
-    assert f"{run}: its results.json, data.json or trials.json is not what kdistill writes" in err
+    assert f"{run}: its results.json, data.json, trials.json or shrink.json is not what kdistill writes" in err
     assert "Traceback" not in err

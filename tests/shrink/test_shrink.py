@@ -68,6 +68,11 @@ def test_shrink_from_python_hands_back_the_front_the_chosen_student_and_its_comp
     assert out["cost"]["reference_epochs"] == sum(r["epochs"] for n, r in refs.items() if n != out["chosen"]["name"])
     table = (folder / "pareto.md").read_text()
     assert "| alone | distillation adds |" in table and "points |" in table
+    report = (folder / "report.md").read_text()  # the search is in the run's report too, before the comparison
+    assert report.index("## Shrink: the student searched within") < report.index("## Comparison on the test split")
+    assert "distillation adds" in report and "](pareto.png)" in report
+    (folder / "shrink.json").write_text('{"chosen": 1}')
+    assert main(["report", str(folder)]) == 2  # a damaged shrink.json is named, not a traceback
 
 
 def test_kdistill_shrink_on_an_experiment_file_saves_a_student_that_rebuilds(tiny, write_experiment, tmp_path):

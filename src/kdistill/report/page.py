@@ -80,8 +80,8 @@ def blocks(folder) -> list[tuple]:
     try:
         return _blocks(folder, json.loads(path.read_text()))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise ValueError(f"{folder}: its results.json, data.json or trials.json is not what kdistill writes "
-                         f"({type(exc).__name__}: {str(exc)[:200]}); restore the files or run the experiment "
+        raise ValueError(f"{folder}: its results.json, data.json, trials.json or shrink.json is not what kdistill "
+                         f"writes ({type(exc).__name__}: {str(exc)[:200]}); restore the files or run the experiment "
                          f"again") from exc
 
 
@@ -89,6 +89,7 @@ def _blocks(folder: Path, results: dict) -> list[tuple]:
     out: list[tuple] = [("h1", results["title"]), ("p", _summary(results)), *card_blocks(results)]
     sweep, trials = _sweep_blocks(folder)
     out += sweep  # after a sweep, its answer comes first: it is what a user acts on
+    out += _shrink_blocks(folder)
     out += _data_blocks(folder)
     header, rows = table_rows(results)
     out += [("h2", "Comparison on the test split"), ("table", header, rows)]
@@ -254,6 +255,30 @@ def _sweep_blocks(folder: Path) -> tuple[list[tuple], list[tuple]]:
         if _shown(folder, image):
             out += [("h3", title), ("img", image, title)]
     return out, [("h2", "Every trial of the sweep"), ("table", *trials_table(trials, missing=""))]
+
+
+def _shrink_blocks(folder: Path) -> list[tuple]:
+    """After ``kdistill shrink``: the chosen student, every candidate against the budget (distilled,
+    and alone where trained so) and the Pareto plot."""
+    path = folder / "shrink.json"
+    if not path.is_file():
+        return []
+    from ..shrink import pareto
+
+    found = json.loads(path.read_text())
+    chosen, budget = found["chosen"], found["budget"]
+    header, rows = pareto.table_rows(found["candidates"], budget["measure"], found["teacher"],
+                                     found.get("references") or [])
+    said = (f"Chosen ({found['choose']}): {chosen['name']}, {chosen['params']:,} parameters, validation accuracy "
+            f"{chosen['val_accuracy']:.4f}")
+    if chosen.get("test_accuracy") is not None:
+        said += (f", test accuracy {chosen['test_accuracy']:.4f} (the same architecture alone "
+                 f"{found['alone_test_accuracy']:.4f}; the comparison below is over every seed)")
+    out = [("h2", f"Shrink: the student searched within {budget['label']}"), ("p", said + "."),
+           ("table", header, rows), ("p", pareto.ALONE_NOTE.strip())]
+    if _shown(folder, "pareto.png"):
+        out += [("img", "pareto.png", "validation accuracy against the budget")]
+    return out
 
 
 def _decision_blocks(tune: dict) -> list[tuple]:

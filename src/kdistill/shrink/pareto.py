@@ -16,26 +16,34 @@ def front(rows: list[dict]) -> list[dict]:
                                               for o in done)), key=lambda r: r["figure"])
 
 
-def table(rows: list[dict], measure: str, teacher: dict, references: list[dict]) -> str:
-    """Markdown: every candidate (on the front or not, stopped early or not), distilled and, where
-    it was trained alone too, alone and the difference; then the teacher."""
+def table_rows(rows: list[dict], measure: str, teacher: dict, references: list[dict]) -> tuple[list, list]:
+    """Header and rows: every candidate (on the front or not, stopped early or not), distilled
+    and, where it was trained alone too, alone and the difference; then the teacher."""
     on_front = {id(r) for r in front(rows)}
     alone = {r["of"]: r for r in references}
-    lines = [f"| model | kind | budget: {MEASURES[measure]} | parameters | validation accuracy, distilled | alone | "
-             f"distillation adds | epochs | state | on the front |", "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["model", "kind", f"budget: {MEASURES[measure]}", "parameters", "validation accuracy, distilled",
+              "alone", "distillation adds", "epochs", "state", "on the front"]
+    body = []
     for r in sorted(rows, key=lambda r: r["figure"]):
         acc = "–" if r.get("val_accuracy") is None else f"{r['val_accuracy']:.4f}"
         ref = alone.get(r["name"])
         solo, adds = ("–", "–") if ref is None or r.get("val_accuracy") is None else (
             f"{ref['val_accuracy']:.4f}", f"{100 * (r['val_accuracy'] - ref['val_accuracy']):+.2f} points")
-        lines.append(f"| {r['name']} | {r['kind']} | {_fig(r['figure'], measure)} | {r['params']:,} | {acc} | {solo} | "
-                     f"{adds} | {r.get('epochs', '–')} | {r['state']} | {'yes' if id(r) in on_front else ''} |")
-    lines.append(f"| teacher | reference | {_fig(teacher['figure'], measure)} | {teacher['params']:,} | "
-                 f"{teacher['val_accuracy']:.4f} | | | | | |")
-    return "\n".join(lines) + ALONE_NOTE
+        body.append([r["name"], r["kind"], _fig(r["figure"], measure), f"{r['params']:,}", acc, solo, adds,
+                     str(r.get("epochs", "–")), r["state"], "yes" if id(r) in on_front else ""])
+    body.append(["teacher", "reference", _fig(teacher["figure"], measure), f"{teacher['params']:,}",
+                 f"{teacher['val_accuracy']:.4f}", "", "", "", "", ""])
+    return header, body
 
 
-ALONE_NOTE = ("\n\nAlone: the same architecture from new weights, trained on the labels alone for as many epochs "
+def table(rows: list[dict], measure: str, teacher: dict, references: list[dict]) -> str:
+    """:func:`table_rows` as Markdown, with what *alone* means."""
+    header, body = table_rows(rows, measure, teacher, references)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body]) + "\n" + ALONE_NOTE
+
+
+ALONE_NOTE = ("\nAlone: the same architecture from new weights, trained on the labels alone for as many epochs "
               "as its distilled twin had (by default those on the front; the chosen one by the final study).\n")
 
 

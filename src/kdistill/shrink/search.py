@@ -39,7 +39,7 @@ from ..files import atomic_write
 from ..methods import ALONE, kd_objective
 from ..models import count_params
 from ..models.prune import ALLOCATIONS, IMPORTANCE
-from ..report import save_figure
+from ..report import save_figure, write_report
 from ..study import ModelSpec, run_in_folder, teacher_cache_dir
 from ..study.specs import objective_shown
 from ..teachers import CachedTeacher
@@ -147,6 +147,7 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
     _references(Path(folder), summary, alone_spec.name)
     out_summary = _public(summary)
     atomic_write(Path(folder) / "shrink.json", json.dumps(out_summary, indent=2, default=str) + "\n")
+    write_report(folder)  # again, now with the search and its front
     return {**out_summary, "results": results, "folder": str(folder)}
 
 
