@@ -14,10 +14,10 @@ import torch
 
 from ..engine import fit
 
-REDUCTION = 3  # successive halving keeps the best third at each rung
-WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
 log = logging.getLogger("kdistill")
 
+REDUCTION = 3  # successive halving keeps the best third at each rung
+WAIT_SECONDS = 2.0  # polling for other workers' trials to finish
 RECORD = "kdistill_shrink"
 MAKER = "kdistill_shrink_maker"
 RECORD_WAIT_S = 900.0  # how long a worker waits for the study's maker to record the candidates
