@@ -263,19 +263,16 @@ def _shrink_blocks(folder: Path) -> list[tuple]:
     path = folder / "shrink.json"
     if not path.is_file():
         return []
-    from ..shrink import pareto
-
     found = json.loads(path.read_text())
-    chosen, budget = found["chosen"], found["budget"]
-    header, rows = pareto.table_rows(found["candidates"], budget["measure"], found["teacher"],
-                                     found.get("references") or [])
+    chosen, budget, table = found["chosen"], found["budget"], found["table"]  # the table as shrink shows it
     said = (f"Chosen ({found['choose']}): {chosen['name']}, {chosen['params']:,} parameters, validation accuracy "
             f"{chosen['val_accuracy']:.4f}")
     if chosen.get("test_accuracy") is not None:
         said += (f", test accuracy {chosen['test_accuracy']:.4f} (the same architecture alone "
                  f"{found['alone_test_accuracy']:.4f}; the comparison below is over every seed)")
     out = [("h2", f"Shrink: the student searched within {budget['label']}"), ("p", said + "."),
-           ("table", header, rows), ("p", pareto.ALONE_NOTE.strip())]
+           ("table", [str(h) for h in table["header"]], [[str(c) for c in row] for row in table["rows"]]),
+           ("p", str(table["note"]))]
     if _shown(folder, "pareto.png"):
         out += [("img", "pareto.png", "validation accuracy against the budget")]
     return out

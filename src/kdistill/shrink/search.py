@@ -146,6 +146,9 @@ def shrink(teacher: nn.Module, data: Splits, *, budget: dict, family: dict | Non
     summary["alone_test_accuracy"] = final[alone_spec.name]["accuracy"]
     _references(Path(folder), summary, alone_spec.name)
     out_summary = _public(summary)
+    header, rows = pareto.table_rows(summary["candidates"], summary["budget"]["measure"], summary["teacher"],
+                                     summary["references"])
+    out_summary["table"] = {"header": header, "rows": rows, "note": pareto.ALONE_NOTE.strip()}  # for the report
     atomic_write(Path(folder) / "shrink.json", json.dumps(out_summary, indent=2, default=str) + "\n")
     write_report(folder)  # again, now with the search and its front
     return {**out_summary, "results": results, "folder": str(folder)}
