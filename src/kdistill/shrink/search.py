@@ -314,24 +314,18 @@ def _alone(url, alone_name, key, rows, chosen: str, settings, by_name, teacher, 
     (``<study_name>.alone.<id of the search's study>``: a search made anew never reads an old
     one's references) that every process shares. The chosen one is left to the final
     study, which trains it alone anyway."""
-    which = settings["references"]
-    epochs = {r["name"]: r["epochs"] for r in (pareto.front(rows) if which == "front" else rows if which == "all"
-                                                 else []) if r["name"] != chosen and r["epochs"]}
+    named = {"front": pareto.front(rows), "all": rows}.get(settings["references"], [])
+    epochs = {r["name"]: r["epochs"] for r in named if r["name"] != chosen and r["epochs"]}
     if not epochs:
         return []
     study, epochs = open_study(url, alone_name, key, lambda: epochs, halving=False)
     names = list(epochs)
     work(study, Objective(by_name, teacher, None, data, settings, seed, quiet, alone=epochs), names)
     wait(study)
-    out = {}
-    for t in study.get_trials(deepcopy=False):
-        name = t.user_attrs.get("candidate")
-        if name in by_name and t.state.name == "COMPLETE" and name not in out:
-            c = by_name[name]
-            out[name] = {"name": f"{name} alone", "of": name, "kind": "alone", "figure": c.figure, "params": c.params,
-                         "val_accuracy": t.value, "epochs": t.user_attrs.get("epochs", 0),
-                         "seconds": t.user_attrs.get("seconds", 0.0)}
-    return [out[n] for n in names if n in out]
+    done = _finished(study, names, states=("COMPLETE",))
+    return [{"name": f"{n} alone", "of": n, "kind": "alone", "figure": by_name[n].figure, "params": by_name[n].params,
+             "val_accuracy": done[n].value, "epochs": done[n].user_attrs.get("epochs", 0),
+             "seconds": done[n].user_attrs.get("seconds", 0.0)} for n in names if n in done]
 
 
 def _front_files(folder: Path, summary: dict) -> None:
@@ -359,23 +353,30 @@ def _references(folder: Path, summary: dict, alone: str) -> None:
     _front_files(folder, summary)
 
 
-def _rows(study, by_name: dict) -> list[dict]:
-    """One row per candidate: its figure, validation accuracy (best reached), epochs, state."""
-    rows = {}
+def _finished(study, names, states=("COMPLETE", "PRUNED")) -> dict:
+    """Each of ``names``' first trial in ``states`` (a worker's surplus trial left out), by name."""
+    out = {}
     for t in study.get_trials(deepcopy=False):
         name = t.user_attrs.get("candidate")
-        if name not in by_name or t.state.name not in ("COMPLETE", "PRUNED") or t.user_attrs.get("surplus"):
-            continue
+        if name in names and t.state.name in states and not t.user_attrs.get("surplus"):
+            out.setdefault(name, t)
+    return out
+
+
+def _rows(study, by_name: dict) -> list[dict]:
+    """One row per candidate: its figure, validation accuracy (best reached), epochs, state."""
+    rows = []
+    for name, t in _finished(study, by_name).items():
         value = t.value if t.state.name == "COMPLETE" else max(t.intermediate_values.values(), default=None)
         c = by_name[name]
-        rows.setdefault(name, {"name": name, "kind": c.kind, "figure": c.figure, "params": c.params,
-                               "val_accuracy": value, "epochs": t.user_attrs.get("epochs", 0),
-                               "seconds": t.user_attrs.get("seconds", 0.0),
-                               "state": "trained" if t.state.name == "COMPLETE" else "stopped early",
-                               "process": t.user_attrs.get("process"),
-                               "prune": c.pruned.prune if c.pruned else None,
-                               "options": c.arch["options"] if c.arch else None})
-    return list(rows.values())
+        rows.append({"name": name, "kind": c.kind, "figure": c.figure, "params": c.params,
+                     "val_accuracy": value, "epochs": t.user_attrs.get("epochs", 0),
+                     "seconds": t.user_attrs.get("seconds", 0.0),
+                     "state": "trained" if t.state.name == "COMPLETE" else "stopped early",
+                     "process": t.user_attrs.get("process"),
+                     "prune": c.pruned.prune if c.pruned else None,
+                     "options": c.arch["options"] if c.arch else None})
+    return rows
 
 
 def _choose(rows: list[dict], choose: str, tolerance, teacher_accuracy: float) -> dict:

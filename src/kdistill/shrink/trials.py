@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from ..engine import fit
+from ..methods import ALONE
 
 log = logging.getLogger("kdistill")
 
@@ -178,8 +179,6 @@ class Objective:
         self.settings, self.seed, self.quiet, self.alone = settings, seed, quiet, alone
 
     def __call__(self, trial, name: str) -> float:
-        from ..methods import ALONE
-
         cand = self.by_name[name].alone() if self.alone else self.by_name[name]
         trial.set_user_attr("process", _process())
         start = time.perf_counter()
