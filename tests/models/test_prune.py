@@ -1,6 +1,7 @@
 """Structured pruning of a trained teacher (Torch-Pruning DepGraph), and a pruned model rebuilt
 from its weights file with its layer sizes read as data, never as code."""
 
+import copy
 import json
 import textwrap
 
@@ -9,7 +10,8 @@ import torch
 from torch import nn
 
 from kdistill.models import build_model, cnn, count_params, freeze, importable
-from kdistill.models.prune import FromTeacher, PruningError, prune
+from kdistill.models.prune import FromTeacher, PruningError, _prune, prune
+from kdistill.models.reconstruct import _layer_io, reconstruct
 from kdistill.models.shapes import shapes_of
 from kdistill.weights import read_safetensors, rebuild, save_weights
 
@@ -129,7 +131,8 @@ def test_a_file_whose_shapes_name_code_or_other_layers_is_refused(tmp_path):
     ("prune", 1.0, "prune = 1.0: the share"), ("importance", "random", "importance = 'random': allowed values are "
                                                                        "magnitude, taylor"),
     ("iterative_steps", 0, "iterative_steps = 0"), ("weights", "copy", "weights = 'copy'"),
-    ("allocation", "layerwise", "allocation = 'layerwise': allowed values are uniform, global")])
+    ("allocation", "layerwise", "allocation = 'layerwise': allowed values are uniform, global"),
+    ("reconstruct", "yes", "reconstruct = 'yes': must be true")])
 def test_from_teacher_options_are_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         FromTeacher(**{field: value})
@@ -174,3 +177,90 @@ def test_global_pruning_meets_its_share_in_any_number_of_steps(steps):
     x = torch.randn(8, 1, 8, 8)
     student = prune(teacher, x[:2], ratio=0.8, allocation="global", iterative_steps=steps)
     assert 0.1 * count_params(teacher) < count_params(student) <= 0.2 * count_params(teacher)
+
+
+@pytest.mark.parametrize("importance, steps", [("magnitude", 1), ("taylor", 3)])
+def test_pruning_reports_which_of_the_teachers_channels_each_layer_kept(importance, steps):
+    """The indices the refit relies on: every pruned layer is the teacher's layer restricted to
+    the kept output channels (and to its producer's kept channels as inputs), over any number of
+    steps (Taylor re-ranks after each, so the indices compose)."""
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[16, 32], hidden=32).eval()
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    student = copy.deepcopy(teacher)
+    kept = _prune(student, x[:2], student.classifier[-1], 0.6, importance, steps, [(x, y)])
+    conv1, conv2, hidden = (torch.tensor(kept[n]) for n in ("features.0", "features.4", "classifier.1"))
+    assert 16 > len(conv1) and 32 > len(conv2) and 32 > len(hidden)
+    assert "classifier.4" not in kept  # the classifier keeps its outputs
+    t, s = teacher.features, student.features
+    assert torch.equal(s[0].weight, t[0].weight[conv1])
+    assert torch.equal(s[1].running_mean, t[1].running_mean[conv1])
+    assert torch.equal(s[4].weight, t[4].weight[conv2][:, conv1])
+    flat = (conv2[:, None] * 4 + torch.arange(4)).reshape(-1)  # the dense layer's inputs: 32 channels x 2 x 2
+    assert torch.equal(student.classifier[1].weight, teacher.classifier[1].weight[hidden][:, flat])
+    assert torch.equal(student.classifier[4].weight, teacher.classifier[4].weight[:, hidden])
+
+
+def _gap(a, b, x):
+    with torch.no_grad():
+        return float(((a.eval()(x) - b.eval()(x)) ** 2).mean())
+
+
+def test_reconstruct_refits_the_pruned_layers_to_the_teachers_outputs():
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[16, 32], hidden=32).eval()
+    calibration, unseen = [torch.randn(64, 1, 8, 8) for _ in range(8)], torch.randn(256, 1, 8, 8)
+    pruned = prune(teacher, unseen[:2], ratio=0.7)
+    refit = prune(teacher, unseen[:2], ratio=0.7, calibration=calibration)
+    assert count_params(refit) == count_params(pruned)
+    assert torch.equal(refit.features[0].weight, pruned.features[0].weight)  # its inputs lost nothing
+    assert not torch.equal(refit.features[4].weight, pruned.features[4].weight)
+    assert _gap(refit, teacher, unseen) < 0.5 * _gap(pruned, teacher, unseen)
+    assert refit.training is pruned.training
+
+
+def test_each_refit_layer_matches_the_teachers_same_layer_on_its_kept_channels():
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[16, 32], hidden=32).eval()
+    calibration, unseen = [torch.randn(64, 1, 8, 8) for _ in range(8)], torch.randn(256, 1, 8, 8)
+    student = copy.deepcopy(teacher)
+    kept = _prune(student, unseen[:2], student.classifier[-1], 0.7, "magnitude", 1, None)
+    pruned = copy.deepcopy(student)
+    assert reconstruct(teacher, student, kept, calibration) == ["features.4", "classifier.1", "classifier.4"]
+
+    def error(model, name, channels, dim):
+        wanted = _layer_io(teacher, name, unseen)[1]
+        wanted = wanted if channels is None else wanted.index_select(dim, torch.tensor(channels))
+        return float(((_layer_io(model, name, unseen)[1] - wanted) ** 2).mean())
+
+    for name, dim in (("features.4", 1), ("classifier.1", 1), ("classifier.4", 1)):
+        assert error(student, name, kept.get(name), dim) < 0.7 * error(pruned, name, kept.get(name), dim), name
+
+
+def test_reconstruct_takes_a_residual_concat_depthwise_model_and_leaves_grouped_layers(user_net):
+    torch.manual_seed(0)
+    teacher = user_net().eval()
+    calibration, unseen = [torch.randn(32, 1, 8, 8) for _ in range(8)], torch.randn(128, 1, 8, 8)
+    pruned = prune(teacher, unseen[:2], ratio=0.6)
+    refit = prune(teacher, unseen[:2], ratio=0.6, calibration=calibration)
+    assert torch.equal(refit.depthwise.weight, pruned.depthwise.weight)  # grouped: left as pruned
+    assert _gap(refit, teacher, unseen) < _gap(pruned, teacher, unseen)
+
+
+def test_from_teacher_refits_only_inherited_weights_and_only_when_asked():
+    from kdistill.data import ArrayDataset, Splits
+
+    torch.manual_seed(0)
+    teacher = cnn((1, 8, 8), 4, channels=[16, 32], hidden=32).eval()
+    x = torch.randn(256, 1, 8, 8)
+    sorted_labels = torch.arange(4).repeat_interleave(64)  # a split sorted by class
+    data = Splits(ArrayDataset(x, sorted_labels, "t"), ArrayDataset(x[:32], sorted_labels[:32], "v"),
+                  ArrayDataset(x[:32], sorted_labels[:32], "s"), list("abcd"))
+    as_pruned = FromTeacher(prune=0.7).start(teacher, data)
+    refit = FromTeacher(prune=0.7, reconstruct=True).start(teacher, data)
+    assert _gap(refit, teacher, x) < 0.5 * _gap(as_pruned, teacher, x)
+    torch.manual_seed(1)
+    fresh = FromTeacher(prune=0.7, weights="fresh", reconstruct=True).start(teacher, data)
+    torch.manual_seed(1)
+    assert torch.equal(fresh.features[4].weight, FromTeacher(prune=0.7, weights="fresh").start(teacher, data)
+                       .features[4].weight)

@@ -109,12 +109,24 @@ def test_run_and_tune_refuse_a_shrink_section_before_any_folder(tiny, write_expe
      "['global', 'global']: each value once"),
     ({"from_teacher": {"prune": 1.5}}, "student.from_teacher.prune", "less than 1"),
     ({"from_teacher": {"prune": 0.5, "importance": "random"}}, "student.from_teacher.importance", "magnitude"),
+    ({"from_teacher": {"prune": 0.5, "reconstruct": "maybe"}}, "student.from_teacher.reconstruct", "'maybe'"),
 ])
 def test_bad_shrink_and_from_teacher_sections_are_named(tiny, write_experiment, capsys, student, where, message):
     tiny["student"] = student
     assert main(["validate", str(write_experiment(tiny))]) == 2
     err = capsys.readouterr().err
     assert where in err and message in err, err
+
+
+def test_from_teacher_reconstruct_in_an_experiment_reaches_the_spec(tiny, tmp_path):
+    tiny["students"][1]["from_teacher"] = {"prune": 0.6, "reconstruct": True}
+    exp = kdistill.config.validate(tiny, base=tmp_path)
+    student = exp.students[1]
+    assert exp.from_teacher(student).reconstruct is True
+    assert exp.from_teacher(student).family == kdistill.FromTeacher(prune=0.6).family  # the same architecture
+    tiny["students"][1]["from_teacher"] = {"prune": 0.6}
+    plain = kdistill.config.validate(tiny, base=tmp_path)
+    assert plain.from_teacher(plain.students[1]).reconstruct is False
 
 
 def test_from_teacher_needs_a_pytorch_teacher(tiny, write_experiment, capsys):

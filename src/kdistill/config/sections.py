@@ -228,6 +228,9 @@ class FromTeacherConfig(Section):
     allocation: Literal["uniform", "global"] = "uniform"
     """uniform: every layer loses the same share of its channels; global: the channels of all layers are ranked
     together, so layers whose channels matter less lose more (one may keep as little as one channel)."""
+    reconstruct: bool = False
+    """true: refit each pruned layer by least squares to the teacher's outputs on a few training batches, for a student
+    used with little or no training (after an epoch of training it made no measured difference)."""
 
     def spec(self) -> FromTeacher:
         return FromTeacher(**self.model_dump())

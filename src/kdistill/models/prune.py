@@ -16,6 +16,9 @@ spreads it over the layers: ``"uniform"`` prunes every layer by the same channel
 their mean, Torch-Pruning's global pruning), so layers whose channels matter less lose more (in
 one step a layer may keep as little as one channel). Either way the share is found by bisection so that the student
 meets the asked share; its layer sizes are data (:mod:`kdistill.models.shapes`).
+
+``reconstruct=True`` (inherited weights only) then refits the pruned layers to the teacher's
+outputs (:mod:`kdistill.models.reconstruct`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ TARGETS = ("params", "macs")
 ALLOCATIONS = ("uniform", "global")
 GLOBAL_MAX = 0.95  # Torch-Pruning's max_pruning_ratio: checked between iterative steps only, not within one
 TAYLOR_BATCHES = 4  # training batches whose gradients estimate Taylor importance
+RECONSTRUCT_BATCHES = 16  # training batches of 64 on which the pruned layers are refit (the last quarter held out)
 BISECTIONS = 10
 
 
@@ -48,7 +52,8 @@ class FromTeacher:
 
     ``prune`` is the share of the teacher's ``target`` (``"params"`` or ``"macs"``) removed;
     ``weights="inherit"`` keeps the teacher's surviving weights (weight inheritance),
-    ``"fresh"`` draws them anew: the same pruned architecture trained from scratch.
+    ``"fresh"`` draws them anew: the same pruned architecture trained from scratch;
+    ``reconstruct=True`` refits the inherited layers to the teacher's outputs (see the module).
     """
 
     prune: float = 0.9
@@ -57,6 +62,7 @@ class FromTeacher:
     target: str = "params"
     weights: str = "inherit"
     allocation: str = "uniform"
+    reconstruct: bool = False
 
     def __post_init__(self):
         if isinstance(self.prune, bool) or not isinstance(self.prune, (int, float)) or not 0 < self.prune < 1:
@@ -68,6 +74,9 @@ class FromTeacher:
                 raise ValueError(f"{field} = {getattr(self, field)!r}: allowed values are {', '.join(allowed)}")
         if type(self.iterative_steps) is not int or not 1 <= self.iterative_steps <= 100:
             raise ValueError(f"iterative_steps = {self.iterative_steps!r}: must be an integer from 1 to 100")
+        if type(self.reconstruct) is not bool:
+            raise ValueError(f"reconstruct = {self.reconstruct!r}: must be true (refit the pruned layers to the "
+                             f"teacher's outputs) or false (the weights as pruned)")
 
     @property
     def family(self) -> str:
@@ -83,16 +92,21 @@ class FromTeacher:
                                f"has no layers to prune)")
         batches = _batches(data) if self.importance == "taylor" else None
         example = next(iter(_batches(data, 1)))[0]
+        refit = self.reconstruct and self.weights == "inherit"
+        calibration = [x for x, _ in _batches(data, RECONSTRUCT_BATCHES)] if refit else None
         student = prune(teacher, example, ratio=self.prune, target=self.target, importance=self.importance,
-                        iterative_steps=self.iterative_steps, batches=batches, allocation=self.allocation)
+                        iterative_steps=self.iterative_steps, batches=batches, allocation=self.allocation,
+                        calibration=calibration)
         return fresh_weights(student) if self.weights == "fresh" else student
 
 
 def _batches(data, n: int = TAYLOR_BATCHES, size: int = 64):
+    """The first ``n`` batches of the training split in a fixed shuffled order (a split sorted by
+    class would otherwise give batches of one class)."""
     from ..data import batches
 
     out = []
-    for x, y, _ in batches(data.train, size):
+    for x, y, _ in batches(data.train, size, shuffle=True, seed=0):
         out.append((x, y))
         if len(out) == n:
             break
@@ -109,7 +123,7 @@ def fresh_weights(model: nn.Module) -> nn.Module:
 
 def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str = "params",
           importance: str = "magnitude", iterative_steps: int = 1, batches=None,
-          allocation: str = "uniform") -> nn.Module:
+          allocation: str = "uniform", calibration=None) -> nn.Module:
     """A structurally pruned copy of ``model`` with ``ratio`` of its ``target`` removed.
 
     Parameters
@@ -127,6 +141,9 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
         Steps in which the ratio is reached, importance re-measured after each.
     allocation : {"uniform", "global"}
         The same channel share in every layer, or the channels of all layers ranked together.
+    calibration : list of Tensor, optional
+        Input batches on which the pruned layers are refit to ``model``'s outputs of their kept
+        channels (see the module's docstring); ``None`` keeps the weights as pruned.
 
     Raises
     ------
@@ -153,8 +170,12 @@ def prune(model: nn.Module, example: torch.Tensor, *, ratio: float, target: str 
     channel = _SHARES[key]
     pruned = _copy(model)
     classifier = dict(pruned.named_modules())[_name(base, classifier)]
-    _prune(pruned, example, classifier, channel, importance, iterative_steps, batches, allocation)
+    kept = _prune(pruned, example, classifier, channel, importance, iterative_steps, batches, allocation)
     _check_pruned(model, pruned, example)
+    if calibration:
+        from .reconstruct import reconstruct
+
+        reconstruct(_copy(model), pruned, kept, calibration)
     return pruned
 
 
@@ -265,8 +286,11 @@ def _channel_share(model, example, classifier, target: str, goal: float, allocat
 
 
 def _prune(model, example, classifier, share: float, importance: str, steps: int, batches,
-           allocation: str = "uniform") -> None:
+           allocation: str = "uniform") -> dict:
+    """Prune ``model`` in place; returns, for each convolution or linear layer whose outputs lost
+    channels, the indices of the original output channels it kept."""
     import torch_pruning as tp
+    from torch_pruning._helpers import to_plain_idxs
 
     imp = (tp.importance.GroupTaylorImportance() if importance == "taylor"
            else tp.importance.GroupMagnitudeImportance(p=2))
@@ -275,15 +299,27 @@ def _prune(model, example, classifier, share: float, importance: str, steps: int
     try:
         pruner = tp.pruner.MetaPruner(model, example, importance=imp, pruning_ratio=share, iterative_steps=steps,
                                       ignored_layers=[classifier], **spread)
+        names = {m: n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))}
+        kept: dict[str, list[int]] = {}
         for _ in range(steps):
             if importance == "taylor":
                 _gradients(model, batches)
-            pruner.step()
+            for group in pruner.step(interactive=True):
+                removed: dict[str, set] = {}
+                for dep, idxs in group:
+                    module = dep.target.module
+                    if pruner.DG.is_out_channel_pruning_fn(dep.handler) and module in names:
+                        removed.setdefault(names[module], set()).update(int(i) for i in to_plain_idxs(idxs))
+                for name, gone in removed.items():
+                    before = kept.get(name) or list(range(dict(model.named_modules())[name].weight.shape[0]))
+                    kept[name] = [c for i, c in enumerate(before) if i not in gone]
+                group.prune()
     except PruningError:
         raise
     except Exception as exc:  # noqa: BLE001 - Torch-Pruning raises many kinds; the user needs the layer
         raise PruningError(f"Torch-Pruning cannot prune {type(model).__name__}: {exc}") from exc
     model.zero_grad(set_to_none=True)
+    return kept
 
 
 def _gradients(model: nn.Module, batches) -> None:

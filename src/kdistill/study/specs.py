@@ -155,7 +155,8 @@ def from_teacher_spec(spec: ModelSpec, pruned: FromTeacher, teacher_arch: dict |
         raise ValueError(f"{spec.name!r} is pruned from the trained teacher, so it is made from it, not built")
 
     shown = {"prune": pruned.prune, "importance": pruned.importance, "steps": pruned.iterative_steps,
-             "weights": pruned.weights, **({"allocation": pruned.allocation} if pruned.allocation != "uniform" else {})}
+             "weights": pruned.weights, **({"allocation": pruned.allocation} if pruned.allocation != "uniform" else {}),
+             **({"reconstruct": True} if pruned.reconstruct and pruned.weights == "inherit" else {})}
     hyper = {**shown, **{k: v for k, v in spec.hyperparams.items() if k not in ("channels", "hidden")}}
     return dataclasses.replace(spec, build=no_build, start=pruned.start, arch=teacher_arch, hyperparams=hyper,
                                family=f"{json.dumps(teacher_arch, sort_keys=True, default=str)} {pruned.family}")
