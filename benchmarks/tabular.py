@@ -217,7 +217,7 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
         data = task.data if recipe is None else task.splits(recipe["synthetic"])
         steps = max(MLP_EPOCHS * -(-len(task.data.train) // BATCH), MLP_STEPS) * BUDGET["times"]
         steps *= 1 if recipe is None else recipe["steps"]
-        epochs = max(1, round(steps / -(-len(data.training(distilled=recipe is not None)) // BATCH)))
+        per_epoch = -(-len(data.training(distilled=recipe is not None)) // BATCH)
         if recipe is None:
             objective, teacher = [("ce", 1.0)], None
         else:
@@ -227,9 +227,10 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
         share = None if recipe is None else recipe["labeled_share"]
         if share is not None:  # an epoch is then a pass over the unlabelled rows, each batch part labelled
             unlabeled = len(data.training(distilled=True)) - len(task.data.train)
-            epochs = max(1, round(steps / mixed_steps(unlabeled, BATCH, share)))
-        kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=epochs, batch_size=BATCH, lr=LR,
-                     schedule="warmup-cosine", seed=task.seed, quiet=True, labeled_share=share)
+            per_epoch = mixed_steps(unlabeled, BATCH, share)
+        kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=-(-steps // per_epoch), max_steps=steps,
+                     batch_size=BATCH, lr=LR, schedule="warmup-cosine", seed=task.seed, quiet=True,
+                     labeled_share=share)
         return net, time.perf_counter() - start
     model = for_table(members.seeded(model), task.data.info.get("layout"))  # native categoricals, as compare
     if recipe is None:
@@ -343,7 +344,10 @@ def admissible(kind: str) -> list[str]:
 
 
 def main_run(args) -> dict:
-    pilot_rows = json.loads((args.out / "tabular_pilot.json").read_text())
+    path = args.out / "tabular_pilot.json"
+    if not path.exists():
+        logging.warning("no pilot in %s (run --pilot first): the tuned column stays empty", args.out)
+    pilot_rows = json.loads(path.read_text()) if path.exists() else {}
     rows = {}
     for name, target in args.tables.items():
         frame, per_seed, extra = read(args.data, name), {}, {"teacher": [], "latency": {}, "seconds": {}}

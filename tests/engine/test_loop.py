@@ -197,6 +197,51 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(blobs, tmp_path):
     assert not list((tmp_path / "b").glob("*.tmp"))
 
 
+class CountSteps:
+    def __init__(self):
+        self.steps = 0
+
+    def on_batch_end(self, state):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("schedule", ["none", "warmup-cosine", "cosine"])
+def test_max_steps_ends_training_after_exactly_that_many_steps(blobs, schedule):
+    """A budget of 23 steps over epochs of 10 (156 training samples, batches of 16): two whole
+    epochs and 3 steps of a third, whatever ``epochs`` says; warmup-cosine decays over those 23."""
+    count = CountSteps()
+    model = mlp(5, 3, hidden=[8])
+    h = fit(model, blobs, epochs=50, max_steps=23, batch_size=16, schedule=schedule, quiet=True, callbacks=[count])
+    assert len(blobs.train) == 156 and count.steps == 23
+    assert [r["epoch"] for r in h.epochs] == [0, 1, 2] and not h.stopped_early
+    if schedule == "warmup-cosine":  # the learning rate reaches 0 at the budget's last step, not epoch 50's
+        from kdistill.engine.config import WarmupCosine
+        assert WarmupCosine(23, 0.05)(23) == pytest.approx(0.0)
+        assert h.epochs[2]["lr"] == pytest.approx(1e-3 * WarmupCosine(23, 0.05)(20))
+    fewer = CountSteps()
+    fit(mlp(5, 3, hidden=[8]), blobs, epochs=2, max_steps=23, batch_size=16, quiet=True, callbacks=[fewer])
+    assert fewer.steps == 20  # epochs come first when they end sooner
+
+
+def test_max_steps_survives_an_interruption(blobs, tmp_path):
+    """Resumed after a crash in its last, cut-short epoch, the run takes only the budget's steps
+    left and ends with the weights of a run never interrupted."""
+    opts = dict(epochs=50, max_steps=23, batch_size=16, lr=0.02, schedule="warmup-cosine", quiet=True, seed=3)
+
+    def fresh():
+        torch.manual_seed(0)
+        return mlp(5, 3, hidden=[8])
+
+    full = fresh()
+    fit(full, blobs, checkpoint_dir=str(tmp_path / "a"), **opts)
+    with pytest.raises(Crash):
+        fit(fresh(), blobs, checkpoint_dir=str(tmp_path / "b"), callbacks=[CrashAt(2, 1)], **opts)
+    count, resumed = CountSteps(), fresh()
+    h = fit(resumed, blobs, checkpoint_dir=str(tmp_path / "b"), resume=True, callbacks=[count], **opts)
+    assert count.steps == 3 and [r["epoch"] for r in h.epochs] == [0, 1, 2]  # from the end of epoch 2
+    assert same(snapshot(full), snapshot(resumed))
+
+
 def test_existing_checkpoint_is_not_overwritten(blobs, tmp_path, caplog):
     """Running the quick start again starts a new checkpoint folder beside the earlier one."""
     fit(mlp(5, 3), blobs, epochs=1, checkpoint_dir=str(tmp_path / "ck"), quiet=True)
@@ -276,6 +321,8 @@ def test_empty_split():
     ({"alpha": 1.2}, r"alpha must lie in \[0, 1\] .* got 1.2"),
     ({"alpha": -0.5}, r"alpha must lie in \[0, 1\] .* got -0.5"),
     ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"max_steps": 0}, "max_steps must be an integer >= 1, got 0"),
+    ({"max_steps": 2.5}, "max_steps must be an integer >= 1, got 2.5"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of adam, adamw, sgd, got 'rmsprop'"),
     ({"schedule": "linear"}, "schedule must be one of none, cosine, step, warmup-cosine, got 'linear'"),
     ({"lr": 0}, "lr must be a finite number > 0, got 0"),

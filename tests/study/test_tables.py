@@ -82,15 +82,19 @@ def test_synthetic_rows_give_a_bare_torch_student_half_labelled_batches_and_its_
     rows = {m["name"]: m for m in results["models"]}
     assert rows["mlp alone"]["hyperparams"]["epochs"] == 3 and "labeled_share" not in rows["mlp alone"]["hyperparams"]
     assert rows["mlp"]["hyperparams"]["labeled_share"] == kdistill.study.defaults.TABLE_TORCH_TRAIN["labeled_share"]
+    alone_steps = 3 * -(-results["split_sizes"][0] // 64)  # 3 epochs of the labelled rows, batches of 64
+    assert rows["mlp"]["hyperparams"]["max_steps"] == alone_steps
+    assert "max_steps" not in rows["mlp alone"]["hyperparams"]
     assert rows["mlp"]["hyperparams"]["epochs"] < 3  # longer epochs (over the synthetic rows), the same steps
     assert rows["mlp"]["per_seed"][0]["epochs_trained"] == rows["mlp"]["hyperparams"]["epochs"]
 
 
 @pytest.mark.parametrize("pool, given", [(0, {}), (0, {"labeled_share": 0.25}), (0, {"epochs": 130}), (300, {}),
-                                         (20000, {})])
+                                         (20000, {}), (0, {"max_steps": 50})])
 def test_the_table_budget_counts_the_steps_the_trainer_takes(pool, given):
     """The optimizer steps the student would take without the synthetic rows (the student alone's
-    when there is no pool), counted on the batches the trainer draws, to within one epoch's rounding."""
+    when there is no pool), exactly: the epochs over the synthetic rows that reach them, the last
+    cut short (the trainer's cut: tests/engine/test_loop.py), also where that is less than one."""
     from kdistill.data import epoch_plan, unlabeled_set
     from kdistill.data.synthetic import with_synthetic
     from kdistill.study.defaults import TABLE_TORCH_TRAIN, table_budget
@@ -105,9 +109,12 @@ def test_the_table_budget_counts_the_steps_the_trainer_takes(pool, given):
     assert budget["labeled_share"] == given.get("labeled_share", TABLE_TORCH_TRAIN["labeled_share"])
     per_epoch = len(epoch_plan(with_synthetic(data, seed=0, **synthetic).training(distilled=True), 64, True, 0,
                                budget["labeled_share"]))
-    wanted = train["epochs"] * -(-(len(data.train) + pool) // 64)
-    assert abs(budget["epochs"] * per_epoch - wanted) <= per_epoch / 2 + 1, (budget, per_epoch, wanted)
-    assert table_budget({**train, "epochs": 1}, data, synthetic)["epochs"] == 1  # never less than one epoch
+    per_alone = -(-(len(data.train) + pool) // 64)
+    wanted = min(train["epochs"] * per_alone, given.get("max_steps", 10**9))
+    assert (budget["max_steps"], budget["epochs"]) == (wanted, -(-wanted // per_epoch)), (budget, per_epoch)
+    short = table_budget({**train, "epochs": 1}, data, synthetic)  # fewer steps than one epoch of synthetic rows
+    assert (short["epochs"], short["max_steps"]) == (1, min(per_alone, given.get("max_steps", 10**9)))
+    assert short["max_steps"] < per_epoch
     assert table_budget({**train, "unlabeled": False}, data, synthetic) == {**train, "unlabeled": False}
     assert table_budget(train, data, None) == train
 

@@ -22,9 +22,10 @@ def test_a_budget_in_steps_is_the_same_for_every_training_set(tiny):
                       (Recipe("kd", {}, 0.5, steps=steps, unlabeled=False), labelled)):
         spec = recipe_spec(exp, recipe, data)
         per_epoch = -(-n // 32)
-        assert spec.train["epochs"] == max(1, round(steps / per_epoch))
-        assert abs(spec.hyperparams["steps"] - steps) <= per_epoch / 2  # whole epochs, the nearest to the budget
-    assert recipe_spec(exp, Recipe("kd", {}, 0.5, steps=1), data).train["epochs"] == 1
+        assert (spec.train["epochs"], spec.train["max_steps"]) == (-(-steps // per_epoch), steps)  # the last cut short
+        assert (spec.hyperparams["epochs"], spec.hyperparams["steps"]) == (spec.train["epochs"], steps)
+    one = recipe_spec(exp, Recipe("kd", {}, 0.5, steps=1), data)
+    assert (one.train["epochs"], one.train["max_steps"], one.hyperparams["steps"]) == (1, 1, 1)
 
 
 class FakeTrial:

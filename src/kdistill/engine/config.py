@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -22,6 +22,9 @@ class TrainConfig:
 
     epochs: int = 20
     """Epoch budget (early stopping may end sooner)."""
+    max_steps: int | None = None
+    """Optimizer-step budget: training ends after this many steps, the last epoch cut short, or after epochs,
+    whichever comes first (null: epochs alone). Schedules span the steps actually taken."""
     batch_size: int = 64
     """The global batch: shared out between processes under torchrun."""
     optimizer: str = "adam"
@@ -71,6 +74,8 @@ class TrainConfig:
     def __post_init__(self):
         _positive_int("epochs", self.epochs)
         _positive_int("batch_size", self.batch_size)
+        if self.max_steps is not None:
+            _positive_int("max_steps", self.max_steps)
         _positive_int("step_size", self.step_size)
         if self.patience is not None:
             _positive_int("patience", self.patience)
@@ -135,15 +140,30 @@ def make_optimizer(params, cfg: TrainConfig):
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """The optimizer steps of a run of ``steps_per_epoch`` steps an epoch: its epochs' steps, or
+    ``max_steps`` when that is fewer."""
+    return min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
+
+
+def within_steps(cfg: TrainConfig, steps_per_epoch: int) -> TrainConfig:
+    """``cfg`` with its epochs cut to those that ``max_steps`` reaches into (the last of them
+    perhaps cut short), so progress, checkpoints and schedules count the epochs that run."""
+    if cfg.max_steps is None:
+        return cfg
+    return replace(cfg, epochs=min(cfg.epochs, -(-cfg.max_steps // max(1, steps_per_epoch))))
+
+
 def make_schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """The learning-rate schedule and whether it is stepped after every optimizer step (else
-    after every epoch); ``(None, False)`` for a constant learning rate."""
+    after every epoch); ``(None, False)`` for a constant learning rate. ``cfg``'s epochs are those
+    that run (see :func:`within_steps`)."""
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs), False
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma), False
     if cfg.schedule == "warmup-cosine":
-        factor = WarmupCosine(cfg.epochs * steps_per_epoch, cfg.warmup)
+        factor = WarmupCosine(total_steps(cfg, steps_per_epoch), cfg.warmup)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
     return None, False
 

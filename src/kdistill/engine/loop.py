@@ -90,6 +90,7 @@ def fit(model: nn.Module, data: Splits, *, objective=methods.ALONE, teacher=None
     _seed_everything(cfg.seed)
     model.to(rt.device)
     trainer = Trainer(model, data, terms, as_teacher(teacher) if needs_teacher else None, cfg, rt)
+    cfg = trainer.cfg  # its epochs are those the step budget reaches into
     callbacks, best = _callbacks(callbacks, cfg, data, rt)
     state = State(model=model, config=cfg, batches_per_epoch=trainer.steps_per_epoch)
     start_epoch, start_batch = _resume(ckpt, cfg, trainer, callbacks, state) if ckpt else (0, 0)

@@ -18,7 +18,7 @@ from ..data import Splits, epoch_plan, fetch
 from ..methods import Step, Term
 from ..taps import FeatureTaps
 from ..teachers import Teacher, check_classes, serve
-from .config import TrainConfig, make_optimizer, make_schedule
+from .config import TrainConfig, make_optimizer, make_schedule, within_steps
 from .interrupt import Stop
 from .runtime import Runtime
 from .sums import EpochSums
@@ -71,6 +71,7 @@ class Trainer:
         self.optimizer = make_optimizer(params, cfg)
         self.scaler = rt.grad_scaler()
         self.steps_per_epoch = len(epoch_plan(self.train_set, cfg.batch_size, True, cfg.seed, cfg.labeled_share))
+        self.cfg = cfg = within_steps(cfg, self.steps_per_epoch)
         self.scheduler, self.per_step = make_schedule(self.optimizer, cfg, self.steps_per_epoch)
         self.sums: EpochSums | None = None
 
@@ -132,8 +133,10 @@ class Trainer:
         that mix samples), else ``None``; ``share`` weights the loss (see ``Runtime.share``)."""
         plan = epoch_plan(ds, self.cfg.batch_size, train, self.cfg.seed * 100_003 + epoch,
                           self.cfg.labeled_share if train else None)
-        world = self.rt.world_size
-        for b in range(start, len(plan)):
+        world, end = self.rt.world_size, len(plan)
+        if train and self.cfg.max_steps is not None:  # the step budget ends within this epoch
+            end = min(end, self.cfg.max_steps - epoch * self.steps_per_epoch)
+        for b in range(start, end):
             batch = plan[b]
             if train and batch.shape[0] < 2 * world and len(ds) > 1:
                 continue  # batch norm cannot train on one sample per process; reshuffled next epoch

@@ -324,7 +324,7 @@ def factory_arch(obj) -> dict | None:
 def _shown(objective, train: dict, model) -> dict:
     """The hyperparameters the table shows: alpha and T of a ce + kd objective, the terms of
     another, DistilledClassifier options and changed parameters of a scikit-learn student; the
-    epochs and lr of training, and the labelled share of each batch where one is set."""
+    epochs, any step budget and lr of training, and the labelled share of each batch where one is set."""
     shown = dict(objective) if isinstance(objective, dict) else objective_shown(objective,
                                                                                  members.needs_teacher(objective))
     if members.kind_or_none(model) == "sklearn":
@@ -332,7 +332,8 @@ def _shown(objective, train: dict, model) -> dict:
     cfg = TrainConfig(**train)
     shared = cfg.labeled_share is not None and members.needs_teacher(objective)  # alone, it has no effect
     share = {"labeled_share": cfg.labeled_share} if shared else {}
-    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr, **share}
+    steps = {"max_steps": cfg.max_steps} if cfg.max_steps is not None else {}
+    return {**shown, "epochs": cfg.epochs, **steps, "lr": cfg.lr, **share}
 
 
 def _changed_params(estimator) -> dict:

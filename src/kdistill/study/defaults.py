@@ -26,7 +26,7 @@ from __future__ import annotations
 from ..data import Splits
 from ..data.batching import mixed_steps
 from ..data.synthetic import check_synthetic
-from ..engine.config import TrainConfig
+from ..engine.config import TrainConfig, total_steps
 from ..methods import kd_objective
 
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
@@ -69,20 +69,20 @@ def synthetic_options(synthetic, table: bool) -> dict | None:
 
 def table_budget(train: dict, data: Splits, synthetic: dict | None) -> dict:
     """The training options of a bare PyTorch student distilled on a table with synthetic rows:
-    ``train`` with a ``labeled_share`` (the user's, else :data:`TABLE_TORCH_TRAIN`'s) and its
-    epochs cut so that the synthetic rows, which make every epoch longer, leave it the optimizer
-    steps its ``epochs`` take over the rows it had (the labelled ones and any pool): those of the
-    student alone when there is no pool, so the comparison is at equal steps. An epoch is then one
-    pass over the synthetic and pool rows, each batch part labelled, so the steps are rounded to
-    whole epochs. ``data``: the splits before the synthetic rows join. Without synthetic rows, or
+    ``train`` with a ``labeled_share`` (the user's, else :data:`TABLE_TORCH_TRAIN`'s) and a
+    ``max_steps`` of the optimizer steps its ``epochs`` (and any ``max_steps`` of its own) take over
+    the rows it had (the labelled ones and any pool): those of the student alone when there is no
+    pool, so the comparison is at equal steps. An epoch is then one pass over the synthetic and pool
+    rows, each batch part labelled; ``epochs`` becomes the epochs those steps reach into, the last
+    one cut short. ``data``: the splits before the synthetic rows join. Without synthetic rows, or
     with ``unlabeled=False`` (the student then never sees them), ``train`` is returned as it is.
-    ``benchmarks/tabular.py`` gives its default recipe the same budget; without the cut the default
+    ``benchmarks/tabular.py`` gives its default recipe the same budget; without it the default
     recipe would cost ``1 + size`` times the student alone's training."""
     cfg = TrainConfig.from_kwargs(**train)
     if synthetic is None or not cfg.unlabeled:
         return dict(train)
     pool = len(data.unlabeled) if data.unlabeled is not None else 0
-    steps = cfg.epochs * -(-(len(data.train) + pool) // cfg.batch_size)
+    steps = total_steps(cfg, -(-(len(data.train) + pool) // cfg.batch_size))
     share = cfg.labeled_share if cfg.labeled_share is not None else TABLE_TORCH_TRAIN["labeled_share"]
     per_epoch = mixed_steps(pool + round(synthetic["size"] * len(data.train)), cfg.batch_size, share)
-    return {**train, "labeled_share": share, "epochs": max(1, round(steps / per_epoch))}
+    return {**train, "labeled_share": share, "epochs": -(-steps // per_epoch), "max_steps": steps}

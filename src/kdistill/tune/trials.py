@@ -1,9 +1,10 @@
 """One trial of a sweep: a recipe trained on the sweep's split and scored on validation.
 
 Budgets are optimizer steps, the same for every recipe whatever its training set (labelled
-samples alone, or with the unlabelled pool: an epoch of those is ten times longer), turned into
-whole epochs of that set. Every fit ends at its best validation epoch; the trial's value is that
-epoch's validation accuracy.
+samples alone, or with the unlabelled pool: an epoch of those is ten times longer): a trial
+trains for the epochs of that set the steps reach into, the last one cut short (``max_steps``).
+Every fit ends at its best validation epoch; the trial's value is that epoch's validation
+accuracy.
 
 Pruning compares like with like: a trial reports its validation accuracy at eight checkpoints,
 each an eighth of *its own* budget, so trials with other budgets or epoch lengths are compared
@@ -29,6 +30,7 @@ from ..config import Experiment
 from ..data import epoch_plan
 from ..data.synthetic import with_synthetic
 from ..engine import TrainConfig, fit
+from ..engine.config import total_steps, within_steps
 from ..study import ModelSpec, members, student_spec
 from .space import Recipe
 
@@ -85,8 +87,8 @@ def is_sklearn(exp: Experiment, recipe: Recipe) -> bool:
 
 def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) -> ModelSpec:
     """The study's model spec of ``recipe``: its student's model, the recipe's objective, and
-    its budget as whole epochs of the training set it uses (at least one; a scikit-learn student
-    has none)."""
+    its budget of optimizer steps over the training set it uses (``max_steps``, with the epochs it
+    reaches into; a scikit-learn student has none)."""
     spec = student_spec(exp, target_student(exp, recipe.student), objective=recipe.objective(),
                         **recipe.train_changes())
     if is_sklearn(exp, recipe):  # the model's options and the recipe's soft-label settings
@@ -96,10 +98,10 @@ def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) 
     train = dict(spec.train)
     per_epoch = steps_per_epoch(data, recipe, train)
     if recipe.steps is not None:
-        train["epochs"] = max(1, round(recipe.steps / per_epoch))
+        train.update(epochs=-(-recipe.steps // per_epoch), max_steps=recipe.steps)
     cfg = TrainConfig(**train)
     hyper = {k: v for k, v in spec.hyperparams.items() if k in ("channels", "hidden")}
-    hyper.update(recipe=recipe.label(), epochs=cfg.epochs, steps=cfg.epochs * per_epoch)
+    hyper.update(recipe=recipe.label(), epochs=within_steps(cfg, per_epoch).epochs, steps=total_steps(cfg, per_epoch))
     return replace(spec, name=name or recipe.label(), train=train, hyperparams=hyper)
 
 
