@@ -71,3 +71,7 @@ def test_a_model_still_improving_at_its_last_epoch_is_noted():
     (note,) = still_improving(models)
     assert note.startswith("kd was still improving when training ended: its best validation epoch was its last "
                            "(5 of 5) on seed(s) 0.") and "train.epochs" in note and "kdistill tune" in note
+    assert "max_steps" not in note
+    models[0]["hyperparams"] = {"epochs": 9, "max_steps": 40}  # a step budget may end it before the epochs do
+    (note,) = still_improving(models)
+    assert "train.max_steps, which caps it at 40 optimizer steps" in note and "train.epochs" in note

@@ -138,6 +138,22 @@ def test_demo_is_the_bundled_experiment(tmp_path, monkeypatch):
     assert calls["seeds"] == [0, 1] and calls["config"]["train"]["epochs"] == 3
 
 
+def test_a_student_s_step_budget_ends_its_training_and_the_table_shows_it(tiny, write_experiment, tmp_path):
+    tiny["train"]["epochs"] = 4
+    tiny["students"][1]["train"] = {"max_steps": 8}
+    out = tmp_path / "run"
+    assert main(["run", str(write_experiment(tiny)), "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    models = {m["name"]: m for m in results["models"]}
+    per_epoch = -(-results["split_sizes"][0] // tiny["train"]["batch_size"])
+    assert per_epoch < 8 < 4 * per_epoch  # the budget ends within the second to fourth epoch
+    kd = models["kd"]
+    assert (kd["hyperparams"]["epochs"], kd["hyperparams"]["max_steps"]) == (4, 8)
+    assert kd["per_seed"][0]["epochs_trained"] == -(-8 // per_epoch)
+    assert "max_steps" not in models["alone"]["hyperparams"] and models["alone"]["per_seed"][0]["epochs_trained"] == 4
+    assert "max_steps=8" in (out / "results.md").read_text()
+
+
 def test_scarce_labels_with_the_unlabeled_rest_views_and_fm(tiny, write_experiment, tmp_path):
     tiny["data"].update({"train_fraction": 0.25, "unlabeled_rest": True,
                          "augment": {"views": 2, "mixup": 0.3, "translate": 0.1}})

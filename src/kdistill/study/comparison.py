@@ -39,7 +39,7 @@ from .check import export_problem, teacher_batch
 from .defaults import default_objective, is_table, synthetic_options, table_budget
 from .folders import INCOMPLETE, abandon_run_dir, check_cache_dir, finish_run_dir, open_run_dir, release_run_dir
 from .runner import run_study
-from .specs import ModelSpec, from_teacher_spec, objective_shown
+from .specs import ModelSpec, budget_shown, from_teacher_spec, objective_shown
 
 
 def run_in_folder(setup: Callable[[Path], tuple[Callable[[int], Splits], Callable[[], dict]]], teacher: ModelSpec,
@@ -332,8 +332,7 @@ def _shown(objective, train: dict, model) -> dict:
     cfg = TrainConfig(**train)
     shared = cfg.labeled_share is not None and members.needs_teacher(objective)  # alone, it has no effect
     share = {"labeled_share": cfg.labeled_share} if shared else {}
-    steps = {"max_steps": cfg.max_steps} if cfg.max_steps is not None else {}
-    return {**shown, "epochs": cfg.epochs, **steps, "lr": cfg.lr, **share}
+    return {**shown, **budget_shown(cfg), **share}
 
 
 def _changed_params(estimator) -> dict:

@@ -308,16 +308,21 @@ def _summary(spec: ModelSpec, seeds: list[dict]) -> dict:
 
 def still_improving(models: list[dict]) -> list[str]:
     """One note per model whose best validation epoch was its last, on some seed: it was still
-    improving when its budget ran out, so more epochs may buy more."""
+    improving when its budget ran out, so more epochs (or steps, where a step budget ended it) may
+    buy more."""
     notes = []
     for m in models:
         last = [s for s in m.get("per_seed", []) if s.get("epochs_trained", 0) > 1
                 and s.get("epoch_kept") == s["epochs_trained"]]
-        if last:
-            notes.append(f"{m['name']} was still improving when training ended: its best validation epoch was its "
-                         f"last ({last[0]['epoch_kept']} of {last[0]['epochs_trained']}) on seed(s) "
-                         f"{', '.join(str(s['seed']) for s in last)}. Raise the epoch budget (train.epochs in an "
-                         f"experiment file, epochs= in compare) or let kdistill tune choose it.")
+        if not last:
+            continue
+        steps = m.get("hyperparams", {}).get("max_steps")
+        budget = ("Raise the epoch budget (train.epochs in an experiment file, epochs= in compare)" if steps is None
+                  else f"Raise the budget (train.epochs, and train.max_steps, which caps it at {steps} optimizer "
+                       f"steps, in an experiment file; epochs= and max_steps= in compare)")
+        notes.append(f"{m['name']} was still improving when training ended: its best validation epoch was its "
+                     f"last ({last[0]['epoch_kept']} of {last[0]['epochs_trained']}) on seed(s) "
+                     f"{', '.join(str(s['seed']) for s in last)}. {budget} or let kdistill tune choose it.")
     return notes
 
 

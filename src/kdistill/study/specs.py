@@ -114,7 +114,14 @@ def _hyperparams(student: StudentConfig | None, train: dict, options: dict, data
             shown["labeled_share"] = cfg.labeled_share
     if data is not None and data.augment is not None and data.augment.views and cfg.views:
         shown["views"] = data.augment.views
-    return {**shown, "epochs": cfg.epochs, "lr": cfg.lr}
+    return {**shown, **budget_shown(cfg)}
+
+
+def budget_shown(cfg: TrainConfig) -> dict:
+    """The training budget a results table shows: the epochs, the step budget where one is set (it
+    may end training before the epochs do) and the learning rate."""
+    steps = {"max_steps": cfg.max_steps} if cfg.max_steps is not None else {}
+    return {"epochs": cfg.epochs, **steps, "lr": cfg.lr}
 
 
 def _categoricals(exp: Experiment) -> str:
