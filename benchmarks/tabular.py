@@ -59,6 +59,7 @@ average; elsewhere no student is significantly worse than alone.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -108,8 +109,10 @@ class EarlyStoppedLGBM(ClassifierMixin, BaseEstimator):
                                                         random_state=self.random_state)
         self.model_ = lgb.LGBMClassifier(n_estimators=2000, learning_rate=0.1, verbose=-1, n_jobs=2,
                                          random_state=self.random_state)
-        self.model_.fit(fit_x, fit_y, eval_set=[(hold_x, hold_y)],
-                        callbacks=[lgb.early_stopping(20, verbose=False)])
+        # LightGBM 4.7 deprecates eval_set for eval_X/eval_y, which older 4.x lack: the same hold-out either way
+        hold = ({"eval_X": (hold_x,), "eval_y": (hold_y,)} if "eval_X" in inspect.signature(self.model_.fit).parameters
+                else {"eval_set": [(hold_x, hold_y)]})
+        self.model_.fit(fit_x, fit_y, **hold, callbacks=[lgb.early_stopping(20, verbose=False)])
         self.classes_ = self.model_.classes_
         return self
 
