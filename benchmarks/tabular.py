@@ -82,6 +82,7 @@ import kdistill  # noqa: E402
 from kdistill.categoricals import for_table  # noqa: E402
 from kdistill.data.batching import mixed_steps  # noqa: E402
 from kdistill.data.synthetic import with_synthetic  # noqa: E402
+from kdistill.engine.config import step_budget  # noqa: E402
 from kdistill.study import defaults, members  # noqa: E402
 from kdistill.study.runner import keep_better  # noqa: E402
 from kdistill.study.verdicts import verdicts  # noqa: E402
@@ -231,7 +232,7 @@ def fit_student(task: Task, kind: str, recipe: dict | None) -> tuple[object, flo
         if share is not None:  # an epoch is then a pass over the unlabelled rows, each batch part labelled
             unlabeled = len(data.training(distilled=True)) - len(task.data.train)
             per_epoch = mixed_steps(unlabeled, BATCH, share)
-        kdistill.fit(net, data, objective=objective, teacher=teacher, epochs=-(-steps // per_epoch), max_steps=steps,
+        kdistill.fit(net, data, objective=objective, teacher=teacher, **step_budget(steps, per_epoch),
                      batch_size=BATCH, lr=LR, schedule="warmup-cosine", seed=task.seed, quiet=True,
                      labeled_share=share)
         return net, time.perf_counter() - start

@@ -143,7 +143,14 @@ def make_optimizer(params, cfg: TrainConfig):
 def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """The optimizer steps of a run of ``steps_per_epoch`` steps an epoch: its epochs' steps, or
     ``max_steps`` when that is fewer."""
-    return min(cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch)
+    steps = cfg.epochs * steps_per_epoch
+    return steps if cfg.max_steps is None else min(steps, cfg.max_steps)
+
+
+def step_budget(steps: int, steps_per_epoch: int) -> dict:
+    """The training options of a budget of exactly ``steps`` optimizer steps over epochs of
+    ``steps_per_epoch``: the epochs those steps reach into and ``max_steps``, the last epoch cut short."""
+    return {"epochs": -(-steps // max(1, steps_per_epoch)), "max_steps": steps}
 
 
 def within_steps(cfg: TrainConfig, steps_per_epoch: int) -> TrainConfig:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from ..data import Splits
 from ..data.batching import mixed_steps
 from ..data.synthetic import check_synthetic
-from ..engine.config import TrainConfig, total_steps
+from ..engine.config import TrainConfig, step_budget, total_steps
 from ..methods import kd_objective
 
 IMAGE_OBJECTIVE = kd_objective(0.5, 4.0)
@@ -85,4 +85,4 @@ def table_budget(train: dict, data: Splits, synthetic: dict | None) -> dict:
     steps = total_steps(cfg, -(-(len(data.train) + pool) // cfg.batch_size))
     share = cfg.labeled_share if cfg.labeled_share is not None else TABLE_TORCH_TRAIN["labeled_share"]
     per_epoch = mixed_steps(pool + round(synthetic["size"] * len(data.train)), cfg.batch_size, share)
-    return {**train, "labeled_share": share, "epochs": -(-steps // per_epoch), "max_steps": steps}
+    return {**train, "labeled_share": share, **step_budget(steps, per_epoch)}

@@ -30,7 +30,7 @@ from ..config import Experiment
 from ..data import epoch_plan
 from ..data.synthetic import with_synthetic
 from ..engine import TrainConfig, fit
-from ..engine.config import total_steps, within_steps
+from ..engine.config import step_budget, total_steps, within_steps
 from ..study import ModelSpec, members, student_spec
 from .space import Recipe
 
@@ -98,7 +98,7 @@ def recipe_spec(exp: Experiment, recipe: Recipe, data, name: str | None = None) 
     train = dict(spec.train)
     per_epoch = steps_per_epoch(data, recipe, train)
     if recipe.steps is not None:
-        train.update(epochs=-(-recipe.steps // per_epoch), max_steps=recipe.steps)
+        train.update(step_budget(recipe.steps, per_epoch))
     cfg = TrainConfig(**train)
     hyper = {k: v for k, v in spec.hyperparams.items() if k in ("channels", "hidden")}
     hyper.update(recipe=recipe.label(), epochs=within_steps(cfg, per_epoch).epochs, steps=total_steps(cfg, per_epoch))
